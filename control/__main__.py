@@ -1,0 +1,26 @@
+"""``python -m control``: serve the control plane with settings from ``PARLEY_*`` variables
+(``PARLEY_DATABASE_URL``, ``PARLEY_TOKEN_SECRET``, ``PARLEY_OIDC_ISSUER`` / ``_AUDIENCE``,
+``PARLEY_SFU_URL``) and ``PARLEY_GRPC_ADDRESS`` (default ``0.0.0.0:50051``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from ._server import ControlServer
+from ._settings import ControlSettings
+
+
+async def _serve() -> None:
+    server = ControlServer(ControlSettings.from_env(), address=os.environ.get("PARLEY_GRPC_ADDRESS", "0.0.0.0:50051"))
+    await server.start()
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve())

@@ -1,0 +1,147 @@
+"""One server interceptor for every Parley RPC: validates the request against its
+protovalidate rules, authenticates the caller, and turns domain errors into
+``google.rpc.Status`` (with BadRequest / ErrorInfo details)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import protovalidate
+from google.protobuf import any_pb2, message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ._auth import ANONYMOUS, Principal
+from ._errors import ControlError, InvalidArgument, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+_CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("parley_caller", default=ANONYMOUS)
+_PARLEY_PREFIX = "/parley."
+ERROR_DOMAIN = "parley.dev"
+
+Authenticate = Callable[[str], Awaitable[Principal]]
+
+
+def current_caller() -> Principal:
+    """The authenticated caller of the RPC being served."""
+    return _CALLER.get()
+
+
+def _field_path(violation: protovalidate.Violation) -> str:
+    parts = []
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
+        parts.append(element.field_name)
+        subscript = element.subscript
+        if subscript is not None:
+            parts[-1] += f"[{subscript.value!r}]" if subscript.field != "index" else f"[{subscript.value}]"
+    return ".".join(parts)
+
+
+def validate(request: message.Message) -> None:
+    """Raises InvalidArgument listing every broken protovalidate rule of ``request``."""
+    violations = protovalidate.collect_violations(request)
+    if violations:
+        raise InvalidArgument([(_field_path(v), v.proto.message or v.proto.rule_id) for v in violations])
+
+
+def to_status(error: ControlError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+    details = [info]
+    if isinstance(error, InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in error.violations
+                ]
+            )
+        )
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=packed)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+class ControlInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps Parley's unary and server-streaming handlers; health and reflection pass through."""
+
+    def __init__(self, authenticate: Authenticate) -> None:
+        self._authenticate = authenticate
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(_PARLEY_PREFIX):
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        authorization = str(metadata.get("authorization", ""))
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, authorization, details.method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, authorization, details.method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    async def _enter(self, request: message.Message, authorization: str) -> contextvars.Token[Principal]:
+        validate(request)
+        principal = await self._authenticate(authorization) if authorization else ANONYMOUS
+        return _CALLER.set(principal)
+
+    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str) -> None:
+        if not isinstance(error, ControlError):
+            log.exception("unexpected error in %s", method, exc_info=error)
+            error = ControlError("internal error")
+        elif isinstance(error, Unauthenticated | InvalidArgument):
+            log.info("%s refused: %s", method, error.message)
+        status = to_status(error)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _unary(
+        self, inner: Callable[..., Awaitable[Any]], authorization: str, method: str
+    ) -> Callable[..., Awaitable[Any]]:
+        async def behavior(request: message.Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                token = await self._enter(request, authorization)
+                try:
+                    return await inner(request, context)
+                finally:
+                    _CALLER.reset(token)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # every failure becomes a Status, never a crash
+                await self._fail(context, error, method)
+
+        return behavior
+
+    def _streaming(
+        self, inner: Callable[..., AsyncIterator[Any]], authorization: str, method: str
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def behavior(request: message.Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                # Each RPC runs in its own task, so the caller set here stays with this stream.
+                await self._enter(request, authorization)
+                async for response in inner(request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await self._fail(context, error, method)
+
+        return behavior

@@ -1,0 +1,83 @@
+"""Database tables. Schema changes go through Alembic migrations (control/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str] = mapped_column(String(320), default="")
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    locale: Mapped[str] = mapped_column(String(35), default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RoomRow(Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    #: ``public`` / ``trusted`` / ``restricted``.
+    access_level: Mapped[str] = mapped_column(String(16))
+    #: Sources non-moderators may publish: ``camera``, ``microphone``, ``screen_share``...
+    publish_sources: Mapped[list[str]] = mapped_column(JSON)
+    everyone_can_mute: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Bumped by every update; the etag is derived from it.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+
+class RoomAccessRow(Base):
+    __tablename__ = "room_accesses"
+    __table_args__ = (UniqueConstraint("room_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: ``member`` / ``administrator`` / ``owner``.
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class LobbyEntryRow(Base):
+    __tablename__ = "lobby_entries"
+    __table_args__ = (Index("ix_lobby_entries_room_state", "room_id", "state", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    #: The participant identity the join token will carry once let in.
+    identity: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(100))
+    #: SHA-256 of the ticket handed to the person waiting.
+    ticket_hash: Mapped[str] = mapped_column(String(64), index=True)
+    #: ``waiting`` / ``accepted`` / ``denied``.
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    #: SHA-256 of the secret; secrets are random 32-byte strings, so no slow hash is needed.
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,207 @@
+"""Repositories: the only module that writes SQL. Each wraps the session of one unit of work."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
+
+_ROOM_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Users:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, user_id: str) -> UserRow | None:
+        return await self._s.get(UserRow, user_id)
+
+    async def by_subject(self, subject: str) -> UserRow | None:
+        return (await self._s.execute(select(UserRow).where(UserRow.subject == subject))).scalar_one_or_none()
+
+    def add(self, row: UserRow) -> None:
+        self._s.add(row)
+
+
+class Rooms:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def find(self, id_or_slug: str, *, for_update: bool = False) -> RoomRow | None:
+        """A room by id (32 hex digits) or slug; ``for_update`` locks it (PostgreSQL)."""
+        column = RoomRow.id if _ROOM_ID.match(id_or_slug) else RoomRow.slug
+        query = select(RoomRow).where(column == id_or_slug)
+        if for_update:
+            query = query.with_for_update()
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def slug_taken(self, slug: str) -> bool:
+        return (await self._s.execute(select(RoomRow.id).where(RoomRow.slug == slug))).first() is not None
+
+    def add(self, row: RoomRow) -> None:
+        self._s.add(row)
+
+    async def delete(self, row: RoomRow) -> None:
+        await self._s.delete(row)
+
+    async def page(
+        self,
+        *,
+        member_user_id: str | None,
+        conditions: Sequence[tuple[str, str]],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[RoomRow]:
+        """Rooms newest first, keyset-paginated on (created_at, id).
+
+        Args:
+            member_user_id: Only rooms this user holds a role on; ``None`` for every room.
+            conditions: Equality conditions ``(column, value)`` on access_level, slug, display_name.
+            after: The (created_at, id) of the last room of the previous page.
+            limit: How many rooms at most.
+        """
+        query = select(RoomRow)
+        if member_user_id is not None:
+            query = query.join(RoomAccessRow, RoomAccessRow.room_id == RoomRow.id).where(
+                RoomAccessRow.user_id == member_user_id
+            )
+        for column, value in conditions:
+            query = query.where(getattr(RoomRow, column) == value)
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                or_(RoomRow.created_at < created, and_(RoomRow.created_at == created, RoomRow.id < last_id))
+            )
+        query = query.order_by(RoomRow.created_at.desc(), RoomRow.id.desc()).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+
+class Accesses:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def role_of(self, room_id: str, user_id: str) -> str | None:
+        query = select(RoomAccessRow.role).where(RoomAccessRow.room_id == room_id, RoomAccessRow.user_id == user_id)
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def get(self, room_id: str, access_id: str) -> RoomAccessRow | None:
+        row = await self._s.get(RoomAccessRow, access_id)
+        return row if row is not None and row.room_id == room_id else None
+
+    async def of_user(self, room_id: str, user_id: str) -> RoomAccessRow | None:
+        query = select(RoomAccessRow).where(RoomAccessRow.room_id == room_id, RoomAccessRow.user_id == user_id)
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def count_owners(self, room_id: str) -> int:
+        query = select(func.count()).where(RoomAccessRow.room_id == room_id, RoomAccessRow.role == "owner")
+        return int((await self._s.execute(query)).scalar_one())
+
+    def add(self, row: RoomAccessRow) -> None:
+        self._s.add(row)
+
+    async def delete(self, row: RoomAccessRow) -> None:
+        await self._s.delete(row)
+
+    async def page(
+        self, room_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[RoomAccessRow, UserRow]]:
+        """Accesses of a room with their users, oldest first."""
+        query = (
+            select(RoomAccessRow, UserRow)
+            .join(UserRow, UserRow.id == RoomAccessRow.user_id)
+            .where(RoomAccessRow.room_id == room_id)
+        )
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                or_(
+                    RoomAccessRow.created_at > created,
+                    and_(RoomAccessRow.created_at == created, RoomAccessRow.id > last_id),
+                )
+            )
+        query = query.order_by(RoomAccessRow.created_at, RoomAccessRow.id).limit(limit)
+        return [(a, u) for a, u in (await self._s.execute(query)).tuples()]
+
+
+class LobbyEntries:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, room_id: str, entry_id: str, *, now: datetime) -> LobbyEntryRow | None:
+        """A live (not lapsed) entry of the room."""
+        row = await self._s.get(LobbyEntryRow, entry_id)
+        if row is None or row.room_id != room_id or aware(row.expires_at) <= now:
+            return None
+        return row
+
+    async def by_ticket_hash(self, room_id: str, ticket_hash: str) -> LobbyEntryRow | None:
+        query = select(LobbyEntryRow).where(LobbyEntryRow.room_id == room_id, LobbyEntryRow.ticket_hash == ticket_hash)
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def waiting_of_user(self, room_id: str, user_id: str, *, now: datetime) -> LobbyEntryRow | None:
+        query = select(LobbyEntryRow).where(
+            LobbyEntryRow.room_id == room_id,
+            LobbyEntryRow.user_id == user_id,
+            LobbyEntryRow.state == "waiting",
+            LobbyEntryRow.expires_at > now,
+        )
+        return (await self._s.execute(query.limit(1))).scalar_one_or_none()
+
+    def add(self, row: LobbyEntryRow) -> None:
+        self._s.add(row)
+
+    async def purge_lapsed(self, room_id: str, *, now: datetime) -> None:
+        await self._s.execute(
+            delete(LobbyEntryRow).where(LobbyEntryRow.room_id == room_id, LobbyEntryRow.expires_at <= now)
+        )
+
+    async def page_waiting(
+        self, room_id: str, *, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[LobbyEntryRow]:
+        query = select(LobbyEntryRow).where(
+            LobbyEntryRow.room_id == room_id, LobbyEntryRow.state == "waiting", LobbyEntryRow.expires_at > now
+        )
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                or_(
+                    LobbyEntryRow.created_at > created,
+                    and_(LobbyEntryRow.created_at == created, LobbyEntryRow.id > last_id),
+                )
+            )
+        query = query.order_by(LobbyEntryRow.created_at, LobbyEntryRow.id).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+
+class ApiKeys:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, key_id: str) -> ApiKeyRow | None:
+        return await self._s.get(ApiKeyRow, key_id)
+
+    def add(self, row: ApiKeyRow) -> None:
+        self._s.add(row)
+
+    async def delete(self, row: ApiKeyRow) -> None:
+        await self._s.delete(row)
+
+    async def page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[ApiKeyRow]:
+        query = select(ApiKeyRow)
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                or_(ApiKeyRow.created_at > created, and_(ApiKeyRow.created_at == created, ApiKeyRow.id > last_id))
+            )
+        query = query.order_by(ApiKeyRow.created_at, ApiKeyRow.id).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,222 @@
+"""gRPC servicers: requests in (already validated and authenticated by the interceptor),
+domain calls, protos out. No rules live here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from parley import parse_lobby_entry_path, parse_room_access_path
+from parley.control.v1 import (
+    api_key_service_pb2 as keys_pb,
+)
+from parley.control.v1 import (
+    api_key_service_pb2_grpc as keys_grpc,
+)
+from parley.control.v1 import (
+    lobby_service_pb2 as lobby_pb,
+)
+from parley.control.v1 import (
+    lobby_service_pb2_grpc as lobby_grpc,
+)
+from parley.control.v1 import (
+    resources_pb2 as res,
+)
+from parley.control.v1 import (
+    room_access_service_pb2 as access_pb,
+)
+from parley.control.v1 import (
+    room_access_service_pb2_grpc as access_grpc,
+)
+from parley.control.v1 import (
+    room_service_pb2 as room_pb,
+)
+from parley.control.v1 import (
+    room_service_pb2_grpc as room_grpc,
+)
+from parley.control.v1 import (
+    user_service_pb2 as user_pb,
+)
+from parley.control.v1 import (
+    user_service_pb2_grpc as user_grpc,
+)
+
+from . import _mapper
+from ._auth import Identity
+from ._interceptor import current_caller
+from ._service import ControlPlane
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _room_id(name: str) -> str:
+    return name.removeprefix("rooms/")
+
+
+class UserServicer(user_grpc.UserServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def GetUser(self, request: user_pb.GetUserRequest, context: Context) -> res.User:
+        return _mapper.user(await self._control.get_user(current_caller(), request.name.removeprefix("users/")))
+
+    async def UpdateUser(self, request: user_pb.UpdateUserRequest, context: Context) -> res.User:
+        row = await self._control.update_user(
+            current_caller(), request.user.name.removeprefix("users/"), request.user, list(request.update_mask.paths)
+        )
+        return _mapper.user(row)
+
+    async def DevLogin(self, request: user_pb.DevLoginRequest, context: Context) -> user_pb.DevLoginResponse:
+        identity = Identity(
+            subject=request.subject, email=request.email, display_name=request.display_name.strip() or request.subject
+        )
+        token, expires, user = await self._control.dev_login(identity)
+        return user_pb.DevLoginResponse(
+            access_token=token, expire_time=_mapper.timestamp(expires), user=_mapper.user(user)
+        )
+
+
+class RoomServicer(room_grpc.RoomServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def CreateRoom(self, request: room_pb.CreateRoomRequest, context: Context) -> res.Room:
+        return _mapper.room(await self._control.create_room(current_caller(), request.room))
+
+    async def GetRoom(self, request: room_pb.GetRoomRequest, context: Context) -> res.Room:
+        return _mapper.room(await self._control.get_room(current_caller(), _room_id(request.name)))
+
+    async def ListRooms(self, request: room_pb.ListRoomsRequest, context: Context) -> room_pb.ListRoomsResponse:
+        page = await self._control.list_rooms(
+            current_caller(), page_size=request.page_size, page_token=request.page_token, filter=request.filter
+        )
+        return room_pb.ListRoomsResponse(
+            rooms=[_mapper.room(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateRoom(self, request: room_pb.UpdateRoomRequest, context: Context) -> res.Room:
+        return _mapper.room(
+            await self._control.update_room(current_caller(), request.room, list(request.update_mask.paths))
+        )
+
+    async def DeleteRoom(self, request: room_pb.DeleteRoomRequest, context: Context) -> empty_pb2.Empty:
+        await self._control.delete_room(current_caller(), _room_id(request.name), request.etag)
+        return empty_pb2.Empty()
+
+    async def JoinRoom(self, request: room_pb.JoinRoomRequest, context: Context) -> room_pb.JoinRoomResponse:
+        return await self._control.join_room(
+            current_caller(),
+            _room_id(request.name),
+            display_name=request.display_name,
+            lobby_ticket=request.lobby_ticket,
+        )
+
+    async def CreateJoinToken(self, request: room_pb.CreateJoinTokenRequest, context: Context) -> room_pb.JoinGrant:
+        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
+        return await self._control.create_join_token(
+            current_caller(),
+            _room_id(request.room),
+            identity=request.identity,
+            display_name=request.display_name,
+            metadata=request.metadata,
+            grants=request.grants,
+            ttl=ttl,
+        )
+
+
+class RoomAccessServicer(access_grpc.RoomAccessServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def CreateRoomAccess(self, request: access_pb.CreateRoomAccessRequest, context: Context) -> res.RoomAccess:
+        row, user = await self._control.create_access(
+            current_caller(), _room_id(request.parent), request.room_access.user, request.room_access.role
+        )
+        return _mapper.room_access(row, user)
+
+    async def ListRoomAccesses(
+        self, request: access_pb.ListRoomAccessesRequest, context: Context
+    ) -> access_pb.ListRoomAccessesResponse:
+        page, _room = await self._control.list_accesses(
+            current_caller(), _room_id(request.parent), page_size=request.page_size, page_token=request.page_token
+        )
+        return access_pb.ListRoomAccessesResponse(
+            room_accesses=[_mapper.room_access(a, u) for a, u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateRoomAccess(self, request: access_pb.UpdateRoomAccessRequest, context: Context) -> res.RoomAccess:
+        room, access = parse_room_access_path(request.room_access.name)
+        row, user = await self._control.update_access(current_caller(), room, access, request.room_access.role)
+        return _mapper.room_access(row, user)
+
+    async def DeleteRoomAccess(self, request: access_pb.DeleteRoomAccessRequest, context: Context) -> empty_pb2.Empty:
+        room, access = parse_room_access_path(request.name)
+        await self._control.delete_access(current_caller(), room, access)
+        return empty_pb2.Empty()
+
+
+class LobbyServicer(lobby_grpc.LobbyServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def GetLobbyEntry(self, request: lobby_pb.GetLobbyEntryRequest, context: Context) -> res.LobbyEntry:
+        row = await self._control.get_lobby_entry(
+            current_caller(), parse_lobby_entry_path(request.name), request.ticket
+        )
+        return _mapper.lobby_entry(row)
+
+    async def WatchLobbyEntry(
+        self, request: lobby_pb.WatchLobbyEntryRequest, context: Context
+    ) -> AsyncIterator[res.LobbyEntry]:
+        async for row in self._control.watch_lobby_entry(
+            current_caller(), parse_lobby_entry_path(request.name), request.ticket
+        ):
+            yield _mapper.lobby_entry(row)
+
+    async def ListLobbyEntries(
+        self, request: lobby_pb.ListLobbyEntriesRequest, context: Context
+    ) -> lobby_pb.ListLobbyEntriesResponse:
+        page = await self._control.list_lobby(
+            current_caller(), _room_id(request.parent), page_size=request.page_size, page_token=request.page_token
+        )
+        return lobby_pb.ListLobbyEntriesResponse(
+            lobby_entries=[_mapper.lobby_entry(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    async def AdmitLobbyEntry(self, request: lobby_pb.AdmitLobbyEntryRequest, context: Context) -> res.LobbyEntry:
+        row = await self._control.decide_lobby_entry(current_caller(), parse_lobby_entry_path(request.name), admit=True)
+        return _mapper.lobby_entry(row)
+
+    async def DenyLobbyEntry(self, request: lobby_pb.DenyLobbyEntryRequest, context: Context) -> res.LobbyEntry:
+        row = await self._control.decide_lobby_entry(
+            current_caller(), parse_lobby_entry_path(request.name), admit=False
+        )
+        return _mapper.lobby_entry(row)
+
+
+class ApiKeyServicer(keys_grpc.ApiKeyServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def CreateApiKey(
+        self, request: keys_pb.CreateApiKeyRequest, context: Context
+    ) -> keys_pb.CreateApiKeyResponse:
+        row, secret = await self._control.create_api_key(
+            current_caller(), request.api_key.display_name, list(request.api_key.scopes)
+        )
+        return keys_pb.CreateApiKeyResponse(api_key=_mapper.api_key(row), secret=secret)
+
+    async def ListApiKeys(self, request: keys_pb.ListApiKeysRequest, context: Context) -> keys_pb.ListApiKeysResponse:
+        page = await self._control.list_api_keys(
+            current_caller(), page_size=request.page_size, page_token=request.page_token
+        )
+        return keys_pb.ListApiKeysResponse(
+            api_keys=[_mapper.api_key(k) for k in page.items], next_page_token=page.next_page_token
+        )
+
+    async def DeleteApiKey(self, request: keys_pb.DeleteApiKeyRequest, context: Context) -> empty_pb2.Empty:
+        await self._control.delete_api_key(current_caller(), request.name.removeprefix("apiKeys/"))
+        return empty_pb2.Empty()

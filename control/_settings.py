@@ -1,0 +1,78 @@
+"""Control-plane configuration: explicit arguments, else ``PARLEY_*`` environment variables,
+else a clear error. Loaded once into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from parley import MIN_SECRET_BYTES
+
+
+class ConfigurationError(ValueError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OidcSettings:
+    """The identity provider whose tokens control accepts."""
+
+    #: The provider's issuer URL; its discovery document gives the JWKS.
+    issuer: str
+    #: The audience tokens must be issued for (a client id or a resource indicator).
+    audience: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSettings:
+    """Everything the control service needs to run."""
+
+    #: ``postgresql://...`` or ``sqlite:///path``.
+    database_url: str
+    #: Signs join tokens; the SFU verifies with the same secret (at least 32 bytes).
+    token_secret: str
+    #: Names ``token_secret`` in tokens (the JWT ``iss``), for rotation.
+    token_key_id: str = "parley"
+    #: Where participants connect, returned with join tokens.
+    sfu_url: str = "ws://127.0.0.1:7880"
+    #: Accepts ``UserService.DevLogin``; only for the embedded default.
+    dev_login: bool = False
+    oidc: OidcSettings | None = None
+    join_token_ttl: timedelta = timedelta(hours=6)
+    #: How long a lobby request waits for a decision (refreshed while the person polls).
+    lobby_wait: timedelta = timedelta(minutes=10)
+    #: How long an accepted lobby entry may be used to join.
+    lobby_admitted: timedelta = timedelta(minutes=10)
+    #: Interval at which WatchLobbyEntry re-reads an entry.
+    lobby_poll_interval: timedelta = field(default=timedelta(milliseconds=500))
+
+    def __post_init__(self) -> None:
+        if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> ControlSettings:
+        """Reads settings, explicit keyword arguments winning over ``PARLEY_*`` variables."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for key, var in (
+            ("database_url", "PARLEY_DATABASE_URL"),
+            ("token_secret", "PARLEY_TOKEN_SECRET"),
+            ("token_key_id", "PARLEY_TOKEN_KEY_ID"),
+            ("sfu_url", "PARLEY_SFU_URL"),
+        ):
+            if var in env:
+                values[key] = env[var]
+        if "PARLEY_DEV_LOGIN" in env:
+            values["dev_login"] = env["PARLEY_DEV_LOGIN"].lower() in ("1", "true", "yes")
+        if env.get("PARLEY_OIDC_ISSUER"):
+            if not env.get("PARLEY_OIDC_AUDIENCE"):
+                raise ConfigurationError("PARLEY_OIDC_ISSUER is set but PARLEY_OIDC_AUDIENCE is not")
+            values["oidc"] = OidcSettings(issuer=env["PARLEY_OIDC_ISSUER"], audience=env["PARLEY_OIDC_AUDIENCE"])
+        values.update(explicit)
+        for required, var in (("database_url", "PARLEY_DATABASE_URL"), ("token_secret", "PARLEY_TOKEN_SECRET")):
+            if not values.get(required):
+                raise ConfigurationError(f"{required} is required: pass it or set {var}")
+        return cls(**values)  # type: ignore[arg-type]

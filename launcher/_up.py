@@ -1,0 +1,88 @@
+"""``parley up``: control on embedded defaults (SQLite in the data folder, dev login), with a
+development API key created on first start and saved where the CLI finds it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
+from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
+
+log = logging.getLogger("parley.up")
+
+_SECRETS_FILE = "secrets.json"
+
+
+def _token_secret(data_dir: Path) -> str:
+    """The join-token secret of this installation, made once and kept in the data folder."""
+    path = data_dir / _SECRETS_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())["token_secret"])
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"token_secret": secret}))
+    return secret
+
+
+async def _ensure_dev_key(server: ControlServer, data_dir: Path) -> tuple[Credentials, bool]:
+    """The saved development key if it still works, else a new one (all scopes)."""
+    try:
+        saved = load_credentials(data_dir=data_dir, env={})
+        await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
+        credentials, created = Credentials(url=server.target, api_key=saved.api_key, api_secret=saved.api_secret), False
+    except (ParleyError, Unauthenticated) as missing:  # no saved key, or one the database lost
+        log.debug("creating a development API key: %s", missing)
+        row, secret = await server.control.create_api_key(None, "development key (parley up)", ALL_SCOPES)
+        credentials, created = Credentials(url=server.target, api_key=row.id, api_secret=secret), True
+    save_credentials(data_dir, credentials)
+    return credentials, created
+
+
+async def _serve(data_dir: Path, grpc_port: int, host: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
+    settings = ControlSettings(
+        database_url=f"sqlite:///{data_dir / 'parley.db'}", token_secret=_token_secret(data_dir), dev_login=True
+    )
+    server = ControlServer(settings, address=f"{host}:{grpc_port}")
+    await server.start()
+    credentials, created = await _ensure_dev_key(server, data_dir)
+    typer.echo(f"Parley control (gRPC) listening on {server.target}")
+    typer.echo(f"  data folder: {data_dir}  (SQLite database, secrets, credentials)")
+    typer.echo("  dev login:   enabled (UserService.DevLogin); OIDC not configured")
+    typer.echo(f"  {'new ' if created else ''}development API key (all scopes), saved for the CLI:")
+    typer.echo(f"    PARLEY_URL={credentials.url}")
+    typer.echo(f"    PARLEY_API_KEY={credentials.api_key}")
+    typer.echo(f"    PARLEY_API_SECRET={credentials.api_secret}")
+    typer.echo("  try: parley rooms create --name 'Weekly sync'   (Ctrl-C stops)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    typer.echo("stopping")
+    await server.stop(grace=2)
+
+
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where data lives; default $PARLEY_DATA_DIR or ~/.local/share/parley.")
+    ] = None,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port of control (0: any free port).")] = 50051,
+    http_port: Annotated[int, typer.Option(help="REST gateway port (the gateway is not built yet).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
+) -> None:
+    """Run Parley on its embedded defaults: control with SQLite and the dev login."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    del http_port  # accepted now so scripts keep working when the gateway joins `parley up`
+    asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, host))

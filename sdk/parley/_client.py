@@ -1,0 +1,275 @@
+"""The async client: one facade, one sub-client per service.
+
+async with Client.connect() as parley:
+    room = await parley.rooms.create(display_name="Weekly sync")
+    async for room in parley.rooms.list():
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2, field_mask_pb2, message
+
+from parley.control.v1 import api_key_service_pb2 as keys_pb
+from parley.control.v1 import api_key_service_pb2_grpc as keys_grpc
+from parley.control.v1 import lobby_service_pb2 as lobby_pb
+from parley.control.v1 import lobby_service_pb2_grpc as lobby_grpc
+from parley.control.v1 import resources_pb2 as res
+from parley.control.v1 import room_access_service_pb2 as access_pb
+from parley.control.v1 import room_access_service_pb2_grpc as access_grpc
+from parley.control.v1 import room_service_pb2 as room_pb
+from parley.control.v1 import room_service_pb2_grpc as room_grpc
+from parley.control.v1 import user_service_pb2 as user_pb
+from parley.control.v1 import user_service_pb2_grpc as user_grpc
+
+from ._config import load_credentials
+from ._errors import ParleyError
+from ._names import api_key_path, room_path, user_path
+
+Req = TypeVar("Req", bound=message.Message)
+Resp = TypeVar("Resp", bound=message.Message)
+Item = TypeVar("Item", bound=message.Message)
+
+
+class _Service:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def _call(self, method: Callable[..., Awaitable[Resp]], request: message.Message) -> Resp:
+        try:
+            return await method(request, metadata=self._client._metadata)
+        except grpc.aio.AioRpcError as error:
+            raise ParleyError.from_rpc_error(error) from None
+
+    async def _pages(self, method: Callable[..., Awaitable[Any]], request: Any, items: str) -> AsyncIterator[Any]:
+        """Follows ``next_page_token`` until the last page."""
+        while True:
+            response = await self._call(method, request)
+            for item in getattr(response, items):
+                yield item
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+
+class Rooms(_Service):
+    """``RoomService``: rooms and joining them."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._stub = room_grpc.RoomServiceStub(client.channel)
+
+    async def create(
+        self,
+        *,
+        display_name: str = "",
+        slug: str = "",
+        access_level: res.AccessLevel.ValueType = res.ACCESS_LEVEL_PUBLIC,
+        configuration: res.RoomConfiguration | None = None,
+    ) -> res.Room:
+        room = res.Room(display_name=display_name, slug=slug, access_level=access_level)
+        if configuration is not None:
+            room.configuration.CopyFrom(configuration)
+        return await self._call(self._stub.CreateRoom, room_pb.CreateRoomRequest(room=room))
+
+    async def get(self, room: str) -> res.Room:
+        """A room by id, slug or resource name."""
+        return await self._call(self._stub.GetRoom, room_pb.GetRoomRequest(name=room_path(room)))
+
+    def list(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[res.Room]:
+        """Every room visible to the caller, fetched page by page."""
+        return self._pages(self._stub.ListRooms, room_pb.ListRoomsRequest(filter=filter, page_size=page_size), "rooms")
+
+    async def update(self, room: res.Room, *, update_mask: Sequence[str]) -> res.Room:
+        request = room_pb.UpdateRoomRequest(room=room, update_mask=field_mask_pb2.FieldMask(paths=list(update_mask)))
+        return await self._call(self._stub.UpdateRoom, request)
+
+    async def delete(self, room: str, *, etag: str = "") -> None:
+        await self._call(self._stub.DeleteRoom, room_pb.DeleteRoomRequest(name=room_path(room), etag=etag))
+
+    async def join(self, room: str, *, display_name: str = "", lobby_ticket: str = "") -> room_pb.JoinRoomResponse:
+        """Asks to join: the response holds a ``grant`` or a ``lobby`` ticket."""
+        request = room_pb.JoinRoomRequest(name=room_path(room), display_name=display_name, lobby_ticket=lobby_ticket)
+        return await self._call(self._stub.JoinRoom, request)
+
+    async def create_join_token(
+        self,
+        room: str,
+        *,
+        identity: str,
+        display_name: str = "",
+        metadata: str = "",
+        grants: room_pb.JoinGrants | None = None,
+        ttl: timedelta | None = None,
+    ) -> room_pb.JoinGrant:
+        request = room_pb.CreateJoinTokenRequest(
+            room=room_path(room),
+            identity=identity,
+            display_name=display_name,
+            metadata=metadata,
+            grants=grants or room_pb.JoinGrants(can_publish=True, can_subscribe=True, can_publish_data=True),
+        )
+        if ttl is not None:
+            request.ttl.CopyFrom(duration_pb2.Duration(seconds=int(ttl.total_seconds())))
+        return await self._call(self._stub.CreateJoinToken, request)
+
+
+class RoomAccesses(_Service):
+    """``RoomAccessService``: who holds which role on a room."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._stub = access_grpc.RoomAccessServiceStub(client.channel)
+
+    async def create(self, room: str, *, user: str, role: res.Role.ValueType) -> res.RoomAccess:
+        request = access_pb.CreateRoomAccessRequest(
+            parent=room_path(room), room_access=res.RoomAccess(user=user_path(user), role=role)
+        )
+        return await self._call(self._stub.CreateRoomAccess, request)
+
+    def list(self, room: str, *, page_size: int = 0) -> AsyncIterator[res.RoomAccess]:
+        request = access_pb.ListRoomAccessesRequest(parent=room_path(room), page_size=page_size)
+        return self._pages(self._stub.ListRoomAccesses, request, "room_accesses")
+
+    async def update(self, name: str, *, role: res.Role.ValueType) -> res.RoomAccess:
+        request = access_pb.UpdateRoomAccessRequest(
+            room_access=res.RoomAccess(name=name, role=role), update_mask=field_mask_pb2.FieldMask(paths=["role"])
+        )
+        return await self._call(self._stub.UpdateRoomAccess, request)
+
+    async def delete(self, name: str) -> None:
+        await self._call(self._stub.DeleteRoomAccess, access_pb.DeleteRoomAccessRequest(name=name))
+
+
+class Lobby(_Service):
+    """``LobbyService``: people waiting to be let in."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._stub = lobby_grpc.LobbyServiceStub(client.channel)
+
+    async def get(self, name: str, *, ticket: str = "") -> res.LobbyEntry:
+        return await self._call(self._stub.GetLobbyEntry, lobby_pb.GetLobbyEntryRequest(name=name, ticket=ticket))
+
+    async def watch(self, name: str, *, ticket: str = "") -> AsyncIterator[res.LobbyEntry]:
+        """The entry now and after each change, until it is decided or lapses."""
+        call = self._stub.WatchLobbyEntry(
+            lobby_pb.WatchLobbyEntryRequest(name=name, ticket=ticket), metadata=self._client._metadata
+        )
+        try:
+            async for entry in call:
+                yield entry
+        except grpc.aio.AioRpcError as error:
+            raise ParleyError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    def list(self, room: str, *, page_size: int = 0) -> AsyncIterator[res.LobbyEntry]:
+        request = lobby_pb.ListLobbyEntriesRequest(parent=room_path(room), page_size=page_size)
+        return self._pages(self._stub.ListLobbyEntries, request, "lobby_entries")
+
+    async def admit(self, name: str) -> res.LobbyEntry:
+        return await self._call(self._stub.AdmitLobbyEntry, lobby_pb.AdmitLobbyEntryRequest(name=name))
+
+    async def deny(self, name: str) -> res.LobbyEntry:
+        return await self._call(self._stub.DenyLobbyEntry, lobby_pb.DenyLobbyEntryRequest(name=name))
+
+
+class Users(_Service):
+    """``UserService``: the caller's profile and the dev login."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._stub = user_grpc.UserServiceStub(client.channel)
+
+    async def get(self, user: str = "me") -> res.User:
+        return await self._call(self._stub.GetUser, user_pb.GetUserRequest(name=user_path(user)))
+
+    async def update(self, user: res.User, *, update_mask: Sequence[str]) -> res.User:
+        request = user_pb.UpdateUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=list(update_mask)))
+        return await self._call(self._stub.UpdateUser, request)
+
+    async def dev_login(self, subject: str, *, email: str = "", display_name: str = "") -> user_pb.DevLoginResponse:
+        request = user_pb.DevLoginRequest(subject=subject, email=email, display_name=display_name)
+        return await self._call(self._stub.DevLogin, request)
+
+
+class ApiKeys(_Service):
+    """``ApiKeyService``: credentials for services (needs ``keys:manage``)."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._stub = keys_grpc.ApiKeyServiceStub(client.channel)
+
+    async def create(self, *, display_name: str, scopes: Sequence[str]) -> keys_pb.CreateApiKeyResponse:
+        request = keys_pb.CreateApiKeyRequest(api_key=res.ApiKey(display_name=display_name, scopes=list(scopes)))
+        return await self._call(self._stub.CreateApiKey, request)
+
+    def list(self, *, page_size: int = 0) -> AsyncIterator[res.ApiKey]:
+        return self._pages(self._stub.ListApiKeys, keys_pb.ListApiKeysRequest(page_size=page_size), "api_keys")
+
+    async def delete(self, key: str) -> None:
+        await self._call(self._stub.DeleteApiKey, keys_pb.DeleteApiKeyRequest(name=api_key_path(key)))
+
+
+class Client:
+    """Async client of the Parley control plane.
+
+    Args:
+        target: gRPC address, ``host:port``.
+        bearer: Credentials sent as ``authorization: Bearer ...``: an API key
+            (``<key id>.<secret>``), an OIDC token or a dev-login token. Empty for anonymous calls.
+
+    Create it inside a running event loop (grpc.aio channels bind to the loop), and close it
+    with ``aclose()`` or ``async with``.
+    """
+
+    def __init__(self, target: str, *, bearer: str = "", channel: grpc.aio.Channel | None = None) -> None:
+        asyncio.get_running_loop()  # fail here, clearly, rather than deep inside grpc
+        self.target = target.removeprefix("grpc://")
+        self._owns_channel = channel is None
+        self.channel = channel or grpc.aio.insecure_channel(self.target)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {bearer}"),) if bearer else ()
+        self.rooms = Rooms(self)
+        self.accesses = RoomAccesses(self)
+        self.lobby = Lobby(self)
+        self.users = Users(self)
+        self.api_keys = ApiKeys(self)
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        data_dir: Path | None = None,
+    ) -> Client:
+        """A client configured from arguments, ``PARLEY_*`` variables or ``parley up``'s data folder."""
+        credentials = load_credentials(url=url, api_key=api_key, api_secret=api_secret, data_dir=data_dir)
+        return cls(credentials.url, bearer=credentials.bearer)
+
+    def with_bearer(self, bearer: str) -> Client:
+        """A client calling with other credentials over this client's channel (which stays
+        owned by this client)."""
+        return Client(self.target, bearer=bearer, channel=self.channel)
+
+    async def aclose(self) -> None:
+        if self._owns_channel:
+            await self.channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

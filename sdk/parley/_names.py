@@ -1,0 +1,70 @@
+"""Build and parse resource names (``rooms/{room}``, ``rooms/{room}/accesses/{access}``...)."""
+
+from __future__ import annotations
+
+import re
+
+_ROOM = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)$")
+_ACCESS = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/accesses/([0-9a-f]{32})$")
+_LOBBY_ENTRY = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/lobbyEntries/([0-9a-f]{32})$")
+_USER = re.compile(r"^users/(me|[0-9a-f]{32})$")
+_API_KEY = re.compile(r"^apiKeys/(pk_[A-Za-z0-9]{16,64})$")
+
+
+def _parse(pattern: re.Pattern[str], name: str, what: str) -> tuple[str, ...]:
+    match = pattern.match(name)
+    if not match:
+        raise ValueError(f"{name!r} is not a {what} name")
+    return match.groups()
+
+
+def room_path(room: str) -> str:
+    """``rooms/{room}``; ``room`` is an id or a slug. An existing path is returned as is."""
+    return room if room.startswith("rooms/") else f"rooms/{room}"
+
+
+def parse_room_path(name: str) -> str:
+    """The id or slug in ``rooms/{room}``."""
+    return _parse(_ROOM, name, "room")[0]
+
+
+def room_access_path(room: str, access: str) -> str:
+    """``rooms/{room}/accesses/{access}``."""
+    return f"{room_path(room)}/accesses/{access}"
+
+
+def parse_room_access_path(name: str) -> tuple[str, str]:
+    """``(room, access)`` from ``rooms/{room}/accesses/{access}``."""
+    room, access = _parse(_ACCESS, name, "room access")
+    return room, access
+
+
+def lobby_entry_path(room: str, entry: str) -> str:
+    """``rooms/{room}/lobbyEntries/{entry}``."""
+    return f"{room_path(room)}/lobbyEntries/{entry}"
+
+
+def parse_lobby_entry_path(name: str) -> tuple[str, str]:
+    """``(room, entry)`` from ``rooms/{room}/lobbyEntries/{entry}``."""
+    room, entry = _parse(_LOBBY_ENTRY, name, "lobby entry")
+    return room, entry
+
+
+def user_path(user: str) -> str:
+    """``users/{user}``; ``users/me`` names the caller."""
+    return user if user.startswith("users/") else f"users/{user}"
+
+
+def parse_user_path(name: str) -> str:
+    """The id (or ``me``) in ``users/{user}``."""
+    return _parse(_USER, name, "user")[0]
+
+
+def api_key_path(key_id: str) -> str:
+    """``apiKeys/{key_id}``."""
+    return key_id if key_id.startswith("apiKeys/") else f"apiKeys/{key_id}"
+
+
+def parse_api_key_path(name: str) -> str:
+    """The key id in ``apiKeys/{key_id}``."""
+    return _parse(_API_KEY, name, "API key")[0]

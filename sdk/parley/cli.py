@@ -1,0 +1,242 @@
+"""The ``parley`` command line: rooms, join tokens and API keys against a running server.
+
+Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KEY`` /
+``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from google.protobuf import json_format, message
+
+from parley.control.v1 import resources_pb2 as res
+from parley.control.v1 import room_service_pb2 as room_pb
+
+from ._client import Client
+from ._errors import ParleyError
+from ._tokens import TRACK_SOURCES
+
+T = TypeVar("T")
+
+app = typer.Typer(name="parley", help="Parley: self-hosted video meetings, gRPC first.", no_args_is_help=True)
+rooms_app = typer.Typer(help="Create, list, show and delete rooms.", no_args_is_help=True)
+token_app = typer.Typer(help="Mint join tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys (needs the keys:manage scope).", no_args_is_help=True)
+app.add_typer(rooms_app, name="rooms")
+app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
+
+_ACCESS = {
+    "public": res.ACCESS_LEVEL_PUBLIC,
+    "trusted": res.ACCESS_LEVEL_TRUSTED,
+    "restricted": res.ACCESS_LEVEL_RESTRICTED,
+}
+_SOURCES = {
+    "camera": res.TRACK_SOURCE_CAMERA,
+    "microphone": res.TRACK_SOURCE_MICROPHONE,
+    "screen_share": res.TRACK_SOURCE_SCREEN_SHARE,
+    "screen_share_audio": res.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
+}
+
+
+class _Options:
+    def __init__(
+        self, url: str | None, api_key: str | None, api_secret: str | None, data_dir: Path | None, as_json: bool
+    ) -> None:
+        self.url, self.api_key, self.api_secret, self.data_dir, self.as_json = (
+            url,
+            api_key,
+            api_secret,
+            data_dir,
+            as_json,
+        )
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(help="gRPC address of control, host:port.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key id (pk_...).")] = None,
+    api_secret: Annotated[str | None, typer.Option(help="API key secret.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of `parley up` (credentials).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    ctx.obj = _Options(url, api_key, api_secret, data_dir, as_json)
+
+
+def _run(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> T:
+    options: _Options = ctx.obj
+
+    async def go() -> T:
+        async with Client.connect(
+            url=options.url, api_key=options.api_key, api_secret=options.api_secret, data_dir=options.data_dir
+        ) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except ParleyError as error:
+        typer.echo(f"error: {error}", err=True)
+        for violation in error.field_violations:
+            typer.echo(f"  {violation.field}: {violation.description}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _to_dict(msg: message.Message) -> dict[str, Any]:
+    return json_format.MessageToDict(msg)
+
+
+def _emit(ctx: typer.Context, data: Any, text: str) -> None:
+    if ctx.obj.as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(text)
+
+
+def _room_line(room: res.Room) -> str:
+    level = res.AccessLevel.Name(room.access_level).removeprefix("ACCESS_LEVEL_").lower()
+    return f"{room.slug:<16} {level:<10} {room.name:<40} {room.display_name}"
+
+
+@rooms_app.command("create")
+def rooms_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    slug: Annotated[str, typer.Option(help="Meeting code; chosen for you when empty.")] = "",
+    access: Annotated[str, typer.Option(help="public, trusted or restricted.")] = "public",
+) -> None:
+    """Create a room."""
+    if access not in _ACCESS:
+        raise typer.BadParameter(f"use one of {', '.join(_ACCESS)}", param_hint="--access")
+    room = _run(ctx, lambda c: c.rooms.create(display_name=name, slug=slug, access_level=_ACCESS[access]))
+    _emit(ctx, _to_dict(room), _room_line(room))
+
+
+@rooms_app.command("list")
+def rooms_list(
+    ctx: typer.Context,
+    filter: Annotated[str, typer.Option(help='For example: access_level = "ACCESS_LEVEL_PUBLIC".')] = "",
+) -> None:
+    """List rooms."""
+
+    async def work(client: Client) -> list[res.Room]:
+        return [room async for room in client.rooms.list(filter=filter)]
+
+    rooms = _run(ctx, work)
+    _emit(ctx, [_to_dict(r) for r in rooms], "\n".join(_room_line(r) for r in rooms) or "no rooms")
+
+
+@rooms_app.command("get")
+def rooms_get(ctx: typer.Context, room: Annotated[str, typer.Argument(help="Room id or slug.")]) -> None:
+    """Show a room."""
+    found = _run(ctx, lambda c: c.rooms.get(room))
+    _emit(ctx, _to_dict(found), str(found).strip())
+
+
+@rooms_app.command("delete")
+def rooms_delete(ctx: typer.Context, room: Annotated[str, typer.Argument(help="Room id or slug.")]) -> None:
+    """Delete a room."""
+    _run(ctx, lambda c: c.rooms.delete(room))
+    _emit(ctx, {"deleted": room}, f"deleted {room}")
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _parse_ttl(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter("use a number and s, m, h or d, like 30m", param_hint="--ttl")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    room: Annotated[str, typer.Option(help="Room id or slug.")],
+    identity: Annotated[str, typer.Option(help="Participant identity.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    metadata: Annotated[str, typer.Option(help="Application data for the others.")] = "",
+    publish: Annotated[bool, typer.Option(help="May publish media.")] = True,
+    subscribe: Annotated[bool, typer.Option(help="May receive media.")] = True,
+    data: Annotated[bool, typer.Option(help="May send data messages.")] = True,
+    source: Annotated[
+        list[str] | None, typer.Option(help=f"Allowed source ({', '.join(TRACK_SOURCES)}); repeat.")
+    ] = None,
+    hidden: Annotated[bool, typer.Option(help="Invisible to others.")] = False,
+    recorder: Annotated[bool, typer.Option(help="Records the meeting.")] = False,
+    admin: Annotated[bool, typer.Option(help="Room admin: may moderate.")] = False,
+    ttl: Annotated[str, typer.Option(help="Validity, like 30m or 6h.")] = "6h",
+) -> None:
+    """Mint a join token and print it (the JWT alone, unless --json)."""
+    unknown = [s for s in source or [] if s not in _SOURCES]
+    if unknown:
+        raise typer.BadParameter(f"unknown source {unknown[0]!r}", param_hint="--source")
+    grants = room_pb.JoinGrants(
+        can_publish=publish,
+        can_subscribe=subscribe,
+        can_publish_data=data,
+        publish_sources=[_SOURCES[s] for s in source or []],
+        hidden=hidden,
+        recorder=recorder,
+        room_admin=admin,
+    )
+    grant = _run(
+        ctx,
+        lambda c: c.rooms.create_join_token(
+            room, identity=identity, display_name=name, metadata=metadata, grants=grants, ttl=_parse_ttl(ttl)
+        ),
+    )
+    _emit(ctx, _to_dict(grant), grant.token)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    scope: Annotated[list[str], typer.Option(help="Scope to grant (rooms:create, ..., keys:manage); repeat.")],
+) -> None:
+    """Create an API key; its secret is printed once."""
+    created = _run(ctx, lambda c: c.api_keys.create(display_name=name, scopes=scope))
+    key_id = created.api_key.name.removeprefix("apiKeys/")
+    _emit(
+        ctx,
+        {**_to_dict(created.api_key), "secret": created.secret},
+        f"PARLEY_API_KEY={key_id}\nPARLEY_API_SECRET={created.secret}",
+    )
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """List API keys."""
+
+    async def work(client: Client) -> list[res.ApiKey]:
+        return [key async for key in client.api_keys.list()]
+
+    keys = _run(ctx, work)
+    lines = [f"{k.name.removeprefix('apiKeys/'):<30} {','.join(k.scopes):<60} {k.display_name}" for k in keys]
+    _emit(ctx, [_to_dict(k) for k in keys], "\n".join(lines) or "no keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Key id, pk_...")]) -> None:
+    """Revoke (delete) an API key."""
+    _run(ctx, lambda c: c.api_keys.delete(key))
+    _emit(ctx, {"revoked": key}, f"revoked {key}")
+
+
+def main() -> None:
+    app(prog_name="parley")
+
+
+if __name__ == "__main__":
+    main()

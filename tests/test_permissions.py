@@ -1,0 +1,205 @@
+"""The grant/role matrix: every RPC of every control service, called by every kind of caller,
+is allowed or denied as the contracts say. The RPC list comes from the service descriptors,
+so a new RPC without a row here fails the suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool, field_mask_pb2, message, message_factory
+
+from control import ALL_SCOPES, SERVICE_NAMES
+from parley import Client
+from parley.control.v1 import resources_pb2 as res
+
+from .conftest import Callers
+
+PRINCIPALS = ("anonymous", "stranger", "member", "administrator", "owner", "key_with_scope", "key_without_scope")
+USERS = ("stranger", "member", "administrator", "owner")
+DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+
+
+@dataclass
+class Scene:
+    """A fresh trusted room with one user of each role, a lobby entry and a spare API key."""
+
+    room: str
+    #: The access of another member, whom moderators may change or remove.
+    target_access: str
+    #: A user without a role, whom moderators may give one.
+    newcomer: str
+    lobby_entry: str
+    api_key: str
+
+
+@dataclass
+class Rule:
+    #: Which callers among anonymous and the four users are allowed.
+    allowed: set[str]
+    #: The scope an API key needs; None when API keys are never allowed.
+    scope: str | None
+    request: Callable[[Scene], dict[str, Any]] = field(default=lambda s: {})
+
+
+def _room(s: Scene) -> dict[str, Any]:
+    return {"name": s.room}
+
+
+MODERATORS = {"administrator", "owner"}
+EVERYONE = {"anonymous", *USERS}
+MATRIX: dict[str, Rule] = {
+    "UserService.GetUser": Rule(set(USERS), None, lambda s: {"name": "users/me"}),
+    "UserService.UpdateUser": Rule(
+        set(USERS),
+        None,
+        lambda s: {
+            "user": res.User(name="users/me", display_name="Renamed"),
+            "update_mask": field_mask_pb2.FieldMask(paths=["display_name"]),
+        },
+    ),
+    "UserService.DevLogin": Rule(EVERYONE | {"key"}, "", lambda s: {"subject": "matrix-dev-login"}),
+    "RoomService.CreateRoom": Rule(set(USERS), "rooms:create", lambda s: {"room": res.Room(display_name="m")}),
+    "RoomService.GetRoom": Rule(EVERYONE, "rooms:read", _room),
+    "RoomService.ListRooms": Rule(set(USERS), "rooms:list"),
+    "RoomService.UpdateRoom": Rule(
+        MODERATORS,
+        "rooms:update",
+        lambda s: {
+            "room": res.Room(name=s.room, display_name="changed"),
+            "update_mask": field_mask_pb2.FieldMask(paths=["display_name"]),
+        },
+    ),
+    "RoomService.DeleteRoom": Rule({"owner"}, "rooms:delete", _room),
+    "RoomService.JoinRoom": Rule(EVERYONE, None, lambda s: {"name": s.room, "display_name": "Guest"}),
+    "RoomService.CreateJoinToken": Rule(
+        MODERATORS, "tokens:create", lambda s: {"room": s.room, "identity": "bot-1", "grants": {"can_subscribe": True}}
+    ),
+    "RoomAccessService.CreateRoomAccess": Rule(
+        MODERATORS,
+        "rooms:update",
+        lambda s: {"parent": s.room, "room_access": res.RoomAccess(user=s.newcomer, role=res.ROLE_MEMBER)},
+    ),
+    "RoomAccessService.ListRoomAccesses": Rule({"member", *MODERATORS}, "rooms:read", lambda s: {"parent": s.room}),
+    "RoomAccessService.UpdateRoomAccess": Rule(
+        MODERATORS,
+        "rooms:update",
+        lambda s: {
+            "room_access": res.RoomAccess(name=s.target_access, role=res.ROLE_ADMINISTRATOR),
+            "update_mask": field_mask_pb2.FieldMask(paths=["role"]),
+        },
+    ),
+    "RoomAccessService.DeleteRoomAccess": Rule(MODERATORS, "rooms:update", lambda s: {"name": s.target_access}),
+    "LobbyService.GetLobbyEntry": Rule(MODERATORS, "rooms:read", lambda s: {"name": s.lobby_entry}),
+    "LobbyService.WatchLobbyEntry": Rule(MODERATORS, "rooms:read", lambda s: {"name": s.lobby_entry}),
+    "LobbyService.ListLobbyEntries": Rule(MODERATORS, "rooms:update", lambda s: {"parent": s.room}),
+    "LobbyService.AdmitLobbyEntry": Rule(MODERATORS, "rooms:update", lambda s: {"name": s.lobby_entry}),
+    "LobbyService.DenyLobbyEntry": Rule(MODERATORS, "rooms:update", lambda s: {"name": s.lobby_entry}),
+    "ApiKeyService.CreateApiKey": Rule(
+        set(), "keys:manage", lambda s: {"api_key": res.ApiKey(display_name="k", scopes=["rooms:read"])}
+    ),
+    "ApiKeyService.ListApiKeys": Rule(set(), "keys:manage"),
+    "ApiKeyService.DeleteApiKey": Rule(set(), "keys:manage", lambda s: {"name": s.api_key}),
+}
+
+
+def _methods() -> list[str]:
+    pool = descriptor_pool.Default()
+    return [
+        f"{pool.FindServiceByName(name).name}.{m.name}"
+        for name in SERVICE_NAMES
+        for m in pool.FindServiceByName(name).methods
+    ]
+
+
+def test_matrix_covers_every_rpc() -> None:
+    assert sorted(_methods()) == sorted(MATRIX)
+
+
+def _expected(rule: Rule, principal: str) -> bool:
+    if principal in ("key_with_scope", "key_without_scope"):
+        if rule.scope is None:
+            return False
+        return rule.scope == "" or principal == "key_with_scope"
+    return principal in rule.allowed
+
+
+async def _call(client: Client, rpc: str, request: dict[str, Any]) -> grpc.StatusCode:
+    service_name, method_name = rpc.split(".")
+    pool = descriptor_pool.Default()
+    service = pool.FindServiceByName(f"parley.control.v1.{service_name}")
+    method = service.methods_by_name[method_name]
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    built: message.Message = request_cls(**request)
+    path = f"/{service.full_name}/{method.name}"
+    metadata = client._metadata
+    try:
+        if method.server_streaming:
+            stream = client.channel.unary_stream(
+                path, request_serializer=type(built).SerializeToString, response_deserializer=response_cls.FromString
+            )
+            call = stream(built, metadata=metadata)
+            async for _ in call:
+                break
+            call.cancel()
+        else:
+            unary = client.channel.unary_unary(
+                path, request_serializer=type(built).SerializeToString, response_deserializer=response_cls.FromString
+            )
+            await unary(built, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture(scope="session")
+async def people(callers: Callers) -> dict[str, tuple[Client, str]]:
+    return {role: await callers.user(f"matrix-{role}") for role in (*USERS, "target", "newcomer")}
+
+
+async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Scene:
+    owner = people["owner"][0]
+    room = await owner.rooms.create(display_name="matrix", access_level=res.ACCESS_LEVEL_TRUSTED)
+    await owner.accesses.create(room.name, user=people["administrator"][1], role=res.ROLE_ADMINISTRATOR)
+    await owner.accesses.create(room.name, user=people["member"][1], role=res.ROLE_MEMBER)
+    target = await owner.accesses.create(room.name, user=people["target"][1], role=res.ROLE_MEMBER)
+    lobby = await callers.anonymous.rooms.join(room.name, display_name="waiting guest")
+    assert lobby.WhichOneof("result") == "lobby"
+    key = await callers.admin_key.api_keys.create(display_name="spare", scopes=["rooms:read"])
+    return Scene(
+        room=room.name,
+        target_access=target.name,
+        newcomer=people["newcomer"][1],
+        lobby_entry=lobby.lobby.entry.name,
+        api_key=key.api_key.name,
+    )
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize("rpc", sorted(MATRIX))
+async def test_rpc_allowed_or_denied(
+    callers: Callers, people: dict[str, tuple[Client, str]], rpc: str, principal: str
+) -> None:
+    rule = MATRIX[rpc]
+    scene = await _scene(callers, people)
+    if principal == "anonymous":
+        client = callers.anonymous
+    elif principal in USERS:
+        client = people[principal][0]
+    elif principal == "key_with_scope":
+        client = await callers.key(*ALL_SCOPES) if not rule.scope else await callers.key(rule.scope)
+    else:
+        others = [s for s in ALL_SCOPES if s != rule.scope]
+        client = await callers.key(*others)
+    code = await _call(client, rpc, rule.request(scene))
+    expected = _expected(rule, principal)
+    if expected:
+        assert code not in DENIED, f"{rpc} should be allowed for {principal}, got {code}"
+    else:
+        # Nobody logged in: UNAUTHENTICATED; known but not allowed: PERMISSION_DENIED.
+        want = grpc.StatusCode.UNAUTHENTICATED if principal == "anonymous" else grpc.StatusCode.PERMISSION_DENIED
+        assert code == want, f"{rpc} should be denied for {principal} with {want}, got {code}"
