@@ -26,7 +26,10 @@ DESCRIPTORS = OUT / "parley" / "descriptors.binpb"
 
 def _protoc(*args: str) -> None:
     cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"-I{THIRD_PARTY}", f"-I{WELL_KNOWN}", *args]
-    subprocess.run(cmd, check=True)
+    # mypy-protobuf reports each file it writes on stderr; show the output only on failure.
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"protoc failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
 def main() -> None:
