@@ -125,7 +125,7 @@ class Accesses:
                 )
             )
         query = query.order_by(RoomAccessRow.created_at, RoomAccessRow.id).limit(limit)
-        return [(a, u) for a, u in (await self._s.execute(query)).tuples()]
+        return [(a, u) for a, u in await self._s.execute(query)]
 
 
 class LobbyEntries:

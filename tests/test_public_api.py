@@ -1,0 +1,92 @@
+"""The public names of each package are deliberate: changing them is an API change."""
+
+from __future__ import annotations
+
+import control
+import parley
+
+
+def test_sdk_public_names() -> None:
+    assert sorted(parley.__all__) == sorted(
+        [
+            "DEFAULT_TTL",
+            "MIN_SECRET_BYTES",
+            "TRACK_SOURCES",
+            "WEBHOOK_CONTENT_TYPE",
+            "ApiKeys",
+            "Client",
+            "Credentials",
+            "FieldViolation",
+            "InvalidTokenError",
+            "JoinTokenClaims",
+            "Lobby",
+            "ParleyError",
+            "RoomAccesses",
+            "Rooms",
+            "TrackSourceName",
+            "Users",
+            "VideoGrants",
+            "api_key_path",
+            "create_join_token",
+            "default_data_dir",
+            "load_credentials",
+            "lobby_entry_path",
+            "parse_api_key_path",
+            "parse_lobby_entry_path",
+            "parse_room_access_path",
+            "parse_room_path",
+            "parse_user_path",
+            "room_access_path",
+            "room_path",
+            "save_credentials",
+            "sign_webhook",
+            "user_path",
+            "verify_join_token",
+            "verify_webhook",
+        ]
+    )
+    for name in parley.__all__:
+        assert hasattr(parley, name), name
+
+
+def test_control_public_names() -> None:
+    assert sorted(control.__all__) == sorted(
+        [
+            "ALL_SCOPES",
+            "SERVICE_NAMES",
+            "AlreadyExists",
+            "ConfigurationError",
+            "ControlError",
+            "ControlPlane",
+            "ControlServer",
+            "ControlSettings",
+            "FailedPrecondition",
+            "InvalidArgument",
+            "NotFound",
+            "OidcSettings",
+            "PermissionDenied",
+            "Unauthenticated",
+        ]
+    )
+
+
+def test_resource_names_round_trip() -> None:
+    assert parley.parse_room_path(parley.room_path("abc-defg-hij")) == "abc-defg-hij"
+    assert parley.parse_room_access_path(parley.room_access_path("r1", "a" * 32)) == ("r1", "a" * 32)
+    assert parley.parse_lobby_entry_path(parley.lobby_entry_path("r1", "b" * 32)) == ("r1", "b" * 32)
+    assert parley.parse_user_path(parley.user_path("me")) == "me"
+    assert parley.parse_api_key_path(parley.api_key_path("pk_" + "c" * 24)) == "pk_" + "c" * 24
+
+
+def test_credentials_precedence(tmp_path: object) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    parley.save_credentials(folder, parley.Credentials(url="saved:1", api_key="pk_saved", api_secret="s1"))
+    assert parley.load_credentials(data_dir=folder, env={}).url == "saved:1"
+    env = {"PARLEY_URL": "env:2", "PARLEY_API_KEY": "pk_env", "PARLEY_API_SECRET": "s2"}
+    from_env = parley.load_credentials(data_dir=folder, env=env)
+    assert (from_env.url, from_env.api_key) == ("env:2", "pk_env")
+    explicit = parley.load_credentials(url="arg:3", data_dir=folder, env=env)
+    assert explicit.url == "arg:3" and explicit.bearer == "pk_env.s2"
+    assert (folder / "credentials.json").stat().st_mode & 0o077 == 0
