@@ -151,7 +151,7 @@ class OidcVerifier:
                 audience=self._settings.audience,
                 issuer=self._settings.issuer,
                 options={"require": ["exp", "iss", "sub"]},
-                leeway=10,
+                leeway=self._settings.leeway,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("token has expired") from exc

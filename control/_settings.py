@@ -23,6 +23,8 @@ class OidcSettings:
     issuer: str
     #: The audience tokens must be issued for (a client id or a resource indicator).
     audience: str
+    #: Clock skew tolerated on ``exp`` / ``nbf`` / ``iat``.
+    leeway: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, kw_only=True)

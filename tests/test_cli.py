@@ -1,0 +1,136 @@
+"""The README's first command for real: `parley up` in a subprocess, then the `parley` CLI
+against it, the way a newcomer types them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from parley import verify_join_token
+
+PARLEY = [sys.executable, "-c", "import launcher; launcher.main()"]
+
+
+@contextlib.contextmanager
+def parley_up(data_dir: Path) -> Iterator[str]:
+    """Runs `parley up` until the block ends; yields what it printed at start."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        [*PARLEY, "up", "--data-dir", str(data_dir), "--grpc-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        output = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            output.append(line)
+            if "PARLEY_API_SECRET=" in line or not line:
+                break
+        text = "".join(output)
+        assert re.search(r"listening on 127\.0\.0\.1:\d+", text), text
+        assert "development API key" in text, text
+        try:
+            yield text
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            process.stdout.close()
+    assert process.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    data_dir = tmp_path_factory.mktemp("parley-up")
+    with parley_up(data_dir):
+        yield data_dir
+
+
+def cli(data_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    done = subprocess.run(
+        [*PARLEY, "--data-dir", str(data_dir), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    return done
+
+
+def test_rooms_lifecycle(running: Path) -> None:
+    created = json.loads(
+        cli(running, "--json", "rooms", "create", "--name", "Weekly sync", "--access", "trusted").stdout
+    )
+    assert created["accessLevel"] == "ACCESS_LEVEL_TRUSTED"
+    slug = created["slug"]
+    assert slug in cli(running, "rooms", "list").stdout
+    assert json.loads(cli(running, "--json", "rooms", "get", slug).stdout)["name"] == created["name"]
+    cli(running, "rooms", "delete", slug)
+    assert "NOT_FOUND" in cli(running, "rooms", "get", slug, ok=False).stderr
+
+
+def test_token_create_prints_a_verifiable_jwt(running: Path) -> None:
+    slug = json.loads(cli(running, "--json", "rooms", "create").stdout)["slug"]
+    token = cli(
+        running,
+        "token",
+        "create",
+        "--room",
+        slug,
+        "--identity",
+        "bot-1",
+        "--source",
+        "camera",
+        "--no-data",
+        "--ttl",
+        "30m",
+    ).stdout.strip()
+    secret = json.loads((running / "secrets.json").read_text())["token_secret"]
+    claims = verify_join_token(token, secrets={"parley": secret})
+    assert claims.identity == "bot-1"
+    assert claims.grants.can_publish_sources == ("camera",)
+    assert not claims.grants.can_publish_data
+
+
+def test_keys_create_list_revoke(running: Path) -> None:
+    out = cli(running, "keys", "create", "--name", "ci bot", "--scope", "rooms:read").stdout
+    key = re.search(r"PARLEY_API_KEY=(pk_\w+)", out)
+    secret = re.search(r"PARLEY_API_SECRET=(\S+)", out)
+    assert key and secret
+    assert key.group(1) in cli(running, "keys", "list").stdout
+    narrow = ["--api-key", key.group(1), "--api-secret", secret.group(1)]
+    assert "PERMISSION_DENIED" in cli(running, *narrow, "rooms", "create", ok=False).stderr
+    cli(running, "keys", "revoke", key.group(1))
+    assert "UNAUTHENTICATED" in cli(running, *narrow, "rooms", "get", "abc-defg-hij", ok=False).stderr
+
+
+def test_bad_input_is_reported_with_fields(running: Path) -> None:
+    failed = cli(running, "rooms", "create", "--slug", "Not A Slug", ok=False)
+    assert "INVALID_ARGUMENT" in failed.stderr
+    assert "room.slug" in failed.stderr
+
+
+def test_restart_keeps_rooms_and_the_development_key(tmp_path: Path) -> None:
+    with parley_up(tmp_path) as first:
+        assert "new development API key" in first
+        slug = json.loads(cli(tmp_path, "--json", "rooms", "create").stdout)["slug"]
+    key = json.loads((tmp_path / "credentials.json").read_text())["api_key"]
+    with parley_up(tmp_path) as second:
+        assert "new development API key" not in second
+        assert key in second
+        assert slug in cli(tmp_path, "rooms", "list").stdout
+
+
+def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
+    failed = cli(tmp_path / "nothing-here", "rooms", "list", ok=False)
+    assert "parley up" in failed.stderr
