@@ -38,8 +38,9 @@ class Principal:
     """The caller of one RPC."""
 
     kind: Literal["anonymous", "user", "api_key"]
-    #: For ``user``: the users-table id (resolved after authentication).
+    #: For ``user``: the users-table id and display name (resolved after authentication).
     user_id: str = ""
+    display_name: str = ""
     identity: Identity | None = None
     #: For ``api_key``: the key id and its scopes.
     api_key_id: str = ""

@@ -40,8 +40,13 @@ class Rooms:
             query = query.with_for_update()
         return (await self._s.execute(query)).scalar_one_or_none()
 
-    async def slug_taken(self, slug: str) -> bool:
-        return (await self._s.execute(select(RoomRow.id).where(RoomRow.slug == slug))).first() is not None
+    async def find_with_role(self, id_or_slug: str, user_id: str | None) -> tuple[RoomRow, str | None] | None:
+        """A room and the role ``user_id`` holds on it (None: no role, or no user), in one query."""
+        column = RoomRow.id if _ROOM_ID.match(id_or_slug) else RoomRow.slug
+        on = and_(RoomAccessRow.room_id == RoomRow.id, RoomAccessRow.user_id == (user_id or ""))
+        query = select(RoomRow, RoomAccessRow.role).outerjoin(RoomAccessRow, on).where(column == id_or_slug)
+        found = (await self._s.execute(query)).first()
+        return None if found is None else (found[0], found[1])
 
     def add(self, row: RoomRow) -> None:
         self._s.add(row)

@@ -81,7 +81,8 @@ class ControlServer:
             identity = await self._oidc.verify(credentials)
         else:
             raise Unauthenticated("token from an issuer this server does not trust")
-        return Principal(kind="user", user_id=await self.control.user_for(identity), identity=identity)
+        user = await self.control.user_for(identity)
+        return Principal(kind="user", user_id=user.id, display_name=user.display_name, identity=identity)
 
     async def start(self) -> int:
         await _db.migrate(self._engine)

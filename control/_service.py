@@ -86,8 +86,9 @@ class ControlPlane:
 
     # -- callers -------------------------------------------------------------------------
 
-    async def user_for(self, identity: Identity) -> str:
-        """The id of the user behind ``identity``, creating or refreshing the row."""
+    async def user_for(self, identity: Identity) -> UserRow:
+        """The user behind ``identity``, created on first sight. The e-mail follows the identity
+        provider; the display name is taken from it once, then belongs to the user."""
         async with self._sessions.begin() as session:
             users = Users(session)
             row = await users.by_subject(identity.subject)
@@ -109,13 +110,10 @@ class ControlPlane:
                     # Another replica created it at the same moment: use theirs.
                     await session.rollback()
                     return await self.user_for(identity)
-            elif (identity.email and identity.email != row.email) or (
-                identity.display_name and identity.display_name != row.display_name
-            ):
-                row.email = identity.email or row.email
-                row.display_name = identity.display_name or row.display_name
+            elif identity.email and identity.email != row.email:
+                row.email = identity.email
                 row.updated_at = now
-            return row.id
+            return row
 
     async def authenticate_api_key(self, key_id: str, secret: str) -> Principal:
         async with self._sessions() as session:
@@ -131,9 +129,9 @@ class ControlPlane:
             raise PermissionDenied(
                 "dev login is disabled; log in through the identity provider", reason="DEV_LOGIN_DISABLED"
             )
-        user_id = await self.user_for(identity)
+        user = await self.user_for(identity)
         token, expires = issue_dev_token(self.settings, identity, ttl=timedelta(hours=12))
-        return token, expires, await self._user_row(user_id)
+        return token, expires, user
 
     async def _user_row(self, user_id: str) -> UserRow:
         async with self._sessions() as session:
@@ -347,37 +345,40 @@ class ControlPlane:
         if caller.is_api_key:
             raise PermissionDenied("API keys join through RoomService.CreateJoinToken")
         now = _now()
+        user_id = caller.user_id if caller.is_user else None
         async with self._sessions.begin() as session:
-            room = await self._room(session, id_or_slug)
-            user = await Users(session).get(caller.user_id) if caller.is_user else None
-            name = display_name.strip() or (user.display_name if user else "")
+            # The hot path: one query reads the room and the caller's role on it.
+            found = await Rooms(session).find_with_role(id_or_slug, user_id)
+            if found is None:
+                raise NotFound(f"room {id_or_slug!r} not found")
+            room, role = found
             if lobby_ticket:
                 return await self._join_with_ticket(session, room, lobby_ticket, now)
+            name = display_name.strip() or caller.display_name
             if not name:
                 raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
-            role = await self._role(session, room, caller)
             may_enter = (
                 room.access_level == "public"
                 or role is not None
-                or (room.access_level == "trusted" and user is not None)
+                or (room.access_level == "trusted" and user_id is not None)
             )
             if may_enter:
-                identity = user.id if user else f"guest-{secrets.token_hex(8)}"
+                identity = user_id or f"guest-{secrets.token_hex(8)}"
                 return room_pb.JoinRoomResponse(grant=self._join_grant(room, identity, name, self._grants(room, role)))
-            return room_pb.JoinRoomResponse(lobby=await self._enter_lobby(session, room, user, name, now))
+            return room_pb.JoinRoomResponse(lobby=await self._enter_lobby(session, room, user_id, name, now))
 
     async def _enter_lobby(
-        self, session: AsyncSession, room: RoomRow, user: UserRow | None, name: str, now: datetime
+        self, session: AsyncSession, room: RoomRow, user_id: str | None, name: str, now: datetime
     ) -> room_pb.LobbyTicket:
         lobby = LobbyEntries(session)
         ticket = secrets.token_urlsafe(24)
-        entry = await lobby.waiting_of_user(room.id, user.id, now=now) if user else None
+        entry = await lobby.waiting_of_user(room.id, user_id, now=now) if user_id else None
         if entry is None:
             entry = LobbyEntryRow(
                 id=_new_id(),
                 room_id=room.id,
-                user_id=user.id if user else None,
-                identity=user.id if user else f"guest-{secrets.token_hex(8)}",
+                user_id=user_id,
+                identity=user_id or f"guest-{secrets.token_hex(8)}",
                 display_name=name,
                 ticket_hash="",
                 state="waiting",

@@ -202,3 +202,14 @@ async def test_roles_keep_an_owner(callers: Callers) -> None:
     await owner.accesses.update(admin_access.name, role=res.ROLE_OWNER)
     await owner.accesses.delete(owner_access.name)  # another owner remains now
     assert [a.user for a in [a async for a in admin.accesses.list(room.slug)]] == [admin_name]
+
+
+async def test_renamed_users_join_under_their_new_name(callers: Callers) -> None:
+    subject = "renaming-user"
+    user, _ = await callers.user(subject, display_name="Old Name")
+    await user.users.update(res.User(name="users/me", display_name="New Name"), update_mask=["display_name"])
+    again, _ = await callers.user(subject, display_name="Old Name")  # logging in again keeps the rename
+    room = await again.rooms.create()
+    claims = verify_join_token((await again.rooms.join(room.slug)).grant.token, secrets={"parley": TOKEN_SECRET})
+    assert claims.name == "New Name"
+    assert claims.identity == (await again.users.get()).name.removeprefix("users/")
