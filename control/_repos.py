@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeVarTuple
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
@@ -77,12 +78,7 @@ class Rooms:
             )
         for column, value in conditions:
             query = query.where(getattr(RoomRow, column) == value)
-        if after is not None:
-            created, last_id = after
-            query = query.where(
-                or_(RoomRow.created_at < created, and_(RoomRow.created_at == created, RoomRow.id < last_id))
-            )
-        query = query.order_by(RoomRow.created_at.desc(), RoomRow.id.desc()).limit(limit)
+        query = _keyset(query, RoomRow, after, limit, newest_first=True)
         return list((await self._s.execute(query)).scalars())
 
 
@@ -121,15 +117,7 @@ class Accesses:
             .join(UserRow, UserRow.id == RoomAccessRow.user_id)
             .where(RoomAccessRow.room_id == room_id)
         )
-        if after is not None:
-            created, last_id = after
-            query = query.where(
-                or_(
-                    RoomAccessRow.created_at > created,
-                    and_(RoomAccessRow.created_at == created, RoomAccessRow.id > last_id),
-                )
-            )
-        query = query.order_by(RoomAccessRow.created_at, RoomAccessRow.id).limit(limit)
+        query = _keyset(query, RoomAccessRow, after, limit)
         return [(a, u) for a, u in await self._s.execute(query)]
 
 
@@ -171,15 +159,7 @@ class LobbyEntries:
         query = select(LobbyEntryRow).where(
             LobbyEntryRow.room_id == room_id, LobbyEntryRow.state == "waiting", LobbyEntryRow.expires_at > now
         )
-        if after is not None:
-            created, last_id = after
-            query = query.where(
-                or_(
-                    LobbyEntryRow.created_at > created,
-                    and_(LobbyEntryRow.created_at == created, LobbyEntryRow.id > last_id),
-                )
-            )
-        query = query.order_by(LobbyEntryRow.created_at, LobbyEntryRow.id).limit(limit)
+        query = _keyset(query, LobbyEntryRow, after, limit)
         return list((await self._s.execute(query)).scalars())
 
 
@@ -198,13 +178,32 @@ class ApiKeys:
 
     async def page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[ApiKeyRow]:
         query = select(ApiKeyRow)
-        if after is not None:
-            created, last_id = after
-            query = query.where(
-                or_(ApiKeyRow.created_at > created, and_(ApiKeyRow.created_at == created, ApiKeyRow.id > last_id))
-            )
-        query = query.order_by(ApiKeyRow.created_at, ApiKeyRow.id).limit(limit)
+        query = _keyset(query, ApiKeyRow, after, limit)
         return list((await self._s.execute(query)).scalars())
+
+
+Keyed = type[RoomRow] | type[RoomAccessRow] | type[LobbyEntryRow] | type[ApiKeyRow]
+Ts = TypeVarTuple("Ts")
+
+
+def _keyset(
+    query: Select[*Ts],
+    model: Keyed,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    *,
+    newest_first: bool = False,
+) -> Select[*Ts]:
+    """Orders by (created_at, id) and starts after the last row of the previous page."""
+    if after is not None:
+        created, last_id = after
+        if newest_first:
+            query = query.where(or_(model.created_at < created, and_(model.created_at == created, model.id < last_id)))
+        else:
+            query = query.where(or_(model.created_at > created, and_(model.created_at == created, model.id > last_id)))
+    if newest_first:
+        return query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)
+    return query.order_by(model.created_at, model.id).limit(limit)
 
 
 def aware(moment: datetime) -> datetime:

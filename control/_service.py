@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+from buf.validate import validate_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,15 +43,15 @@ log = logging.getLogger(__name__)
 _RANK = {"member": 1, "administrator": 2, "owner": 3}
 _ALL_SOURCES = list(_mapper.SOURCES)
 _SLUG_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-ALL_SCOPES = (
-    "rooms:create",
-    "rooms:list",
-    "rooms:read",
-    "rooms:update",
-    "rooms:delete",
-    "tokens:create",
-    "keys:manage",
-)
+ALL_SCOPES: tuple[str, ...] = tuple(
+    getattr(
+        res.ApiKey.DESCRIPTOR.fields_by_name["scopes"]
+        .GetOptions()
+        .Extensions[validate_pb2.field]
+        .repeated.items.string,
+        "in",
+    )
+)  # the scopes the contract declares (ApiKey.scopes' allowed values), so the two never drift
 
 
 def _now() -> datetime:
