@@ -51,6 +51,12 @@ class ControlSettings:
     lobby_poll_interval: timedelta = field(default=timedelta(milliseconds=500))
 
     def __post_init__(self) -> None:
+        if not self.database_url.startswith(
+            ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///", "sqlite+aiosqlite:///")
+        ):
+            raise ConfigurationError(
+                f"database_url must be postgresql://... or sqlite:///path, not {self.database_url.split(':')[0]}://..."
+            )
         if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
 
