@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from control import ALL_SCOPES, ControlServer, ControlSettings
+from gateway import GatewayServer, GatewaySettings
 from parley import Client
 
 PG_ADMIN_URL = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -76,6 +77,15 @@ async def callers(server: ControlServer) -> AsyncIterator[Callers]:
     yield Callers(server, anonymous, admin_key)
     await anonymous.aclose()
     await admin_key.aclose()
+
+
+@pytest.fixture(scope="session")
+async def gateway(server: ControlServer) -> AsyncIterator[GatewayServer]:
+    """The REST gateway in front of the session's control server, with the dev login."""
+    settings = GatewaySettings(control_target=server.target, session_secret="test-session-secret-" + "y" * 32,
+                               dev_login=True, secure_cookies=False)
+    async with GatewayServer(settings) as running:
+        yield running
 
 
 @pytest.fixture
