@@ -143,6 +143,9 @@ class Gateway:
                 response.headers["allow"] = ", ".join(allowed)
                 return response
             return _error(404, grpc.StatusCode.NOT_FOUND, f"no API route for {request.method} {path}")
+        authorization, refusal = self._authorization(request)  # CSRF first: refuse before reading
+        if refusal is not None:
+            return refusal
         body = await self._body(request)
         if isinstance(body, Response):
             return body
@@ -153,9 +156,6 @@ class Gateway:
             rpc_request = build_request(match, body, query)
         except TranscodeError as error:
             return JSONResponse(bad_request_body(error), status_code=400)
-        authorization, refusal = self._authorization(request)
-        if refusal is not None:
-            return refusal
         if match.route.streaming:
             return await self._stream(match, rpc_request, authorization)
         try:
