@@ -1,5 +1,6 @@
-"""``parley up``: control on embedded defaults (SQLite in the data folder, dev login), with a
-development API key created on first start and saved where the CLI finds it."""
+"""``parley up``: control on embedded defaults (SQLite in the data folder, dev login) and the
+REST gateway in front of it, with a development API key created on first start and saved
+where the CLI finds it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
+from gateway import GatewayServer, GatewaySettings
 from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
 
 log = logging.getLogger("parley.up")
@@ -21,15 +23,16 @@ log = logging.getLogger("parley.up")
 _SECRETS_FILE = "secrets.json"
 
 
-def _token_secret(data_dir: Path) -> str:
-    """The join-token secret of this installation, made once and kept in the data folder."""
+def _secret(data_dir: Path, name: str) -> str:
+    """A secret of this installation (join tokens, session cookies), made once and kept in the
+    data folder, readable by its owner only."""
     path = data_dir / _SECRETS_FILE
-    if path.exists():
-        return str(json.loads(path.read_text())["token_secret"])
-    secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps({"token_secret": secret}))
-    return secret
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if name not in saved:
+        saved[name] = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(saved))
+    return str(saved[name])
 
 
 async def _ensure_dev_key(server: ControlServer, data_dir: Path) -> tuple[Credentials, bool]:
@@ -46,17 +49,43 @@ async def _ensure_dev_key(server: ControlServer, data_dir: Path) -> tuple[Creden
     return credentials, created
 
 
-async def _serve(data_dir: Path, grpc_port: int, host: str) -> None:
+class _PortTaken(Exception):
+    def __init__(self, option: str, port: int) -> None:
+        super().__init__(f"port {port} is taken: stop what uses it or pass another {option} (0 picks a free one)")
+
+
+async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
     settings = ControlSettings(
-        database_url=f"sqlite:///{data_dir / 'parley.db'}", token_secret=_token_secret(data_dir), dev_login=True
+        database_url=f"sqlite:///{data_dir / 'parley.db'}",
+        token_secret=_secret(data_dir, "token_secret"),
+        dev_login=True,
     )
     server = ControlServer(settings, address=f"{host}:{grpc_port}")
-    await server.start()
+    try:
+        await server.start()
+    except RuntimeError as exc:  # grpc reports a port it cannot bind this way
+        raise _PortTaken("--grpc-port", grpc_port) from exc
+    gateway_settings = GatewaySettings(
+        control_target=server.target,
+        session_secret=_secret(data_dir, "session_secret"),
+        dev_login=True,
+        secure_cookies=False,
+    )
+    try:
+        gateway = GatewayServer(gateway_settings, host=host, port=http_port)
+    except OSError as exc:
+        await server.stop(grace=0)
+        raise _PortTaken("--http-port", http_port) from exc
+    await gateway.start()
     credentials, created = await _ensure_dev_key(server, data_dir)
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
+    typer.echo(
+        f"Parley REST API and web app on {gateway.url}  (API docs: {gateway.url}/api/docs, "
+        f"dev login: {gateway.url}/auth/login)"
+    )
     typer.echo(f"  data folder: {data_dir}  (SQLite database, secrets, credentials)")
-    typer.echo("  dev login:   enabled (UserService.DevLogin); OIDC not configured")
+    typer.echo("  dev login:   enabled (UserService.DevLogin, /auth/login); OIDC not configured")
     typer.echo(f"  {'new ' if created else ''}development API key (all scopes), saved for the CLI:")
     typer.echo(f"    PARLEY_URL={credentials.url}")
     typer.echo(f"    PARLEY_API_KEY={credentials.api_key}")
@@ -68,6 +97,7 @@ async def _serve(data_dir: Path, grpc_port: int, host: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     typer.echo("stopping")
+    await gateway.stop()
     await server.stop(grace=2)
 
 
@@ -76,13 +106,16 @@ def up(
         Path | None, typer.Option(help="Where data lives; default $PARLEY_DATA_DIR or ~/.local/share/parley.")
     ] = None,
     grpc_port: Annotated[int, typer.Option(help="gRPC port of control (0: any free port).")] = 50051,
-    http_port: Annotated[int, typer.Option(help="REST gateway port (the gateway is not built yet).")] = 8080,
+    http_port: Annotated[int, typer.Option(help="Port of the REST API and web app (0: any free port).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
-    """Run Parley on its embedded defaults: control with SQLite and the dev login."""
+    """Run Parley on its embedded defaults: control (SQLite, dev login) and the REST gateway."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    del http_port  # accepted now so scripts keep working when the gateway joins `parley up`
-    asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, host))
+    try:
+        asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, host))
+    except _PortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None

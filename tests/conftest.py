@@ -82,8 +82,12 @@ async def callers(server: ControlServer) -> AsyncIterator[Callers]:
 @pytest.fixture(scope="session")
 async def gateway(server: ControlServer) -> AsyncIterator[GatewayServer]:
     """The REST gateway in front of the session's control server, with the dev login."""
-    settings = GatewaySettings(control_target=server.target, session_secret="test-session-secret-" + "y" * 32,
-                               dev_login=True, secure_cookies=False)
+    settings = GatewaySettings(
+        control_target=server.target,
+        session_secret="test-session-secret-" + "y" * 32,
+        dev_login=True,
+        secure_cookies=False,
+    )
     async with GatewayServer(settings) as running:
         yield running
 

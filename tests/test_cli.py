@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from parley import verify_join_token
@@ -25,7 +27,7 @@ def parley_up(data_dir: Path) -> Iterator[str]:
     """Runs `parley up` until the block ends; yields what it printed at start."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
-        [*PARLEY, "up", "--data-dir", str(data_dir), "--grpc-port", "0"],
+        [*PARLEY, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -51,11 +53,20 @@ def parley_up(data_dir: Path) -> Iterator[str]:
     assert process.returncode == 0
 
 
+@dataclass(frozen=True)
+class Running:
+    data_dir: Path
+    #: Where the REST API listens, as `parley up` printed it.
+    rest_url: str
+
+
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("parley-up")
-    with parley_up(data_dir):
-        yield data_dir
+    with parley_up(data_dir) as printed:
+        found = re.search(r"REST API and web app on (http://\S+)", printed)
+        assert found, printed
+        yield Running(data_dir, found.group(1))
 
 
 def cli(data_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,22 +78,22 @@ def cli(data_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProc
     return done
 
 
-def test_rooms_lifecycle(running: Path) -> None:
+def test_rooms_lifecycle(running: Running) -> None:
     created = json.loads(
-        cli(running, "--json", "rooms", "create", "--name", "Weekly sync", "--access", "trusted").stdout
+        cli(running.data_dir, "--json", "rooms", "create", "--name", "Weekly sync", "--access", "trusted").stdout
     )
     assert created["accessLevel"] == "ACCESS_LEVEL_TRUSTED"
     slug = created["slug"]
-    assert slug in cli(running, "rooms", "list").stdout
-    assert json.loads(cli(running, "--json", "rooms", "get", slug).stdout)["name"] == created["name"]
-    cli(running, "rooms", "delete", slug)
-    assert "NOT_FOUND" in cli(running, "rooms", "get", slug, ok=False).stderr
+    assert slug in cli(running.data_dir, "rooms", "list").stdout
+    assert json.loads(cli(running.data_dir, "--json", "rooms", "get", slug).stdout)["name"] == created["name"]
+    cli(running.data_dir, "rooms", "delete", slug)
+    assert "NOT_FOUND" in cli(running.data_dir, "rooms", "get", slug, ok=False).stderr
 
 
-def test_token_create_prints_a_verifiable_jwt(running: Path) -> None:
-    slug = json.loads(cli(running, "--json", "rooms", "create").stdout)["slug"]
+def test_token_create_prints_a_verifiable_jwt(running: Running) -> None:
+    slug = json.loads(cli(running.data_dir, "--json", "rooms", "create").stdout)["slug"]
     token = cli(
-        running,
+        running.data_dir,
         "token",
         "create",
         "--room",
@@ -95,27 +106,27 @@ def test_token_create_prints_a_verifiable_jwt(running: Path) -> None:
         "--ttl",
         "30m",
     ).stdout.strip()
-    secret = json.loads((running / "secrets.json").read_text())["token_secret"]
+    secret = json.loads((running.data_dir / "secrets.json").read_text())["token_secret"]
     claims = verify_join_token(token, secrets={"parley": secret})
     assert claims.identity == "bot-1"
     assert claims.grants.can_publish_sources == ("camera",)
     assert not claims.grants.can_publish_data
 
 
-def test_keys_create_list_revoke(running: Path) -> None:
-    out = cli(running, "keys", "create", "--name", "ci bot", "--scope", "rooms:read").stdout
+def test_keys_create_list_revoke(running: Running) -> None:
+    out = cli(running.data_dir, "keys", "create", "--name", "ci bot", "--scope", "rooms:read").stdout
     key = re.search(r"PARLEY_API_KEY=(pk_\w+)", out)
     secret = re.search(r"PARLEY_API_SECRET=(\S+)", out)
     assert key and secret
-    assert key.group(1) in cli(running, "keys", "list").stdout
+    assert key.group(1) in cli(running.data_dir, "keys", "list").stdout
     narrow = ["--api-key", key.group(1), "--api-secret", secret.group(1)]
-    assert "PERMISSION_DENIED" in cli(running, *narrow, "rooms", "create", ok=False).stderr
-    cli(running, "keys", "revoke", key.group(1))
-    assert "UNAUTHENTICATED" in cli(running, *narrow, "rooms", "get", "abc-defg-hij", ok=False).stderr
+    assert "PERMISSION_DENIED" in cli(running.data_dir, *narrow, "rooms", "create", ok=False).stderr
+    cli(running.data_dir, "keys", "revoke", key.group(1))
+    assert "UNAUTHENTICATED" in cli(running.data_dir, *narrow, "rooms", "get", "abc-defg-hij", ok=False).stderr
 
 
-def test_bad_input_is_reported_with_fields(running: Path) -> None:
-    failed = cli(running, "rooms", "create", "--slug", "Not A Slug", ok=False)
+def test_bad_input_is_reported_with_fields(running: Running) -> None:
+    failed = cli(running.data_dir, "rooms", "create", "--slug", "Not A Slug", ok=False)
     assert "INVALID_ARGUMENT" in failed.stderr
     assert "room.slug" in failed.stderr
 
@@ -134,3 +145,29 @@ def test_restart_keeps_rooms_and_the_development_key(tmp_path: Path) -> None:
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
     failed = cli(tmp_path / "nothing-here", "rooms", "list", ok=False)
     assert "parley up" in failed.stderr
+
+
+def test_rest_api_with_the_dev_login(running: Running) -> None:
+    """The README's promise: create a room over REST with the dev login."""
+    with httpx.Client(base_url=running.rest_url) as http:
+        login = http.post("/v1/users:devLogin", json={"subject": "newcomer"})
+        assert login.status_code == 200
+        headers = {"authorization": f"Bearer {login.json()['accessToken']}"}
+        created = http.post("/v1/rooms", json={"displayName": "Over REST"}, headers=headers)
+        assert created.status_code == 200
+        assert created.json()["displayName"] == "Over REST"
+        assert http.get(f"/v1/rooms/{created.json()['slug']}").json()["name"] == created.json()["name"]
+        assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_taken_port_is_a_clear_error(running: Running, tmp_path: Path) -> None:
+    port = running.rest_url.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [*PARLEY, "up", "--data-dir", str(tmp_path), "--grpc-port", "0", "--http-port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"port {port} is taken" in done.stderr
+    assert "Traceback" not in done.stderr
