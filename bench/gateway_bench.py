@@ -25,10 +25,8 @@ from contextlib import contextmanager
 
 import httpx
 
+from bench.control_bench import Result, _database, _drive, _wait_serving
 from parley import Client
-
-sys.path.insert(0, os.path.dirname(__file__))
-from control_bench import Result, _database, _drive, _wait_serving
 
 
 def _free_port() -> int:

@@ -10,6 +10,7 @@ from types import TracebackType
 import uvicorn
 
 from ._app import AuthRoutes, create_app
+from ._oidc_login import oidc_routes
 from ._settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ class GatewayServer:
         extra_routes: list[AuthRoutes] | None = None,
     ) -> None:
         self.settings = settings
-        self.app = create_app(settings, extra_routes=extra_routes)
+        # The browser login (when an identity provider is configured) is part of every gateway.
+        self.app = create_app(settings, extra_routes=[oidc_routes] if extra_routes is None else extra_routes)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
