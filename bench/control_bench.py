@@ -11,7 +11,7 @@ time per workload:
 
 Prints calls/s, p50 / p99 latency and the ratios to the baseline and between databases.
 
-    python bench/control_bench.py [--seconds 5] [--concurrency 16]
+    python -m bench.control_bench [--seconds 5] [--concurrency 16]
 """
 
 from __future__ import annotations
