@@ -269,7 +269,7 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{name}"}
 
     def _enum(self, desc: descriptor.EnumDescriptor) -> Schema:
-        lines = [self.comments.get(desc.full_name, "")]
+        lines = [self.comments.get(desc.full_name, ""), ""]  # a blank line, then the values as a list
         for value in desc.values:
             comment = self.comments.get(f"{desc.full_name}.{value.name}", "").replace("\n", " ")
             lines.append(f"- `{value.name}`: {comment}" if comment else f"- `{value.name}`")

@@ -11,6 +11,7 @@ import uvicorn
 
 from ._app import AuthRoutes, create_app
 from ._oidc_login import oidc_routes
+from ._openapi import docs_routes
 from ._settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,10 @@ class GatewayServer:
         extra_routes: list[AuthRoutes] | None = None,
     ) -> None:
         self.settings = settings
-        # The browser login (when an identity provider is configured) is part of every gateway.
-        self.app = create_app(settings, extra_routes=[oidc_routes] if extra_routes is None else extra_routes)
+        # The docs and the browser login (when an identity provider is configured) are part of
+        # every gateway; tests pass their own list.
+        routes: list[AuthRoutes] = [docs_routes, oidc_routes] if extra_routes is None else extra_routes
+        self.app = create_app(settings, extra_routes=routes)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
