@@ -18,7 +18,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -275,6 +282,21 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
             https_only=settings.secure_cookies,
         )
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=gateway.lifespan)
+
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405 (e.g. a path its router cannot read, like one holding a
+        # newline) answer in the API's error format under /v1 and /api, plain text elsewhere.
+        status = getattr(exc, "status_code", 404)
+        if request.url.path.startswith(("/v1/", "/api/")):
+            code = grpc.StatusCode.NOT_FOUND if status == 404 else grpc.StatusCode.UNIMPLEMENTED
+            return _error(status, code, f"no API route for {request.method} {request.url.path!r}")
+        return PlainTextResponse("Not Found" if status == 404 else "Method Not Allowed", status_code=status)
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=gateway.lifespan,
+        exception_handlers={404: not_routed, 405: not_routed},
+    )
     app.state.gateway = gateway
     return app

@@ -191,6 +191,7 @@ async def test_grpc_codes_map_to_http_statuses_with_status_bodies(callers: Calle
     ("method", "url", "kwargs", "status", "says"),
     [
         ("GET", "/v1/nothing/here", {}, 404, "no API route"),
+        ("GET", "/v1/rooms/a%0Ab/accesses", {}, 404, "no API route"),
         ("PUT", "/v1/rooms", {}, 405, "not allowed"),
         ("POST", "/v1/rooms", {"content": b"{not json"}, 400, "not valid JSON"),
         ("POST", "/v1/rooms", {"json": {"displayName": "x", "colour": "red"}}, 400, "colour"),
