@@ -34,7 +34,9 @@ class GatewayServer:
         # every gateway; tests pass their own list.
         routes: list[AuthRoutes] = [docs_routes, oidc_routes] if extra_routes is None else extra_routes
         self.app = create_app(settings, extra_routes=routes)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+        # listening socket says TCP, else every kept-alive response waits ~40 ms for a delayed ACK.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
