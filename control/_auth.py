@@ -124,9 +124,14 @@ class OidcVerifier:
             discovery_url = self._settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
             discovery = (await self._http.get(discovery_url)).raise_for_status().json()
             jwks = (await self._http.get(discovery["jwks_uri"])).raise_for_status().json()
-            self._keys = {
-                k["kid"]: jwt.PyJWK(k) for k in jwks.get("keys", []) if "kid" in k and k.get("use", "sig") == "sig"
-            }
+            self._keys = {}
+            for key in jwks.get("keys", []):
+                if "kid" not in key or key.get("use", "sig") != "sig":
+                    continue
+                try:
+                    self._keys[key["kid"]] = jwt.PyJWK(key)
+                except jwt.PyJWTError as exc:  # e.g. an encryption key without "use": not ours to use
+                    log.info("skipping key %s of %s: %s", key["kid"], self._settings.issuer, exc)
             self._fetched_at = time.monotonic()
             log.info("fetched %d signing keys from %s", len(self._keys), self._settings.issuer)
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 
 from ._errors import InvalidArgument
 
-_CONDITION = re.compile(r'^\s*([a-z_]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*$')
+# One condition, then AND or the end; quoted values may contain AND.
+_CONDITION = re.compile(r'\s*([a-z_]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(AND\s+|$)')
 
 
 def parse(text: str, fields: Mapping[str, Callable[[str], str]]) -> list[tuple[str, str]]:
@@ -16,10 +17,12 @@ def parse(text: str, fields: Mapping[str, Callable[[str], str]]) -> list[tuple[s
     if not text.strip():
         return []
     conditions = []
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        match = _CONDITION.match(part)
-        if not match:
-            raise InvalidArgument.field("filter", f'expected field = "value" joined by AND, got {part.strip()!r}')
+    position, text = 0, text.strip()
+    while position < len(text):
+        match = _CONDITION.match(text, position)
+        if not match or (not match.group(3) and match.end() != len(text)):
+            raise InvalidArgument.field("filter", f'expected field = "value" joined by AND, at {text[position:]!r}')
+        position = match.end()
         field, raw = match.group(1), match.group(2).replace('\\"', '"')
         if field not in fields:
             raise InvalidArgument.field("filter", f"cannot filter on {field!r}; use one of {', '.join(fields)}")
@@ -27,4 +30,6 @@ def parse(text: str, fields: Mapping[str, Callable[[str], str]]) -> list[tuple[s
             conditions.append((field, fields[field](raw)))
         except ValueError as exc:
             raise InvalidArgument.field("filter", f"{field}: {exc}") from exc
+        if match.group(3) and position == len(text):
+            raise InvalidArgument.field("filter", "the filter ends with AND")
     return conditions

@@ -88,6 +88,13 @@ class ControlPlane:
     # -- callers -------------------------------------------------------------------------
 
     async def user_for(self, identity: Identity) -> UserRow:
+        # An identity provider may send longer claims than the columns hold: cut, never fail.
+        identity = Identity(
+            subject=identity.subject[:255], email=identity.email[:320], display_name=identity.display_name[:100]
+        )
+        return await self._user_for(identity)
+
+    async def _user_for(self, identity: Identity) -> UserRow:
         """The user behind ``identity``, created on first sight. The e-mail follows the identity
         provider; the display name is taken from it once, then belongs to the user."""
         async with self._sessions.begin() as session:
@@ -110,7 +117,7 @@ class ControlPlane:
                 except IntegrityError:
                     # Another replica created it at the same moment: use theirs.
                     await session.rollback()
-                    return await self.user_for(identity)
+                    return await self._user_for(identity)
             elif identity.email and identity.email != row.email:
                 row.email = identity.email
                 row.updated_at = now
@@ -353,16 +360,16 @@ class ControlPlane:
             if found is None:
                 raise NotFound(f"room {id_or_slug!r} not found")
             room, role = found
-            if lobby_ticket:
-                return await self._join_with_ticket(session, room, lobby_ticket, now)
-            name = display_name.strip() or caller.display_name
-            if not name:
-                raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
             may_enter = (
                 room.access_level == "public"
                 or role is not None
                 or (room.access_level == "trusted" and user_id is not None)
             )
+            if lobby_ticket and not may_enter:  # a ticket matters only to those who must wait
+                return await self._join_with_ticket(session, room, lobby_ticket, now)
+            name = display_name.strip() or caller.display_name
+            if not name:
+                raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
             if may_enter:
                 identity = user_id or f"guest-{secrets.token_hex(8)}"
                 return room_pb.JoinRoomResponse(grant=self._join_grant(room, identity, name, self._grants(room, role)))
@@ -528,7 +535,7 @@ class ControlPlane:
             if entry.state == "waiting":
                 entry.expires_at = now + self.settings.lobby_wait  # still there: keep the place
             return entry
-        await self._require_role(session, room, caller, at_least="administrator", scope="rooms:read")
+        await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
         found = await LobbyEntries(session).get(room.id, name[1], now=now)
         if found is None:
             raise NotFound("lobby entry not found or lapsed")
@@ -579,7 +586,8 @@ class ControlPlane:
     async def decide_lobby_entry(self, caller: Principal, name: tuple[str, str], *, admit: bool) -> LobbyEntryRow:
         now = _now()
         async with self._sessions.begin() as session:
-            room = await self._room(session, name[0])
+            # The room lock makes concurrent admit / deny of one entry decide once.
+            room = await self._room(session, name[0], for_update=True)
             await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
             entry = await LobbyEntries(session).get(room.id, name[1], now=now)
             if entry is None:

@@ -57,6 +57,12 @@ class ControlSettings:
             raise ConfigurationError(
                 f"database_url must be postgresql://... or sqlite:///path, not {self.database_url.split(':')[0]}://..."
             )
+        if self.dev_login and self.oidc is not None:
+            # Users are keyed by subject: a dev login could claim an OIDC user's subject.
+            raise ConfigurationError(
+                "dev_login and oidc cannot both be on: the dev login would let anyone "
+                "claim an identity-provider user's subject"
+            )
         if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
 

@@ -8,11 +8,13 @@ import importlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 from google.protobuf import descriptor_pb2, message
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -115,12 +117,13 @@ class Gateway:
         header = request.headers.get("authorization", "")
         if header:
             return header, None  # bearer clients are not exposed to CSRF: browsers never add it
-        token = request.session.get("token")
+        token = session_token(request)
         if not token:
             return "", None
         if request.method not in _SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not sent or not secrets.compare_digest(sent, str(request.session.get("csrf", ""))):
+            expected = str(request.session.get("csrf", ""))
+            if not sent or not secrets.compare_digest(sent.encode(), expected.encode()):
                 return "", _error(
                     403,
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -201,11 +204,26 @@ class Gateway:
 
 def start_session(request: Request, response: Response, token: str, *, secure: bool) -> None:
     """Logs the browser in: the token goes into the signed HttpOnly session cookie, and a CSRF
-    token into a cookie that the page's scripts read and echo in the x-csrf-token header."""
+    token into a cookie that the page's scripts read and echo in the x-csrf-token header. The
+    session ends when the token expires (there is no refresh: the user logs in again)."""
     csrf = secrets.token_urlsafe(24)
+    try:
+        expires = int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
+    except (jwt.PyJWTError, TypeError, ValueError):
+        expires = 0  # control decides about tokens it cannot read; keep the session until then
     request.session.clear()
-    request.session.update({"token": token, "csrf": csrf})
+    request.session.update({"token": token, "csrf": csrf, "exp": expires})
     response.set_cookie(CSRF_COOKIE, csrf, httponly=False, samesite="lax", secure=secure, path="/")
+
+
+def session_token(request: Request) -> str:
+    """The session's token, or "" once it has expired (the session is then cleared)."""
+    token = str(request.session.get("token", ""))
+    expires = int(request.session.get("exp", 0) or 0)
+    if token and expires and expires <= time.time():
+        request.session.clear()
+        return ""
+    return token
 
 
 def end_session(request: Request, response: Response) -> None:
@@ -230,9 +248,8 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
         return JSONResponse({"status": "ok"})
 
     async def session_info(request: Request) -> Response:
-        return JSONResponse(
-            {"authenticated": bool(request.session.get("token")), "csrfToken": request.session.get("csrf", "")}
-        )
+        authenticated = bool(session_token(request))
+        return JSONResponse({"authenticated": authenticated, "csrfToken": request.session.get("csrf", "")})
 
     async def logout(request: Request) -> Response:
         response = RedirectResponse(_safe_next(request), status_code=303)

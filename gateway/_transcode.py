@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.api import field_behavior_pb2
 from google.protobuf import descriptor, json_format, message
 from google.rpc import code_pb2, status_pb2
 
@@ -148,14 +149,29 @@ def _apply_query(request: message.Message, query: Mapping[str, list[str]], bound
                 if field.message_type.full_name not in _WELL_KNOWN_SCALARS:
                     raise TranscodeError(f"query parameter {key!r} names a message; set its fields", field=key)
                 try:
+                    if field.message_type.full_name == "google.protobuf.FieldMask" and "_" in values[-1]:
+                        # grpc-gateway also takes proto field names: update_mask=display_name
+                        getattr(target, field.name).paths.extend(p.strip() for p in values[-1].split(","))
+                        continue
                     # Well-known types take their JSON string form: "2026-01-01T00:00:00Z", "3.5s"...
                     json_format.Parse(json.dumps(values[-1]), getattr(target, field.name))
                 except json_format.ParseError as exc:
                     raise TranscodeError(f"query parameter {key!r}: {exc}", field=key) from exc
-            elif field.is_repeated:
-                getattr(target, field.name).extend(_scalar(field, v, key) for v in values)
             else:
-                setattr(target, field.name, _scalar(field, values[-1], key))
+                try:
+                    if field.is_repeated:
+                        getattr(target, field.name).extend(_scalar(field, v, key) for v in values)
+                    else:
+                        setattr(target, field.name, _scalar(field, values[-1], key))
+                except (ValueError, TypeError) as exc:  # e.g. an integer out of the field's range
+                    raise TranscodeError(f"query parameter {key!r}: {exc}", field=key) from exc
+
+
+def _updatable(field: descriptor.FieldDescriptor) -> bool:
+    """Whether a body field is something to change (not a name, etag or output-only field)."""
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    fixed = {field_behavior_pb2.IDENTIFIER, field_behavior_pb2.OUTPUT_ONLY, field_behavior_pb2.IMMUTABLE}
+    return field.name not in ("name", "etag") and not fixed.intersection(behaviors)
 
 
 def _mask_paths(desc: descriptor.Descriptor, body: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -163,7 +179,7 @@ def _mask_paths(desc: descriptor.Descriptor, body: Mapping[str, Any], prefix: st
     paths = []
     for key, value in body.items():
         field = _field_by_name(desc, key)
-        if field is None:
+        if field is None or not _updatable(field):
             continue
         path = prefix + field.name
         nested = field.message_type
@@ -190,6 +206,8 @@ def build_request(match: Match, body: bytes, query: Mapping[str, list[str]]) -> 
             payload = json.loads(body) if body.strip() else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TranscodeError(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise TranscodeError("the body nests JSON too deeply") from exc
         try:
             if route.body == "*":
                 if not isinstance(payload, dict):
@@ -214,7 +232,7 @@ def build_request(match: Match, body: bytes, query: Mapping[str, list[str]]) -> 
                 else:
                     json_format.ParseDict({field.json_name: payload}, request)
                 bound.add(route.body)
-        except json_format.ParseError as exc:
+        except (json_format.ParseError, RecursionError) as exc:
             raise TranscodeError(f"the body does not fit {route.method.input_type.name}: {exc}") from exc
     elif body.strip():
         raise TranscodeError(f"{route.http_method} {route.template} takes no body")

@@ -200,6 +200,8 @@ async def test_grpc_codes_map_to_http_statuses_with_status_bodies(callers: Calle
         ("GET", "/v1/rooms", {"params": {"sort": "name"}}, 400, "unknown query parameter"),
         ("POST", "/v1/rooms", {"content": b"x" * (2 << 20)}, 413, "larger than"),
         ("GET", "/v1/rooms/abc", {"content": b"{}"}, 400, "takes no body"),
+        ("GET", "/v1/rooms", {"params": {"pageSize": "99999999999"}}, 400, "pageSize"),
+        ("POST", "/v1/rooms", {"content": b"[" * 200_000}, 400, "too deeply"),
     ],
 )
 async def test_bad_http_input(
@@ -277,3 +279,40 @@ async def test_kept_alive_responses_are_not_delayed(gateway: GatewayServer) -> N
         await http.get("/healthz")  # opens the kept-alive connection
     gateway_socket = gateway._socket
     assert gateway_socket.proto == socket.IPPROTO_TCP
+
+
+async def test_patch_may_send_the_etag_back(callers: Callers, gateway: GatewayServer) -> None:
+    owner, _ = await callers.user()
+    room = await owner.rooms.create(display_name="etag")
+    async with httpx.AsyncClient(base_url=gateway.url, headers=dict(owner._metadata)) as http:
+        whole = (await http.get(f"/v1/{room.name}")).json()
+        whole["displayName"] = "edited"  # GET, edit, PATCH the whole resource back
+        response = await http.patch(f"/v1/{room.name}", json=whole)
+        assert response.status_code == 200, response.json()
+        assert response.json()["displayName"] == "edited"
+        stale = await http.patch(f"/v1/{room.name}", json=whole)
+        assert stale.status_code == 400
+        assert stale.json()["details"][0]["reason"] == "ETAG_MISMATCH"
+        by_proto_name = await http.patch(
+            f"/v1/{room.name}", params={"update_mask": "display_name"}, json={"displayName": "proto names"}
+        )
+        assert by_proto_name.json()["displayName"] == "proto names"
+
+
+async def test_non_ascii_csrf_header_is_refused(gateway: GatewayServer) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        await http.get("/auth/login", params={"subject": "csrf-unicode"})
+        headers = [(b"x-csrf-token", "é".encode())]  # raw bytes: httpx refuses non-ASCII str headers
+        response = await http.post("/v1/rooms", json={}, headers=headers)
+    assert response.status_code == 403
+
+
+async def test_an_expired_session_is_logged_out(gateway: GatewayServer) -> None:
+    from starlette.requests import Request
+
+    from gateway._app import session_token
+
+    scope = {"type": "http", "session": {"token": "t", "csrf": "c", "exp": 1}}
+    request = Request(scope)
+    assert session_token(request) == ""
+    assert request.session == {}

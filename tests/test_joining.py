@@ -213,3 +213,55 @@ async def test_renamed_users_join_under_their_new_name(callers: Callers) -> None
     claims = verify_join_token((await again.rooms.join(room.slug)).grant.token, secrets={"parley": TOKEN_SECRET})
     assert claims.name == "New Name"
     assert claims.identity == (await again.users.get()).name.removeprefix("users/")
+
+
+async def test_concurrent_demotions_keep_an_owner(callers: Callers) -> None:
+    """Two owners stepping down at once: one must be refused (row lock on PostgreSQL,
+    BEGIN IMMEDIATE on SQLite)."""
+    alice, _ = await callers.user()
+    bob, bob_name = await callers.user()
+    room = await alice.rooms.create()
+    await alice.accesses.create(room.slug, user=bob_name, role=res.ROLE_OWNER)
+    accesses = {a.user: a.name async for a in alice.accesses.list(room.slug)}
+    alice_access = next(name for user, name in accesses.items() if user != bob_name)
+    results = await asyncio.gather(
+        alice.accesses.update(alice_access, role=res.ROLE_MEMBER),
+        bob.accesses.update(accesses[bob_name], role=res.ROLE_MEMBER),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, ParleyError)]
+    assert len(refused) == 1
+    assert refused[0].reason == "LAST_OWNER"
+    roles = [a.role async for a in alice.accesses.list(room.slug)]
+    assert roles.count(res.ROLE_OWNER) == 1
+
+
+async def test_concurrent_admit_and_deny_decide_once(callers: Callers) -> None:
+    owner, _ = await callers.user()
+    room = await owner.rooms.create(access_level=res.ACCESS_LEVEL_RESTRICTED)
+    entry = (await callers.anonymous.rooms.join(room.slug, display_name="Contested")).lobby.entry
+    results = await asyncio.gather(owner.lobby.admit(entry.name), owner.lobby.deny(entry.name), return_exceptions=True)
+    decided = [r for r in results if not isinstance(r, BaseException)]
+    assert len(decided) == 1
+    assert isinstance(results[0], ParleyError) or isinstance(results[1], ParleyError)
+    assert (await owner.lobby.get(entry.name)).state == decided[0].state
+
+
+async def test_a_ticket_does_not_keep_out_someone_who_may_now_enter(callers: Callers) -> None:
+    owner, _ = await callers.user()
+    room = await owner.rooms.create(access_level=res.ACCESS_LEVEL_RESTRICTED)
+    ticket = (await callers.anonymous.rooms.join(room.slug, display_name="Early")).lobby
+    opened = res.Room(name=room.name, access_level=res.ACCESS_LEVEL_PUBLIC)
+    await owner.rooms.update(opened, update_mask=["access_level"])
+    again = await callers.anonymous.rooms.join(room.slug, display_name="Early", lobby_ticket=ticket.ticket)
+    assert again.WhichOneof("result") == "grant"
+
+
+async def test_long_identity_claims_are_cut_to_fit(callers: Callers) -> None:
+    from control._auth import Identity
+
+    user = await callers.server.control.user_for(
+        Identity(subject="long-claims", email="e" * 400 + "@example.test", display_name="N" * 300)
+    )
+    assert len(user.display_name) == 100
+    assert len(user.email) == 320

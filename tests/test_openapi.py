@@ -135,7 +135,10 @@ def test_validation_rules(document: Document) -> None:
     assert "TRACK_SOURCE_UNSPECIFIED" not in sources["items"]["enum"] and len(sources["items"]["enum"]) == 4
     assert "TRACK_SOURCE_UNSPECIFIED" in _schema(document, "TrackSource")["enum"]
     assert "keys:manage" in _schema(document, "ApiKey")["properties"]["scopes"]["items"]["enum"]
-    assert _schema(document, "DevLoginRequest")["properties"]["email"]["anyOf"] == [{"const": ""}, {"format": "email"}]
+    assert _schema(document, "DevLoginRequest")["properties"]["email"]["anyOf"] == [
+        {"const": ""},
+        {"maxLength": 320, "format": "email"},
+    ]
 
 
 def test_errors_streams_and_security(document: Document) -> None:

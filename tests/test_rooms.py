@@ -119,3 +119,22 @@ async def test_delete_room_cascades(callers: Callers) -> None:
         await alice.rooms.get(room.name)
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
     assert [r async for r in alice.rooms.list()] == []
+
+
+async def test_filter_values_may_contain_and(callers: Callers) -> None:
+    alice, _ = await callers.user()
+    room = await alice.rooms.create(display_name="Tom AND Jerry")
+    found = [r async for r in alice.rooms.list(filter='display_name = "Tom AND Jerry"')]
+    assert [r.name for r in found] == [room.name]
+    with pytest.raises(ParleyError) as caught:
+        [r async for r in alice.rooms.list(filter='display_name = "x" AND ')]
+    assert caught.value.field_violations[0].field == "filter"
+
+
+async def test_an_empty_update_mask_is_refused(callers: Callers) -> None:
+    alice, _ = await callers.user()
+    room = await alice.rooms.create()
+    with pytest.raises(ParleyError) as caught:
+        await alice.rooms.update(res.Room(name=room.name, display_name="x"), update_mask=[])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await alice.rooms.get(room.slug)).etag == room.etag

@@ -32,12 +32,12 @@ def test_settings_from_environment() -> None:
     env = {
         "PARLEY_DATABASE_URL": "sqlite:///x.db",
         "PARLEY_TOKEN_SECRET": "y" * 32,
-        "PARLEY_DEV_LOGIN": "true",
+        "PARLEY_DEV_LOGIN": "false",
         "PARLEY_OIDC_ISSUER": "https://id.example",
         "PARLEY_OIDC_AUDIENCE": "parley",
     }
     settings = ControlSettings.from_env(env, sfu_url="wss://sfu.example")
-    assert settings.dev_login
+    assert not settings.dev_login
     assert settings.oidc is not None
     assert settings.oidc.audience == "parley"
     assert settings.sfu_url == "wss://sfu.example"
@@ -67,3 +67,15 @@ def test_configuration_errors_say_what_is_missing(env: dict[str, str], message: 
 def test_unknown_database_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="or sqlite:///path, not mysql"):
         ControlSettings(database_url="mysql://nope", token_secret="y" * 32)
+
+
+def test_dev_login_and_oidc_cannot_both_be_on() -> None:
+    from control import OidcSettings
+
+    with pytest.raises(ConfigurationError, match="cannot both be on"):
+        ControlSettings(
+            database_url="sqlite:///x.db",
+            token_secret="y" * 32,
+            dev_login=True,
+            oidc=OidcSettings(issuer="https://id.example", audience="parley"),
+        )

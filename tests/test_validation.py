@@ -65,7 +65,7 @@ BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
     "RoomAccessService.ListRoomAccesses": ({"parent": ROOM, "page_size": 1001}, {"page_size"}),
     "RoomAccessService.UpdateRoomAccess": (
         {"room_access": res.RoomAccess(user="users/nope"), "update_mask": field_mask_pb2.FieldMask(paths=["user"])},
-        {"room_access.user", "room_access.role", "update_mask"},
+        {"room_access", "room_access.user", "room_access.role", "update_mask"},
     ),
     "RoomAccessService.DeleteRoomAccess": ({"name": f"{ROOM}/accesses/xyz"}, {"name"}),
     "LobbyService.GetLobbyEntry": ({"name": ROOM, "ticket": "t" * 201}, {"name", "ticket"}),
