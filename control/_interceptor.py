@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,8 @@ import protovalidate
 from google.protobuf import any_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from parley import redacted
 
 from ._auth import ANONYMOUS, Principal
 from ._errors import ControlError, InvalidArgument, Unauthenticated
@@ -105,6 +108,8 @@ class ControlInterceptor(grpc.aio.ServerInterceptor):
         return _CALLER.set(principal)
 
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str) -> None:
+        if isinstance(error, grpc.aio.AbortError):
+            raise error  # already answered
         if not isinstance(error, ControlError):
             log.exception("unexpected error in %s", method, exc_info=error)
             error = ControlError("internal error")
@@ -113,20 +118,29 @@ class ControlInterceptor(grpc.aio.ServerInterceptor):
         status = to_status(error)
         await context.abort(status.code, status.details, status.trailing_metadata)
 
+    def _log(self, method: str, request: message.Message, started: float, outcome: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            caller = _CALLER.get()
+            who = caller.user_id or caller.api_key_id or caller.kind
+            log.info("%s %s %.1f ms caller=%s", method, outcome, (time.perf_counter() - started) * 1000, who)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s request %s", method, redacted(request))
+
     def _unary(
         self, inner: Callable[..., Awaitable[Any]], authorization: str, method: str
     ) -> Callable[..., Awaitable[Any]]:
         async def behavior(request: message.Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started, outcome, token = time.perf_counter(), "OK", None
             try:
                 token = await self._enter(request, authorization)
-                try:
-                    return await inner(request, context)
-                finally:
-                    _CALLER.reset(token)
-            except grpc.aio.AbortError:
-                raise
+                return await inner(request, context)
             except Exception as error:  # every failure becomes a Status, never a crash
+                outcome = _code_of(error).name
                 await self._fail(context, error, method)
+            finally:
+                self._log(method, request, started, outcome)
+                if token is not None:
+                    _CALLER.reset(token)
 
         return behavior
 
@@ -134,14 +148,20 @@ class ControlInterceptor(grpc.aio.ServerInterceptor):
         self, inner: Callable[..., AsyncIterator[Any]], authorization: str, method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def behavior(request: message.Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started, outcome = time.perf_counter(), "OK"
             try:
                 # Each RPC runs in its own task, so the caller set here stays with this stream.
                 await self._enter(request, authorization)
                 async for response in inner(request, context):
                     yield response
-            except grpc.aio.AbortError:
-                raise
             except Exception as error:
+                outcome = _code_of(error).name
                 await self._fail(context, error, method)
+            finally:
+                self._log(method, request, started, outcome)
 
         return behavior
+
+
+def _code_of(error: Exception) -> grpc.StatusCode:
+    return error.code if isinstance(error, ControlError) else grpc.StatusCode.INTERNAL

@@ -11,6 +11,7 @@ def test_sdk_public_names() -> None:
         [
             "DEFAULT_TTL",
             "MIN_SECRET_BYTES",
+            "REDACTED",
             "TRACK_SOURCES",
             "WEBHOOK_CONTENT_TYPE",
             "ApiKeys",
@@ -36,6 +37,7 @@ def test_sdk_public_names() -> None:
             "parse_room_access_path",
             "parse_room_path",
             "parse_user_path",
+            "redacted",
             "room_access_path",
             "room_path",
             "save_credentials",

@@ -18,6 +18,7 @@ from ._names import (
     room_path,
     user_path,
 )
+from ._redact import REDACTED, redacted
 from ._tokens import (
     DEFAULT_TTL,
     MIN_SECRET_BYTES,
@@ -33,6 +34,7 @@ from ._webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, verify_webhook
 __all__ = [
     "DEFAULT_TTL",
     "MIN_SECRET_BYTES",
+    "REDACTED",
     "TRACK_SOURCES",
     "WEBHOOK_CONTENT_TYPE",
     "ApiKeys",
@@ -58,6 +60,7 @@ __all__ = [
     "parse_room_access_path",
     "parse_room_path",
     "parse_user_path",
+    "redacted",
     "room_access_path",
     "room_path",
     "save_credentials",

@@ -28,9 +28,10 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from parley.control.v1 import resources_pb2 as parley_dot_control_dot_v1_dot_resources__pb2
+from parley.options.v1 import options_pb2 as parley_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'parley/control/v1/api_key_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a!parley/control/v1/resources.proto\"M\n\x13\x43reateApiKeyRequest\x12\x36\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x19.parley.control.v1.ApiKeyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"R\n\x14\x43reateApiKeyResponse\x12*\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x19.parley.control.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"Q\n\x12ListApiKeysRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"[\n\x13ListApiKeysResponse\x12+\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x19.parley.control.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"e\n\x13\x44\x65leteApiKeyRequest\x12N\n\x04name\x18\x01 \x01(\tB@\xe2\x41\x01\x02\xfa\x41\x13\n\x11parley.dev/ApiKey\xbaH#r!2\x1f^apiKeys/pk_[A-Za-z0-9]{16,64}$2\xef\x02\n\rApiKeyService\x12}\n\x0c\x43reateApiKey\x12&.parley.control.v1.CreateApiKeyRequest\x1a\'.parley.control.v1.CreateApiKeyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0b/v1/apiKeys:\x07\x61pi_key\x12q\n\x0bListApiKeys\x12%.parley.control.v1.ListApiKeysRequest\x1a&.parley.control.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/apiKeys\x12l\n\x0c\x44\x65leteApiKey\x12&.parley.control.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/{name=apiKeys/*}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'parley/control/v1/api_key_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a!parley/control/v1/resources.proto\x1a\x1fparley/options/v1/options.proto\"M\n\x13\x43reateApiKeyRequest\x12\x36\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x19.parley.control.v1.ApiKeyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"X\n\x14\x43reateApiKeyResponse\x12*\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x19.parley.control.v1.ApiKey\x12\x14\n\x06secret\x18\x02 \x01(\tB\x04\xf0\x81\x19\x01\"Q\n\x12ListApiKeysRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"[\n\x13ListApiKeysResponse\x12+\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x19.parley.control.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"e\n\x13\x44\x65leteApiKeyRequest\x12N\n\x04name\x18\x01 \x01(\tB@\xe2\x41\x01\x02\xfa\x41\x13\n\x11parley.dev/ApiKey\xbaH#r!2\x1f^apiKeys/pk_[A-Za-z0-9]{16,64}$2\xef\x02\n\rApiKeyService\x12}\n\x0c\x43reateApiKey\x12&.parley.control.v1.CreateApiKeyRequest\x1a\'.parley.control.v1.CreateApiKeyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0b/v1/apiKeys:\x07\x61pi_key\x12q\n\x0bListApiKeys\x12%.parley.control.v1.ListApiKeysRequest\x1a&.parley.control.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/apiKeys\x12l\n\x0c\x44\x65leteApiKey\x12&.parley.control.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/{name=apiKeys/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['api_key']._loaded_options = None
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['api_key']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_CREATEAPIKEYRESPONSE'].fields_by_name['secret']._loaded_options = None
+  _globals['_CREATEAPIKEYRESPONSE'].fields_by_name['secret']._serialized_options = b'\360\201\031\001'
   _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
   _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_token']._loaded_options = None
@@ -51,16 +54,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEYSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/apiKeys'
   _globals['_APIKEYSERVICE'].methods_by_name['DeleteApiKey']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\202\323\344\223\002\026*\024/v1/{name=apiKeys/*}'
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=245
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=322
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=324
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=406
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=408
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=489
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=491
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=582
-  _globals['_DELETEAPIKEYREQUEST']._serialized_start=584
-  _globals['_DELETEAPIKEYREQUEST']._serialized_end=685
-  _globals['_APIKEYSERVICE']._serialized_start=688
-  _globals['_APIKEYSERVICE']._serialized_end=1055
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=278
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=355
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=357
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=445
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=447
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=528
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=530
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=621
+  _globals['_DELETEAPIKEYREQUEST']._serialized_start=623
+  _globals['_DELETEAPIKEYREQUEST']._serialized_end=724
+  _globals['_APIKEYSERVICE']._serialized_start=727
+  _globals['_APIKEYSERVICE']._serialized_end=1094
 # @@protoc_insertion_point(module_scope)

@@ -27,9 +27,10 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from parley.control.v1 import resources_pb2 as parley_dot_control_dot_v1_dot_resources__pb2
+from parley.options.v1 import options_pb2 as parley_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%parley/control/v1/lobby_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a!parley/control/v1/resources.proto\"\xa0\x01\n\x14GetLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\x12\x18\n\x06ticket\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"\xa2\x01\n\x16WatchLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\x12\x18\n\x06ticket\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"\xa7\x01\n\x17ListLobbyEntriesRequest\x12O\n\x06parent\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"i\n\x18ListLobbyEntriesResponse\x12\x34\n\rlobby_entries\x18\x01 \x03(\x0b\x32\x1d.parley.control.v1.LobbyEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x88\x01\n\x16\x41\x64mitLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\"\x87\x01\n\x15\x44\x65nyLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$2\xde\x05\n\x0cLobbyService\x12\x82\x01\n\rGetLobbyEntry\x12\'.parley.control.v1.GetLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=rooms/*/lobbyEntries/*}\x12\x8e\x01\n\x0fWatchLobbyEntry\x12).parley.control.v1.WatchLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=rooms/*/lobbyEntries/*}:watch0\x01\x12\x96\x01\n\x10ListLobbyEntries\x12*.parley.control.v1.ListLobbyEntriesRequest\x1a+.parley.control.v1.ListLobbyEntriesResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=rooms/*}/lobbyEntries\x12\x8f\x01\n\x0f\x41\x64mitLobbyEntry\x12).parley.control.v1.AdmitLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"2\x82\xd3\xe4\x93\x02,\"\'/v1/{name=rooms/*/lobbyEntries/*}:admit:\x01*\x12\x8c\x01\n\x0e\x44\x65nyLobbyEntry\x12(.parley.control.v1.DenyLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"1\x82\xd3\xe4\x93\x02+\"&/v1/{name=rooms/*/lobbyEntries/*}:deny:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%parley/control/v1/lobby_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a!parley/control/v1/resources.proto\x1a\x1fparley/options/v1/options.proto\"\xa4\x01\n\x14GetLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\x12\x1c\n\x06ticket\x18\x02 \x01(\tB\x0c\xbaH\x05r\x03\x18\xc8\x01\xf0\x81\x19\x01\"\xa6\x01\n\x16WatchLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\x12\x1c\n\x06ticket\x18\x02 \x01(\tB\x0c\xbaH\x05r\x03\x18\xc8\x01\xf0\x81\x19\x01\"\xa7\x01\n\x17ListLobbyEntriesRequest\x12O\n\x06parent\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"i\n\x18ListLobbyEntriesResponse\x12\x34\n\rlobby_entries\x18\x01 \x03(\x0b\x32\x1d.parley.control.v1.LobbyEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x88\x01\n\x16\x41\x64mitLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$\"\x87\x01\n\x15\x44\x65nyLobbyEntryRequest\x12n\n\x04name\x18\x01 \x01(\tB`\xe2\x41\x01\x02\xfa\x41\x17\n\x15parley.dev/LobbyEntry\xbaH?r=\x18\x82\x01\x32\x38^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$2\xde\x05\n\x0cLobbyService\x12\x82\x01\n\rGetLobbyEntry\x12\'.parley.control.v1.GetLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=rooms/*/lobbyEntries/*}\x12\x8e\x01\n\x0fWatchLobbyEntry\x12).parley.control.v1.WatchLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=rooms/*/lobbyEntries/*}:watch0\x01\x12\x96\x01\n\x10ListLobbyEntries\x12*.parley.control.v1.ListLobbyEntriesRequest\x1a+.parley.control.v1.ListLobbyEntriesResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=rooms/*}/lobbyEntries\x12\x8f\x01\n\x0f\x41\x64mitLobbyEntry\x12).parley.control.v1.AdmitLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"2\x82\xd3\xe4\x93\x02,\"\'/v1/{name=rooms/*/lobbyEntries/*}:admit:\x01*\x12\x8c\x01\n\x0e\x44\x65nyLobbyEntry\x12(.parley.control.v1.DenyLobbyEntryRequest\x1a\x1d.parley.control.v1.LobbyEntry\"1\x82\xd3\xe4\x93\x02+\"&/v1/{name=rooms/*/lobbyEntries/*}:deny:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETLOBBYENTRYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETLOBBYENTRYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\027\n\025parley.dev/LobbyEntry\272H?r=\030\202\00128^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$'
   _globals['_GETLOBBYENTRYREQUEST'].fields_by_name['ticket']._loaded_options = None
-  _globals['_GETLOBBYENTRYREQUEST'].fields_by_name['ticket']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_GETLOBBYENTRYREQUEST'].fields_by_name['ticket']._serialized_options = b'\272H\005r\003\030\310\001\360\201\031\001'
   _globals['_WATCHLOBBYENTRYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_WATCHLOBBYENTRYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\027\n\025parley.dev/LobbyEntry\272H?r=\030\202\00128^rooms/[a-z0-9]+(-[a-z0-9]+)*/lobbyEntries/[0-9a-f]{32}$'
   _globals['_WATCHLOBBYENTRYREQUEST'].fields_by_name['ticket']._loaded_options = None
-  _globals['_WATCHLOBBYENTRYREQUEST'].fields_by_name['ticket']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_WATCHLOBBYENTRYREQUEST'].fields_by_name['ticket']._serialized_options = b'\272H\005r\003\030\310\001\360\201\031\001'
   _globals['_LISTLOBBYENTRIESREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_LISTLOBBYENTRIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\021\n\017parley.dev/Room\272H$r\"\030P2\036^rooms/[a-z0-9]+(-[a-z0-9]+)*$'
   _globals['_LISTLOBBYENTRIESREQUEST'].fields_by_name['page_size']._loaded_options = None
@@ -64,18 +65,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOBBYSERVICE'].methods_by_name['AdmitLobbyEntry']._serialized_options = b'\202\323\344\223\002,\"\'/v1/{name=rooms/*/lobbyEntries/*}:admit:\001*'
   _globals['_LOBBYSERVICE'].methods_by_name['DenyLobbyEntry']._loaded_options = None
   _globals['_LOBBYSERVICE'].methods_by_name['DenyLobbyEntry']._serialized_options = b'\202\323\344\223\002+\"&/v1/{name=rooms/*/lobbyEntries/*}:deny:\001*'
-  _globals['_GETLOBBYENTRYREQUEST']._serialized_start=215
-  _globals['_GETLOBBYENTRYREQUEST']._serialized_end=375
-  _globals['_WATCHLOBBYENTRYREQUEST']._serialized_start=378
-  _globals['_WATCHLOBBYENTRYREQUEST']._serialized_end=540
-  _globals['_LISTLOBBYENTRIESREQUEST']._serialized_start=543
-  _globals['_LISTLOBBYENTRIESREQUEST']._serialized_end=710
-  _globals['_LISTLOBBYENTRIESRESPONSE']._serialized_start=712
-  _globals['_LISTLOBBYENTRIESRESPONSE']._serialized_end=817
-  _globals['_ADMITLOBBYENTRYREQUEST']._serialized_start=820
-  _globals['_ADMITLOBBYENTRYREQUEST']._serialized_end=956
-  _globals['_DENYLOBBYENTRYREQUEST']._serialized_start=959
-  _globals['_DENYLOBBYENTRYREQUEST']._serialized_end=1094
-  _globals['_LOBBYSERVICE']._serialized_start=1097
-  _globals['_LOBBYSERVICE']._serialized_end=1831
+  _globals['_GETLOBBYENTRYREQUEST']._serialized_start=248
+  _globals['_GETLOBBYENTRYREQUEST']._serialized_end=412
+  _globals['_WATCHLOBBYENTRYREQUEST']._serialized_start=415
+  _globals['_WATCHLOBBYENTRYREQUEST']._serialized_end=581
+  _globals['_LISTLOBBYENTRIESREQUEST']._serialized_start=584
+  _globals['_LISTLOBBYENTRIESREQUEST']._serialized_end=751
+  _globals['_LISTLOBBYENTRIESRESPONSE']._serialized_start=753
+  _globals['_LISTLOBBYENTRIESRESPONSE']._serialized_end=858
+  _globals['_ADMITLOBBYENTRYREQUEST']._serialized_start=861
+  _globals['_ADMITLOBBYENTRYREQUEST']._serialized_end=997
+  _globals['_DENYLOBBYENTRYREQUEST']._serialized_start=1000
+  _globals['_DENYLOBBYENTRYREQUEST']._serialized_end=1135
+  _globals['_LOBBYSERVICE']._serialized_start=1138
+  _globals['_LOBBYSERVICE']._serialized_end=1872
 # @@protoc_insertion_point(module_scope)

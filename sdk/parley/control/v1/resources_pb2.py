@@ -26,9 +26,10 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from parley.options.v1 import options_pb2 as parley_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!parley/control/v1/resources.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x04User\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07subject\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12=\n\x06locale\x18\x05 \x01(\tB-\xbaH*r(2&^([a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*)?$\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:/\xea\x41,\n\x0fparley.dev/User\x12\x0cusers/{user}*\x05users2\x04user\"|\n\x11RoomConfiguration\x12L\n\x0fpublish_sources\x18\x01 \x03(\x0e\x32\x1e.parley.control.v1.TrackSourceB\x13\xbaH\x10\x92\x01\r\x10\x04\x18\x01\"\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x11\x65veryone_can_mute\x18\x02 \x01(\x08\"\xa4\x03\n\x04Room\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x38\n\x04slug\x18\x02 \x01(\tB*\xe2\x41\x01\x05\xbaH#r\x1e\x10\x03\x18?2\x18^[a-z0-9]+(-[a-z0-9]+)*$\xd8\x01\x01\x12\x1e\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12>\n\x0c\x61\x63\x63\x65ss_level\x18\x04 \x01(\x0e\x32\x1e.parley.control.v1.AccessLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12;\n\rconfiguration\x18\x05 \x01(\x0b\x32$.parley.control.v1.RoomConfiguration\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03:/\xea\x41,\n\x0fparley.dev/Room\x12\x0crooms/{room}*\x05rooms2\x04room\"\xc7\x02\n\nRoomAccess\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x44\n\x04user\x18\x02 \x01(\tB6\xe2\x41\x01\x05\xfa\x41\x11\n\x0fparley.dev/User\xbaH\x1br\x16\x32\x14^users/[0-9a-f]{32}$\xd8\x01\x01\x12\x31\n\x04role\x18\x03 \x01(\x0e\x32\x17.parley.control.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1f\n\x11user_display_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:T\xea\x41Q\n\x15parley.dev/RoomAccess\x12\x1erooms/{room}/accesses/{access}*\x0croomAccesses2\nroomAccess\"\xd6\x02\n\nLobbyEntry\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04user\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x37\n\x05state\x18\x04 \x01(\x0e\x32\".parley.control.v1.LobbyEntryStateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:]\xea\x41Z\n\x15parley.dev/LobbyEntry\x12\'rooms/{room}/lobbyEntries/{lobby_entry}*\x0clobbyEntries2\nlobbyEntry\"\xab\x02\n\x06\x41piKey\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1e\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12z\n\x06scopes\x18\x03 \x03(\tBj\xbaHg\x92\x01\x64\x18\x01\"`r^R\x0crooms:createR\nrooms:listR\nrooms:readR\x0crooms:updateR\x0crooms:deleteR\rtokens:createR\x0bkeys:manage\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03::\xea\x41\x37\n\x11parley.dev/ApiKey\x12\x11\x61piKeys/{api_key}*\x07\x61piKeys2\x06\x61piKey*{\n\x0b\x41\x63\x63\x65ssLevel\x12\x1c\n\x18\x41\x43\x43\x45SS_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43\x43\x45SS_LEVEL_PUBLIC\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_LEVEL_TRUSTED\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_LEVEL_RESTRICTED\x10\x03*\xa5\x01\n\x0bTrackSource\x12\x1c\n\x18TRACK_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TRACK_SOURCE_CAMERA\x10\x01\x12\x1b\n\x17TRACK_SOURCE_MICROPHONE\x10\x02\x12\x1d\n\x19TRACK_SOURCE_SCREEN_SHARE\x10\x03\x12#\n\x1fTRACK_SOURCE_SCREEN_SHARE_AUDIO\x10\x04*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_MEMBER\x10\x01\x12\x16\n\x12ROLE_ADMINISTRATOR\x10\x02\x12\x0e\n\nROLE_OWNER\x10\x03*\x91\x01\n\x0fLobbyEntryState\x12!\n\x1dLOBBY_ENTRY_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LOBBY_ENTRY_STATE_WAITING\x10\x01\x12\x1e\n\x1aLOBBY_ENTRY_STATE_ACCEPTED\x10\x02\x12\x1c\n\x18LOBBY_ENTRY_STATE_DENIED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!parley/control/v1/resources.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fparley/options/v1/options.proto\"\xcb\x02\n\x04User\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07subject\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\x05\x65mail\x18\x03 \x01(\tB\x08\xe2\x41\x01\x03\xf0\x81\x19\x01\x12!\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x0b\xbaH\x04r\x02\x18\x64\xf0\x81\x19\x01\x12=\n\x06locale\x18\x05 \x01(\tB-\xbaH*r(2&^([a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*)?$\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:/\xea\x41,\n\x0fparley.dev/User\x12\x0cusers/{user}*\x05users2\x04user\"|\n\x11RoomConfiguration\x12L\n\x0fpublish_sources\x18\x01 \x03(\x0e\x32\x1e.parley.control.v1.TrackSourceB\x13\xbaH\x10\x92\x01\r\x10\x04\x18\x01\"\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x11\x65veryone_can_mute\x18\x02 \x01(\x08\"\xa4\x03\n\x04Room\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x38\n\x04slug\x18\x02 \x01(\tB*\xe2\x41\x01\x05\xbaH#r\x1e\x10\x03\x18?2\x18^[a-z0-9]+(-[a-z0-9]+)*$\xd8\x01\x01\x12\x1e\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12>\n\x0c\x61\x63\x63\x65ss_level\x18\x04 \x01(\x0e\x32\x1e.parley.control.v1.AccessLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12;\n\rconfiguration\x18\x05 \x01(\x0b\x32$.parley.control.v1.RoomConfiguration\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03:/\xea\x41,\n\x0fparley.dev/Room\x12\x0crooms/{room}*\x05rooms2\x04room\"\xc7\x02\n\nRoomAccess\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x44\n\x04user\x18\x02 \x01(\tB6\xe2\x41\x01\x05\xfa\x41\x11\n\x0fparley.dev/User\xbaH\x1br\x16\x32\x14^users/[0-9a-f]{32}$\xd8\x01\x01\x12\x31\n\x04role\x18\x03 \x01(\x0e\x32\x17.parley.control.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1f\n\x11user_display_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:T\xea\x41Q\n\x15parley.dev/RoomAccess\x12\x1erooms/{room}/accesses/{access}*\x0croomAccesses2\nroomAccess\"\xd6\x02\n\nLobbyEntry\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04user\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x37\n\x05state\x18\x04 \x01(\x0e\x32\".parley.control.v1.LobbyEntryStateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:]\xea\x41Z\n\x15parley.dev/LobbyEntry\x12\'rooms/{room}/lobbyEntries/{lobby_entry}*\x0clobbyEntries2\nlobbyEntry\"\xab\x02\n\x06\x41piKey\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1e\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12z\n\x06scopes\x18\x03 \x03(\tBj\xbaHg\x92\x01\x64\x18\x01\"`r^R\x0crooms:createR\nrooms:listR\nrooms:readR\x0crooms:updateR\x0crooms:deleteR\rtokens:createR\x0bkeys:manage\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03::\xea\x41\x37\n\x11parley.dev/ApiKey\x12\x11\x61piKeys/{api_key}*\x07\x61piKeys2\x06\x61piKey*{\n\x0b\x41\x63\x63\x65ssLevel\x12\x1c\n\x18\x41\x43\x43\x45SS_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43\x43\x45SS_LEVEL_PUBLIC\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_LEVEL_TRUSTED\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_LEVEL_RESTRICTED\x10\x03*\xa5\x01\n\x0bTrackSource\x12\x1c\n\x18TRACK_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TRACK_SOURCE_CAMERA\x10\x01\x12\x1b\n\x17TRACK_SOURCE_MICROPHONE\x10\x02\x12\x1d\n\x19TRACK_SOURCE_SCREEN_SHARE\x10\x03\x12#\n\x1fTRACK_SOURCE_SCREEN_SHARE_AUDIO\x10\x04*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_MEMBER\x10\x01\x12\x16\n\x12ROLE_ADMINISTRATOR\x10\x02\x12\x0e\n\nROLE_OWNER\x10\x03*\x91\x01\n\x0fLobbyEntryState\x12!\n\x1dLOBBY_ENTRY_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LOBBY_ENTRY_STATE_WAITING\x10\x01\x12\x1e\n\x1aLOBBY_ENTRY_STATE_ACCEPTED\x10\x02\x12\x1c\n\x18LOBBY_ENTRY_STATE_DENIED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER'].fields_by_name['subject']._loaded_options = None
   _globals['_USER'].fields_by_name['subject']._serialized_options = b'\342A\001\003'
   _globals['_USER'].fields_by_name['email']._loaded_options = None
-  _globals['_USER'].fields_by_name['email']._serialized_options = b'\342A\001\003'
+  _globals['_USER'].fields_by_name['email']._serialized_options = b'\342A\001\003\360\201\031\001'
   _globals['_USER'].fields_by_name['display_name']._loaded_options = None
-  _globals['_USER'].fields_by_name['display_name']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_USER'].fields_by_name['display_name']._serialized_options = b'\272H\004r\002\030d\360\201\031\001'
   _globals['_USER'].fields_by_name['locale']._loaded_options = None
   _globals['_USER'].fields_by_name['locale']._serialized_options = b'\272H*r(2&^([a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*)?$'
   _globals['_USER'].fields_by_name['create_time']._loaded_options = None
@@ -105,24 +106,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEY'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_APIKEY']._loaded_options = None
   _globals['_APIKEY']._serialized_options = b'\352A7\n\021parley.dev/ApiKey\022\021apiKeys/{api_key}*\007apiKeys2\006apiKey'
-  _globals['_ACCESSLEVEL']._serialized_start=2030
-  _globals['_ACCESSLEVEL']._serialized_end=2153
-  _globals['_TRACKSOURCE']._serialized_start=2156
-  _globals['_TRACKSOURCE']._serialized_end=2321
-  _globals['_ROLE']._serialized_start=2323
-  _globals['_ROLE']._serialized_end=2408
-  _globals['_LOBBYENTRYSTATE']._serialized_start=2411
-  _globals['_LOBBYENTRYSTATE']._serialized_end=2556
-  _globals['_USER']._serialized_start=179
-  _globals['_USER']._serialized_end=502
-  _globals['_ROOMCONFIGURATION']._serialized_start=504
-  _globals['_ROOMCONFIGURATION']._serialized_end=628
-  _globals['_ROOM']._serialized_start=631
-  _globals['_ROOM']._serialized_end=1051
-  _globals['_ROOMACCESS']._serialized_start=1054
-  _globals['_ROOMACCESS']._serialized_end=1381
-  _globals['_LOBBYENTRY']._serialized_start=1384
-  _globals['_LOBBYENTRY']._serialized_end=1726
-  _globals['_APIKEY']._serialized_start=1729
-  _globals['_APIKEY']._serialized_end=2028
+  _globals['_ACCESSLEVEL']._serialized_start=2071
+  _globals['_ACCESSLEVEL']._serialized_end=2194
+  _globals['_TRACKSOURCE']._serialized_start=2197
+  _globals['_TRACKSOURCE']._serialized_end=2362
+  _globals['_ROLE']._serialized_start=2364
+  _globals['_ROLE']._serialized_end=2449
+  _globals['_LOBBYENTRYSTATE']._serialized_start=2452
+  _globals['_LOBBYENTRYSTATE']._serialized_end=2597
+  _globals['_USER']._serialized_start=212
+  _globals['_USER']._serialized_end=543
+  _globals['_ROOMCONFIGURATION']._serialized_start=545
+  _globals['_ROOMCONFIGURATION']._serialized_end=669
+  _globals['_ROOM']._serialized_start=672
+  _globals['_ROOM']._serialized_end=1092
+  _globals['_ROOMACCESS']._serialized_start=1095
+  _globals['_ROOMACCESS']._serialized_end=1422
+  _globals['_LOBBYENTRY']._serialized_start=1425
+  _globals['_LOBBYENTRY']._serialized_end=1767
+  _globals['_APIKEY']._serialized_start=1770
+  _globals['_APIKEY']._serialized_end=2069
 # @@protoc_insertion_point(module_scope)

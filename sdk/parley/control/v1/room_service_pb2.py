@@ -31,9 +31,10 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from parley.control.v1 import resources_pb2 as parley_dot_control_dot_v1_dot_resources__pb2
+from parley.options.v1 import options_pb2 as parley_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$parley/control/v1/room_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\"F\n\x11\x43reateRoomRequest\x12\x31\n\x04room\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.RoomB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"_\n\x0eGetRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\"i\n\x10ListRoomsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x18\n\x06\x66ilter\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"T\n\x11ListRoomsResponse\x12&\n\x05rooms\x18\x01 \x03(\x0b\x32\x17.parley.control.v1.Room\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc7\x02\n\x11UpdateRoomRequest\x12\x31\n\x04room\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.RoomB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\xfe\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xcc\x01\xe2\x41\x01\x02\xbaH\xc4\x01\xba\x01P\n\x15update_mask.not_empty\x12!name at least one field to change\x1a\x14size(this.paths) > 0\xc8\x01\x01\xe2\x01k\x12\x0c\x64isplay_name\x12\x0c\x61\x63\x63\x65ss_level\x12\rconfiguration\x12\x1d\x63onfiguration.publish_sources\x12\x1f\x63onfiguration.everyone_can_mute\"y\n\x11\x44\x65leteRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x15\n\x04\x65tag\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\x9f\x01\n\x0fJoinRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1e\n\x0clobby_ticket\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"\xed\x01\n\nJoinGrants\x12\x13\n\x0b\x63\x61n_publish\x18\x01 \x01(\x08\x12\x15\n\rcan_subscribe\x18\x02 \x01(\x08\x12\x18\n\x10\x63\x61n_publish_data\x18\x03 \x01(\x08\x12J\n\x0fpublish_sources\x18\x04 \x03(\x0e\x32\x1e.parley.control.v1.TrackSourceB\x11\xbaH\x0e\x92\x01\x0b\x18\x01\"\x07\x82\x01\x04\x10\x01 \x00\x12\x0e\n\x06hidden\x18\x05 \x01(\x08\x12\x10\n\x08recorder\x18\x06 \x01(\x08\x12\x12\n\nroom_admin\x18\x07 \x01(\x08\x12\x17\n\x0f\x63\x61n_mute_others\x18\x08 \x01(\x08\"\xab\x01\n\tJoinGrant\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07sfu_url\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12-\n\x06grants\x18\x05 \x01(\x0b\x32\x1d.parley.control.v1.JoinGrants\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0bLobbyTicket\x12,\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1d.parley.control.v1.LobbyEntry\x12\x0e\n\x06ticket\x18\x02 \x01(\t\"|\n\x10JoinRoomResponse\x12-\n\x05grant\x18\x01 \x01(\x0b\x32\x1c.parley.control.v1.JoinGrantH\x00\x12/\n\x05lobby\x18\x02 \x01(\x0b\x32\x1e.parley.control.v1.LobbyTicketH\x00\x42\x08\n\x06result\"\xc8\x02\n\x16\x43reateJoinTokenRequest\x12M\n\x04room\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x35\n\x08identity\x18\x02 \x01(\tB#\xe2\x41\x01\x02\xbaH\x1cr\x1a\x10\x01\x18\x80\x01\x32\x13^[A-Za-z0-9._:@-]+$\x12\x1d\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1a\n\x08metadata\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80 \x12\x35\n\x06grants\x18\x05 \x01(\x0b\x32\x1d.parley.control.v1.JoinGrantsB\x06\xbaH\x03\xc8\x01\x01\x12\x36\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xbaH\x0b\xaa\x01\x08\"\x04\x08\x80\xa3\x05*\x00\x32\xa2\x06\n\x0bRoomService\x12\x64\n\nCreateRoom\x12$.parley.control.v1.CreateRoomRequest\x1a\x17.parley.control.v1.Room\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/rooms:\x04room\x12\x61\n\x07GetRoom\x12!.parley.control.v1.GetRoomRequest\x1a\x17.parley.control.v1.Room\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=rooms/*}\x12i\n\tListRooms\x12#.parley.control.v1.ListRoomsRequest\x1a$.parley.control.v1.ListRoomsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/rooms\x12r\n\nUpdateRoom\x12$.parley.control.v1.UpdateRoomRequest\x1a\x17.parley.control.v1.Room\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{room.name=rooms/*}:\x04room\x12\x66\n\nDeleteRoom\x12$.parley.control.v1.DeleteRoomRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/{name=rooms/*}\x12w\n\x08JoinRoom\x12\".parley.control.v1.JoinRoomRequest\x1a#.parley.control.v1.JoinRoomResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/{name=rooms/*}:join:\x01*\x12\x89\x01\n\x0f\x43reateJoinToken\x12).parley.control.v1.CreateJoinTokenRequest\x1a\x1c.parley.control.v1.JoinGrant\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/{room=rooms/*}:createJoinToken:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$parley/control/v1/room_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\x1a\x1fparley/options/v1/options.proto\"F\n\x11\x43reateRoomRequest\x12\x31\n\x04room\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.RoomB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"_\n\x0eGetRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\"i\n\x10ListRoomsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x18\n\x06\x66ilter\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"T\n\x11ListRoomsResponse\x12&\n\x05rooms\x18\x01 \x03(\x0b\x32\x17.parley.control.v1.Room\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc7\x02\n\x11UpdateRoomRequest\x12\x31\n\x04room\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.RoomB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\xfe\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xcc\x01\xe2\x41\x01\x02\xbaH\xc4\x01\xba\x01P\n\x15update_mask.not_empty\x12!name at least one field to change\x1a\x14size(this.paths) > 0\xc8\x01\x01\xe2\x01k\x12\x0c\x64isplay_name\x12\x0c\x61\x63\x63\x65ss_level\x12\rconfiguration\x12\x1d\x63onfiguration.publish_sources\x12\x1f\x63onfiguration.everyone_can_mute\"y\n\x11\x44\x65leteRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x15\n\x04\x65tag\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\xa7\x01\n\x0fJoinRoomRequest\x12M\n\x04name\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x0b\xbaH\x04r\x02\x18\x64\xf0\x81\x19\x01\x12\"\n\x0clobby_ticket\x18\x03 \x01(\tB\x0c\xbaH\x05r\x03\x18\xc8\x01\xf0\x81\x19\x01\"\xed\x01\n\nJoinGrants\x12\x13\n\x0b\x63\x61n_publish\x18\x01 \x01(\x08\x12\x15\n\rcan_subscribe\x18\x02 \x01(\x08\x12\x18\n\x10\x63\x61n_publish_data\x18\x03 \x01(\x08\x12J\n\x0fpublish_sources\x18\x04 \x03(\x0e\x32\x1e.parley.control.v1.TrackSourceB\x11\xbaH\x0e\x92\x01\x0b\x18\x01\"\x07\x82\x01\x04\x10\x01 \x00\x12\x0e\n\x06hidden\x18\x05 \x01(\x08\x12\x10\n\x08recorder\x18\x06 \x01(\x08\x12\x12\n\nroom_admin\x18\x07 \x01(\x08\x12\x17\n\x0f\x63\x61n_mute_others\x18\x08 \x01(\x08\"\xb1\x01\n\tJoinGrant\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x13\n\x05token\x18\x02 \x01(\tB\x04\xf0\x81\x19\x01\x12\x0f\n\x07sfu_url\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12-\n\x06grants\x18\x05 \x01(\x0b\x32\x1d.parley.control.v1.JoinGrants\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0bLobbyTicket\x12,\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1d.parley.control.v1.LobbyEntry\x12\x14\n\x06ticket\x18\x02 \x01(\tB\x04\xf0\x81\x19\x01\"|\n\x10JoinRoomResponse\x12-\n\x05grant\x18\x01 \x01(\x0b\x32\x1c.parley.control.v1.JoinGrantH\x00\x12/\n\x05lobby\x18\x02 \x01(\x0b\x32\x1e.parley.control.v1.LobbyTicketH\x00\x42\x08\n\x06result\"\xc8\x02\n\x16\x43reateJoinTokenRequest\x12M\n\x04room\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/Room\xbaH$r\"\x18P2\x1e^rooms/[a-z0-9]+(-[a-z0-9]+)*$\x12\x35\n\x08identity\x18\x02 \x01(\tB#\xe2\x41\x01\x02\xbaH\x1cr\x1a\x10\x01\x18\x80\x01\x32\x13^[A-Za-z0-9._:@-]+$\x12\x1d\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1a\n\x08metadata\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80 \x12\x35\n\x06grants\x18\x05 \x01(\x0b\x32\x1d.parley.control.v1.JoinGrantsB\x06\xbaH\x03\xc8\x01\x01\x12\x36\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xbaH\x0b\xaa\x01\x08\"\x04\x08\x80\xa3\x05*\x00\x32\xa2\x06\n\x0bRoomService\x12\x64\n\nCreateRoom\x12$.parley.control.v1.CreateRoomRequest\x1a\x17.parley.control.v1.Room\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/rooms:\x04room\x12\x61\n\x07GetRoom\x12!.parley.control.v1.GetRoomRequest\x1a\x17.parley.control.v1.Room\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=rooms/*}\x12i\n\tListRooms\x12#.parley.control.v1.ListRoomsRequest\x1a$.parley.control.v1.ListRoomsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/rooms\x12r\n\nUpdateRoom\x12$.parley.control.v1.UpdateRoomRequest\x1a\x17.parley.control.v1.Room\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{room.name=rooms/*}:\x04room\x12\x66\n\nDeleteRoom\x12$.parley.control.v1.DeleteRoomRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/{name=rooms/*}\x12w\n\x08JoinRoom\x12\".parley.control.v1.JoinRoomRequest\x1a#.parley.control.v1.JoinRoomResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/{name=rooms/*}:join:\x01*\x12\x89\x01\n\x0f\x43reateJoinToken\x12).parley.control.v1.CreateJoinTokenRequest\x1a\x1c.parley.control.v1.JoinGrant\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/{room=rooms/*}:createJoinToken:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,11 +62,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINROOMREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_JOINROOMREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\021\n\017parley.dev/Room\272H$r\"\030P2\036^rooms/[a-z0-9]+(-[a-z0-9]+)*$'
   _globals['_JOINROOMREQUEST'].fields_by_name['display_name']._loaded_options = None
-  _globals['_JOINROOMREQUEST'].fields_by_name['display_name']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_JOINROOMREQUEST'].fields_by_name['display_name']._serialized_options = b'\272H\004r\002\030d\360\201\031\001'
   _globals['_JOINROOMREQUEST'].fields_by_name['lobby_ticket']._loaded_options = None
-  _globals['_JOINROOMREQUEST'].fields_by_name['lobby_ticket']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_JOINROOMREQUEST'].fields_by_name['lobby_ticket']._serialized_options = b'\272H\005r\003\030\310\001\360\201\031\001'
   _globals['_JOINGRANTS'].fields_by_name['publish_sources']._loaded_options = None
   _globals['_JOINGRANTS'].fields_by_name['publish_sources']._serialized_options = b'\272H\016\222\001\013\030\001\"\007\202\001\004\020\001 \000'
+  _globals['_JOINGRANT'].fields_by_name['token']._loaded_options = None
+  _globals['_JOINGRANT'].fields_by_name['token']._serialized_options = b'\360\201\031\001'
+  _globals['_LOBBYTICKET'].fields_by_name['ticket']._loaded_options = None
+  _globals['_LOBBYTICKET'].fields_by_name['ticket']._serialized_options = b'\360\201\031\001'
   _globals['_CREATEJOINTOKENREQUEST'].fields_by_name['room']._loaded_options = None
   _globals['_CREATEJOINTOKENREQUEST'].fields_by_name['room']._serialized_options = b'\342A\001\002\372A\021\n\017parley.dev/Room\272H$r\"\030P2\036^rooms/[a-z0-9]+(-[a-z0-9]+)*$'
   _globals['_CREATEJOINTOKENREQUEST'].fields_by_name['identity']._loaded_options = None
@@ -92,30 +97,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROOMSERVICE'].methods_by_name['JoinRoom']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/{name=rooms/*}:join:\001*'
   _globals['_ROOMSERVICE'].methods_by_name['CreateJoinToken']._loaded_options = None
   _globals['_ROOMSERVICE'].methods_by_name['CreateJoinToken']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/{room=rooms/*}:createJoinToken:\001*'
-  _globals['_CREATEROOMREQUEST']._serialized_start=341
-  _globals['_CREATEROOMREQUEST']._serialized_end=411
-  _globals['_GETROOMREQUEST']._serialized_start=413
-  _globals['_GETROOMREQUEST']._serialized_end=508
-  _globals['_LISTROOMSREQUEST']._serialized_start=510
-  _globals['_LISTROOMSREQUEST']._serialized_end=615
-  _globals['_LISTROOMSRESPONSE']._serialized_start=617
-  _globals['_LISTROOMSRESPONSE']._serialized_end=701
-  _globals['_UPDATEROOMREQUEST']._serialized_start=704
-  _globals['_UPDATEROOMREQUEST']._serialized_end=1031
-  _globals['_DELETEROOMREQUEST']._serialized_start=1033
-  _globals['_DELETEROOMREQUEST']._serialized_end=1154
-  _globals['_JOINROOMREQUEST']._serialized_start=1157
-  _globals['_JOINROOMREQUEST']._serialized_end=1316
-  _globals['_JOINGRANTS']._serialized_start=1319
-  _globals['_JOINGRANTS']._serialized_end=1556
-  _globals['_JOINGRANT']._serialized_start=1559
-  _globals['_JOINGRANT']._serialized_end=1730
-  _globals['_LOBBYTICKET']._serialized_start=1732
-  _globals['_LOBBYTICKET']._serialized_end=1807
-  _globals['_JOINROOMRESPONSE']._serialized_start=1809
-  _globals['_JOINROOMRESPONSE']._serialized_end=1933
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1936
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2264
-  _globals['_ROOMSERVICE']._serialized_start=2267
-  _globals['_ROOMSERVICE']._serialized_end=3069
+  _globals['_CREATEROOMREQUEST']._serialized_start=374
+  _globals['_CREATEROOMREQUEST']._serialized_end=444
+  _globals['_GETROOMREQUEST']._serialized_start=446
+  _globals['_GETROOMREQUEST']._serialized_end=541
+  _globals['_LISTROOMSREQUEST']._serialized_start=543
+  _globals['_LISTROOMSREQUEST']._serialized_end=648
+  _globals['_LISTROOMSRESPONSE']._serialized_start=650
+  _globals['_LISTROOMSRESPONSE']._serialized_end=734
+  _globals['_UPDATEROOMREQUEST']._serialized_start=737
+  _globals['_UPDATEROOMREQUEST']._serialized_end=1064
+  _globals['_DELETEROOMREQUEST']._serialized_start=1066
+  _globals['_DELETEROOMREQUEST']._serialized_end=1187
+  _globals['_JOINROOMREQUEST']._serialized_start=1190
+  _globals['_JOINROOMREQUEST']._serialized_end=1357
+  _globals['_JOINGRANTS']._serialized_start=1360
+  _globals['_JOINGRANTS']._serialized_end=1597
+  _globals['_JOINGRANT']._serialized_start=1600
+  _globals['_JOINGRANT']._serialized_end=1777
+  _globals['_LOBBYTICKET']._serialized_start=1779
+  _globals['_LOBBYTICKET']._serialized_end=1860
+  _globals['_JOINROOMRESPONSE']._serialized_start=1862
+  _globals['_JOINROOMRESPONSE']._serialized_end=1986
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1989
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2317
+  _globals['_ROOMSERVICE']._serialized_start=2320
+  _globals['_ROOMSERVICE']._serialized_end=3122
 # @@protoc_insertion_point(module_scope)
