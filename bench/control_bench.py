@@ -92,16 +92,15 @@ def _control(database_url: str) -> Iterator[str]:
         "PARLEY_DEV_LOGIN": "1",
         "PARLEY_GRPC_ADDRESS": address,
     }
+    # Its per-call log lines go nowhere: an unread pipe would fill and block the server.
     with subprocess.Popen(
-        [sys.executable, "-m", "control"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "control"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ) as process:
         try:
             yield address
         finally:
             process.terminate()
             process.wait(timeout=20)
-            if process.stderr:
-                process.stderr.close()
 
 
 async def _wait_serving(address: str) -> None:

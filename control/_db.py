@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,28 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # SQLite has no SELECT ... FOR UPDATE: taking the write lock at BEGIN serialises
             # check-then-write rules (last owner, etags, lobby decisions) as row locks do on
             # PostgreSQL.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads (no parley_write option) begin normally and stay concurrent.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("parley_write") else "BEGIN")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+@dataclass(frozen=True)
+class Sessions:
+    """Session factories of one database: ``reads`` for transactions that only read,
+    ``writes`` for those that may write (on SQLite they take the write lock at BEGIN)."""
+
+    reads: async_sessionmaker[AsyncSession]
+    writes: async_sessionmaker[AsyncSession]
+
+
+def sessions(engine: AsyncEngine) -> Sessions:
+    writer = engine.execution_options(parley_write=True)
+    return Sessions(
+        reads=async_sessionmaker(engine, expire_on_commit=False),
+        writes=async_sessionmaker(writer, expire_on_commit=False),
+    )
 
 
 def _alembic_config(connection: Connection) -> Config:

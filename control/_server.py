@@ -63,7 +63,7 @@ class ControlServer:
         self.settings = settings
         self._address = address
         self._engine = _db.create_engine(settings.database_url)
-        self.control = ControlPlane(settings, _db.session_factory(self._engine))
+        self.control = ControlPlane(settings, _db.sessions(self._engine))
         self._oidc = OidcVerifier(settings.oidc) if settings.oidc else None
         self._server = grpc.aio.server(interceptors=[ControlInterceptor(self._authenticate)])
         self._health = health.aio.HealthServicer()

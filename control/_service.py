@@ -18,13 +18,13 @@ from typing import Generic, TypeVar
 
 from buf.validate import validate_pb2
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley import VideoGrants, create_join_token
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 
-from . import _filters, _mapper, _pagination
+from . import _db, _filters, _mapper, _pagination
 from ._auth import API_KEY_PREFIX, Identity, Principal, hash_secret, issue_dev_token
 from ._errors import (
     AlreadyExists,
@@ -81,9 +81,11 @@ class Page(Generic[T]):
 class ControlPlane:
     """Use cases of the control plane, over one database."""
 
-    def __init__(self, settings: ControlSettings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: ControlSettings, sessions: _db.Sessions) -> None:
         self.settings = settings
-        self._sessions = sessions
+        # Reads and writes open different transactions (on SQLite, only writes take the lock).
+        self._reads = sessions.reads
+        self._writes = sessions.writes
 
     # -- callers -------------------------------------------------------------------------
 
@@ -97,7 +99,11 @@ class ControlPlane:
     async def _user_for(self, identity: Identity) -> UserRow:
         """The user behind ``identity``, created on first sight. The e-mail follows the identity
         provider; the display name is taken from it once, then belongs to the user."""
-        async with self._sessions.begin() as session:
+        async with self._reads() as session:  # the common case: known user, nothing to change
+            known = await Users(session).by_subject(identity.subject)
+        if known is not None and (not identity.email or identity.email == known.email):
+            return known
+        async with self._writes.begin() as session:
             users = Users(session)
             row = await users.by_subject(identity.subject)
             now = _now()
@@ -124,7 +130,7 @@ class ControlPlane:
             return row
 
     async def authenticate_api_key(self, key_id: str, secret: str) -> Principal:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await ApiKeys(session).get(key_id)
         if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
             raise Unauthenticated("unknown or revoked API key")
@@ -142,7 +148,7 @@ class ControlPlane:
         return token, expires, user
 
     async def _user_row(self, user_id: str) -> UserRow:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await Users(session).get(user_id)
         if row is None:
             raise NotFound("user not found")
@@ -159,7 +165,7 @@ class ControlPlane:
 
     async def update_user(self, caller: Principal, user: str, values: res.User, paths: Sequence[str]) -> UserRow:
         user_id = self._own_user_id(caller, user)
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await Users(session).get(user_id)
             if row is None:
                 raise NotFound("user not found")
@@ -225,7 +231,7 @@ class ControlPlane:
                 updated_at=now,
             )
             try:
-                async with self._sessions.begin() as session:
+                async with self._writes.begin() as session:
                     Rooms(session).add(row)
                     await session.flush()
                     if caller.is_user:
@@ -243,7 +249,7 @@ class ControlPlane:
 
     async def get_room(self, caller: Principal, id_or_slug: str) -> RoomRow:
         caller.require_scope("rooms:read")
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await self._room(session, id_or_slug)
 
     async def list_rooms(self, caller: Principal, *, page_size: int, page_token: str, filter: str) -> Page[RoomRow]:
@@ -255,7 +261,7 @@ class ControlPlane:
         conditions = _filters.parse(filter, {"access_level": _access_level_filter, "slug": str, "display_name": str})
         scope = f"rooms|{filter}|{member}"
         size = _pagination.page_size(page_size)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await Rooms(session).page(
                 member_user_id=member,
                 conditions=conditions,
@@ -266,7 +272,7 @@ class ControlPlane:
 
     async def update_room(self, caller: Principal, room: res.Room, paths: Sequence[str]) -> RoomRow:
         id_or_slug = room.name.removeprefix("rooms/")
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
             await self._require_role(session, row, caller, at_least="administrator", scope="rooms:update")
             if room.etag and room.etag != _mapper.etag(row):
@@ -286,7 +292,7 @@ class ControlPlane:
             return row
 
     async def delete_room(self, caller: Principal, id_or_slug: str, etag: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
             await self._require_role(session, row, caller, at_least="owner", scope="rooms:delete")
             if etag and etag != _mapper.etag(row):
@@ -354,25 +360,27 @@ class ControlPlane:
             raise PermissionDenied("API keys join through RoomService.CreateJoinToken")
         now = _now()
         user_id = caller.user_id if caller.is_user else None
-        async with self._sessions.begin() as session:
-            # The hot path: one query reads the room and the caller's role on it.
+        name = display_name.strip() or caller.display_name
+        async with self._reads() as session:
+            # The hot path: one read query for the room and the caller's role on it.
             found = await Rooms(session).find_with_role(id_or_slug, user_id)
-            if found is None:
-                raise NotFound(f"room {id_or_slug!r} not found")
-            room, role = found
-            may_enter = (
-                room.access_level == "public"
-                or role is not None
-                or (room.access_level == "trusted" and user_id is not None)
-            )
-            if lobby_ticket and not may_enter:  # a ticket matters only to those who must wait
+        if found is None:
+            raise NotFound(f"room {id_or_slug!r} not found")
+        room, role = found
+        may_enter = (
+            room.access_level == "public"
+            or role is not None
+            or (room.access_level == "trusted" and user_id is not None)
+        )
+        if not name and (may_enter or not lobby_ticket):
+            raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
+        if may_enter:  # a ticket matters only to those who must wait
+            identity = user_id or f"guest-{secrets.token_hex(8)}"
+            return room_pb.JoinRoomResponse(grant=self._join_grant(room, identity, name, self._grants(room, role)))
+        async with self._writes.begin() as session:  # the lobby: follow a ticket, or ask anew
+            room = await self._room(session, room.id)
+            if lobby_ticket:
                 return await self._join_with_ticket(session, room, lobby_ticket, now)
-            name = display_name.strip() or caller.display_name
-            if not name:
-                raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
-            if may_enter:
-                identity = user_id or f"guest-{secrets.token_hex(8)}"
-                return room_pb.JoinRoomResponse(grant=self._join_grant(room, identity, name, self._grants(room, role)))
             return room_pb.JoinRoomResponse(lobby=await self._enter_lobby(session, room, user_id, name, now))
 
     async def _enter_lobby(
@@ -432,7 +440,7 @@ class ControlPlane:
         grants: room_pb.JoinGrants,
         ttl: timedelta | None,
     ) -> room_pb.JoinGrant:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             room = await self._room(session, id_or_slug)
             await self._require_role(session, room, caller, at_least="administrator", scope="tokens:create")
         if not caller.is_api_key and (grants.hidden or grants.recorder):
@@ -445,7 +453,7 @@ class ControlPlane:
         self, caller: Principal, id_or_slug: str, user: str, role: res.Role.ValueType
     ) -> tuple[RoomAccessRow, UserRow]:
         role_name = _mapper.ROLE_NAMES[role]
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug, for_update=True)
             mine = await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
             if role_name == "owner" and mine not in (None, "owner"):
@@ -463,7 +471,7 @@ class ControlPlane:
     async def list_accesses(
         self, caller: Principal, id_or_slug: str, *, page_size: int, page_token: str
     ) -> tuple[Page[tuple[RoomAccessRow, UserRow]], RoomRow]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             room = await self._room(session, id_or_slug)
             await self._require_role(session, room, caller, at_least="member", scope="rooms:read")
             scope = f"accesses|{room.id}"
@@ -500,7 +508,7 @@ class ControlPlane:
         self, caller: Principal, id_or_slug: str, access_id: str, role: res.Role.ValueType
     ) -> tuple[RoomAccessRow, UserRow]:
         role_name = _mapper.ROLE_NAMES[role]
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row, mine = await self._access_for_change(session, caller, id_or_slug, access_id)
             if role_name == row.role:
                 pass
@@ -516,7 +524,7 @@ class ControlPlane:
             return row, owner
 
     async def delete_access(self, caller: Principal, id_or_slug: str, access_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row, _ = await self._access_for_change(session, caller, id_or_slug, access_id)
             await self._keep_an_owner(session, row)
             await Accesses(session).delete(row)
@@ -542,7 +550,7 @@ class ControlPlane:
         return found
 
     async def get_lobby_entry(self, caller: Principal, name: tuple[str, str], ticket: str) -> LobbyEntryRow:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             return await self._entry_for(session, caller, name, ticket, _now())
 
     async def watch_lobby_entry(
@@ -571,7 +579,7 @@ class ControlPlane:
         self, caller: Principal, id_or_slug: str, *, page_size: int, page_token: str
     ) -> Page[LobbyEntryRow]:
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug)
             await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
             lobby = LobbyEntries(session)
@@ -585,7 +593,7 @@ class ControlPlane:
 
     async def decide_lobby_entry(self, caller: Principal, name: tuple[str, str], *, admit: bool) -> LobbyEntryRow:
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             # The room lock makes concurrent admit / deny of one entry decide once.
             room = await self._room(session, name[0], for_update=True)
             await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
@@ -618,20 +626,20 @@ class ControlPlane:
             scopes=list(scopes),
             created_at=_now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             ApiKeys(session).add(row)
         return row, secret
 
     async def list_api_keys(self, caller: Principal, *, page_size: int, page_token: str) -> Page[ApiKeyRow]:
         _require_key_manager(caller)
         size = _pagination.page_size(page_size)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await ApiKeys(session).page(after=_pagination.decode(page_token, scope="keys"), limit=size + 1)
         return _page(rows, size, "keys")
 
     async def delete_api_key(self, caller: Principal, key_id: str) -> None:
         _require_key_manager(caller)
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             keys = ApiKeys(session)
             row = await keys.get(key_id)
             if row is None:

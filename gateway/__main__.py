@@ -25,5 +25,6 @@ async def _serve() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("PARLEY_LOG_LEVEL", "INFO").upper()  # INFO logs one line per call
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_serve())
