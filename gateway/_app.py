@@ -231,9 +231,15 @@ def end_session(request: Request, response: Response) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/")
 
 
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/``: never an open redirect."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
 def _safe_next(request: Request) -> str:
-    target = request.query_params.get("next", "/")
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    return safe_next(request.query_params.get("next"))
 
 
 AuthRoutes = Callable[["Gateway"], list[BaseRoute]]

@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from parley.control.v1 import user_service_pb2
 
-from ._app import Gateway, start_session
+from ._app import Gateway, safe_next, start_session
 from ._settings import OidcClientSettings
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,6 @@ _PENDING = "oidc_login"
 #: key algorithms, since keys come from the public JWKS.
 _ALGORITHMS = ["RS256", "ES256", "PS256"]
 _LEEWAY_S = 10
-
-
-def safe_next(target: str | None) -> str:
-    """``target`` if it is a path on this site, else ``/``: never an open redirect."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return "/"
 
 
 class _Refused(Exception):

@@ -15,7 +15,8 @@ import pytest
 
 from control import ControlServer, ControlSettings, OidcSettings
 from gateway import GatewayServer, GatewaySettings, OidcClientSettings, create_app
-from gateway._oidc_login import oidc_routes, safe_next
+from gateway._app import safe_next
+from gateway._oidc_login import oidc_routes
 
 from .conftest import TOKEN_SECRET
 from .oidc import CLIENT_ID, CLIENT_SECRET, USER_PASSWORD, OidcProvider
