@@ -286,7 +286,9 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/auth/session", session_info),
-        Route("/auth/logout", logout, methods=["GET", "POST"]),
+        # POST only: the SameSite=Lax session cookie is not sent on cross-site POSTs, so another
+        # site cannot log users out with a link or an image.
+        Route("/auth/logout", logout, methods=["POST"]),
     ]
     for build in extra_routes or []:
         routes += build(gateway)

@@ -186,7 +186,7 @@ async def test_login_session_csrf_and_logout(sites: Sites, idp: OidcProvider) ->
         assert room.status_code == 200, room.text
         assert room.json()["displayName"] == "x"
 
-        assert (await browser.get(f"{site}/auth/logout")).status_code == 303
+        assert (await browser.post(f"{site}/auth/logout")).status_code == 303
         await _assert_logged_out(browser, site)
 
 
