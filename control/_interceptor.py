@@ -11,12 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-import protovalidate
-from google.protobuf import any_pb2, message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf import message
 
 from parley import redacted
+from parley.server import error_status, field_violations
 
 from ._auth import ANONYMOUS, Principal
 from ._errors import ControlError, InvalidArgument, Unauthenticated
@@ -25,7 +23,6 @@ log = logging.getLogger(__name__)
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("parley_caller", default=ANONYMOUS)
 _PARLEY_PREFIX = "/parley."
-ERROR_DOMAIN = "parley.dev"
 
 Authenticate = Callable[[str], Awaitable[Principal]]
 
@@ -35,43 +32,16 @@ def current_caller() -> Principal:
     return _CALLER.get()
 
 
-def _field_path(violation: protovalidate.Violation) -> str:
-    parts = []
-    path = violation.proto.field
-    for element in path.elements if path is not None else ():
-        parts.append(element.field_name)
-        subscript = element.subscript
-        if subscript is not None:
-            parts[-1] += f"[{subscript.value!r}]" if subscript.field != "index" else f"[{subscript.value}]"
-    return ".".join(parts)
-
-
 def validate(request: message.Message) -> None:
     """Raises InvalidArgument listing every broken protovalidate rule of ``request``."""
-    violations = protovalidate.collect_violations(request)
+    violations = field_violations(request)
     if violations:
-        raise InvalidArgument([(_field_path(v), v.proto.message or v.proto.rule_id) for v in violations])
+        raise InvalidArgument(violations)
 
 
 def to_status(error: ControlError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    details = [info]
-    if isinstance(error, InvalidArgument):
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in error.violations
-                ]
-            )
-        )
-    packed = []
-    for detail in details:
-        holder = any_pb2.Any()
-        holder.Pack(detail)
-        packed.append(holder)
-    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=packed)
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
+    violations = error.violations if isinstance(error, InvalidArgument) else ()
+    return error_status(error.code, error.message, reason=error.reason, violations=violations)
 
 
 class ControlInterceptor(grpc.aio.ServerInterceptor):

@@ -134,7 +134,7 @@ class ControlPlane:
             row = await ApiKeys(session).get(key_id)
         if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
             raise Unauthenticated("unknown or revoked API key")
-        return Principal(kind="api_key", api_key_id=row.id, scopes=frozenset(row.scopes))
+        return Principal(kind="api_key", api_key_id=row.id, display_name=row.display_name, scopes=frozenset(row.scopes))
 
     # -- users ---------------------------------------------------------------------------
 

@@ -63,6 +63,15 @@ class UserServicer(user_grpc.UserServiceServicer):
     async def GetUser(self, request: user_pb.GetUserRequest, context: Context) -> res.User:
         return _mapper.user(await self._control.get_user(current_caller(), request.name.removeprefix("users/")))
 
+    async def GetCaller(self, request: user_pb.GetCallerRequest, context: Context) -> user_pb.Caller:
+        caller = current_caller()
+        caller.require_authenticated()
+        if caller.is_api_key:
+            return user_pb.Caller(
+                api_key=f"apiKeys/{caller.api_key_id}", scopes=sorted(caller.scopes), display_name=caller.display_name
+            )
+        return user_pb.Caller(user=f"users/{caller.user_id}", display_name=caller.display_name)
+
     async def UpdateUser(self, request: user_pb.UpdateUserRequest, context: Context) -> res.User:
         row = await self._control.update_user(
             current_caller(), request.user.name.removeprefix("users/"), request.user, list(request.update_mask.paths)

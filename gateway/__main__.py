@@ -1,6 +1,8 @@
 """``python -m gateway``: serve the REST facade with settings from ``PARLEY_*`` variables
-(``PARLEY_CONTROL_TARGET``, ``PARLEY_SESSION_SECRET``, ``PARLEY_OIDC_ISSUER`` /
-``_CLIENT_ID`` / ``_CLIENT_SECRET``) and ``PARLEY_HTTP_ADDRESS`` (default ``0.0.0.0:8080``)."""
+(``PARLEY_CONTROL_TARGET``, ``PARLEY_SESSION_SECRET``, ``PARLEY_AI_TARGET`` (optional: the AI
+service's gRPC address; without it the transcription and summary routes answer 503),
+``PARLEY_OIDC_ISSUER`` / ``_CLIENT_ID`` / ``_CLIENT_SECRET``) and ``PARLEY_HTTP_ADDRESS``
+(default ``0.0.0.0:8080``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The gateway's ASGI app: REST facade over control's gRPC API, browser sessions, docs,
-static files and health."""
+"""The gateway's ASGI app: REST facade over the gRPC APIs of control and the AI service,
+browser sessions, docs, static files and health."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import jwt
+from google.api import httpbody_pb2
 from google.protobuf import descriptor_pb2, message
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -33,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 import parley
 
+from . import _routes
 from ._routes import Match, Router, routes_for
 from ._settings import GatewaySettings
 from ._transcode import (
@@ -51,6 +53,16 @@ SESSION_COOKIE = "parley_session"
 CSRF_COOKIE = "parley_csrf"
 CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+#: The backends and how errors name them: the AI service serves the ``parley.ai.*``
+#: packages, control everything else.
+_BACKEND_TEXT = {"control": "control", "ai": "the AI service"}
+_AI_PACKAGE_PREFIX = "parley.ai."
+
+
+def backend_of(route: _routes.Route) -> str:
+    """``ai`` for the AI service's services (package ``parley.ai.v1``...), else ``control``."""
+    return "ai" if route.package.startswith(_AI_PACKAGE_PREFIX) else "control"
 
 
 def load_descriptor_set(path: Path = DESCRIPTORS) -> descriptor_pb2.FileDescriptorSet:
@@ -72,32 +84,57 @@ def _error(status: int, code: grpc.StatusCode, text: str) -> JSONResponse:
     return JSONResponse(status_body(code, text), status_code=status)
 
 
+def _raw_data(body: message.Message) -> bytes:
+    assert isinstance(body, httpbody_pb2.HttpBody)
+    data: bytes = body.data
+    return data
+
+
+def _raw_headers(body: message.Message) -> dict[str, str]:
+    # As grpc-gateway: the HttpBody's own content type, verbatim (Starlette adds no charset).
+    assert isinstance(body, httpbody_pb2.HttpBody)
+    return {"content-type": body.content_type or "application/octet-stream"}
+
+
 class Gateway:
-    """Transcodes REST calls to control and back; holds the gRPC channel for the app's life."""
+    """Transcodes REST calls to their backend (control, or the AI service for ``parley.ai.*``)
+    and back; holds one gRPC channel per configured backend for the app's life."""
 
     def __init__(self, settings: GatewaySettings, descriptor_set: descriptor_pb2.FileDescriptorSet) -> None:
         self.settings = settings
         self.router = Router(routes_for(parley_services(descriptor_set)))
-        self._channel: grpc.aio.Channel | None = None
+        #: Backend -> gRPC address; an empty one is not configured (its routes answer 503).
+        self.targets = {"control": settings.control_target, "ai": settings.ai_target}
+        self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        # grpc.aio channels bind to the running loop: create it here, not at import.
-        self._channel = grpc.aio.insecure_channel(self.settings.control_target)
+        # grpc.aio channels bind to the running loop: create them here, not at import.
+        self._channels = {name: grpc.aio.insecure_channel(target) for name, target in self.targets.items() if target}
         try:
             yield
         finally:
-            await self._channel.close()
-            self._channel = None
+            for channel in self._channels.values():
+                await channel.close()
+            self._channels = {}
             self._callables.clear()
+
+    def unconfigured(self, route: _routes.Route) -> Response | None:
+        """The 503 of a route whose backend this gateway has no address for, else None."""
+        backend = backend_of(route)
+        if self.targets[backend]:
+            return None
+        text = f"{_BACKEND_TEXT[backend]} is not configured on this gateway"
+        return _error(503, grpc.StatusCode.UNAVAILABLE, text)
 
     def _callable(self, match: Match) -> Any:
         route = match.route
         found = self._callables.get(route.grpc_path)
         if found is None:
-            assert self._channel is not None, "the gateway is not started"
-            make = self._channel.unary_stream if route.streaming else self._channel.unary_unary
+            channel = self._channels.get(backend_of(route))
+            assert channel is not None, f"the gateway is not started or has no {backend_of(route)} backend"
+            make = channel.unary_stream if route.streaming else channel.unary_unary
             found = make(
                 route.grpc_path,
                 request_serializer=route.request_type.SerializeToString,
@@ -107,7 +144,7 @@ class Gateway:
         return found
 
     async def call(self, grpc_path_match: Match, request: message.Message, authorization: str) -> message.Message:
-        """One unary call to control (used by the login flow too)."""
+        """One unary call to the route's backend (used by the login flow too)."""
         metadata = (("authorization", authorization),) if authorization else ()
         response: message.Message = await self._callable(grpc_path_match)(request, metadata=metadata)
         return response
@@ -153,6 +190,9 @@ class Gateway:
                 response.headers["allow"] = ", ".join(allowed)
                 return response
             return _error(404, grpc.StatusCode.NOT_FOUND, f"no API route for {request.method} {path}")
+        unavailable = self.unconfigured(match.route)
+        if unavailable is not None:
+            return unavailable
         authorization, refusal = self._authorization(request)  # CSRF first: refuse before reading
         if refusal is not None:
             return refusal
@@ -173,21 +213,42 @@ class Gateway:
         except grpc.aio.AioRpcError as error:
             status, payload = error_from_rpc(error)
             return JSONResponse(payload, status_code=status)
+        if match.route.raw_response:
+            return Response(_raw_data(reply), headers=_raw_headers(reply))
         return JSONResponse(to_json(reply))
 
     async def _stream(self, match: Match, rpc_request: message.Message, authorization: str) -> Response:
         """Server streaming as newline-delimited JSON: ``{"result": ...}`` per message, or
-        ``{"error": Status}`` last. An error before the first message is a plain error answer."""
+        ``{"error": Status}`` last. An error before the first message is a plain error answer.
+        A stream of ``google.api.HttpBody`` is one body instead, as in grpc-gateway: the data of
+        each message in turn, with the first one's content type."""
         metadata = (("authorization", authorization),) if authorization else ()
         call = self._callable(match)(rpc_request, metadata=metadata)
         iterator = call.__aiter__()
         try:
             first = await iterator.__anext__()
         except StopAsyncIteration:
-            return Response(b"", media_type="application/x-ndjson")
+            empty_type = "application/octet-stream" if match.route.raw_response else "application/x-ndjson"
+            return Response(b"", media_type=empty_type)
         except grpc.aio.AioRpcError as error:
             status, payload = error_from_rpc(error)
             return JSONResponse(payload, status_code=status)
+        if match.route.raw_response:
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    yield _raw_data(first)
+                    async for item in iterator:
+                        yield _raw_data(item)
+                except grpc.aio.AioRpcError as error:
+                    # The headers are sent and a file has no room for an error: break the
+                    # response off, so that the client sees an incomplete body, not a whole file.
+                    log.warning("%s failed mid-stream: %s", match.route.grpc_path, error.code())
+                    raise
+                finally:
+                    call.cancel()
+
+            return StreamingResponse(chunks(), headers=_raw_headers(first))
 
         async def lines() -> AsyncIterator[bytes]:
             try:

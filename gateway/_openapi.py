@@ -3,7 +3,8 @@
 Everything comes from the contracts: operations from the routes (``google.api.http``), texts
 from the proto comments, ``required``/``readOnly`` from ``google.api.field_behavior``, and
 JSON Schema keywords from the ``buf.validate`` rules that have one. Nothing here names an RPC,
-so a new annotated RPC is documented without changes here.
+so a new annotated RPC is documented without changes here. A ``google.api.HttpBody`` response
+is a file of any media type, as the gateway answers it, not the JSON of the message.
 
 Path variables that capture a resource name (``{name=rooms/*}``) are expanded into their
 segments (``/v1/rooms/{room}``), the way protoc-gen-openapiv2's ``expand_slashed_path_patterns``
@@ -423,8 +424,12 @@ class _Schemas:
         path, parameters = self.path(route, patterns)
         parameters += self.query(route, method.input_type)
         output = method.output_type
-        result = self.message(output) if output.full_name in _WELL_KNOWN else self.ref(output)
-        if route.streaming:
+        if route.raw_response:  # google.api.HttpBody: the gateway answers its bytes, not JSON
+            raw = {"type": "string", "format": "binary"}
+            text = "A file (text or binary): the bytes the service answers, its media type in `Content-Type`."
+            ok = {"description": text, "content": {"*/*": {"schema": raw}}}
+        elif route.streaming:
+            result = self.message(output) if output.full_name in _WELL_KNOWN else self.ref(output)
             line = {
                 "type": "object",
                 "description": "One JSON object a line: a message, or the error that ended the stream.",
@@ -433,6 +438,7 @@ class _Schemas:
             }
             ok = {"description": f"A stream of `{output.name}`.", "content": {"application/x-ndjson": {"schema": line}}}
         else:
+            result = self.message(output) if output.full_name in _WELL_KNOWN else self.ref(output)
             ok = {"description": f"`{output.name}`.", "content": {"application/json": {"schema": result}}}
         comment = self.comments.get(method.full_name, "")
         summary = re.match(r"(.+?\.)(\s|$)", comment.replace("\n", " "))
@@ -495,7 +501,8 @@ def openapi_document(descriptor_set: descriptor_pb2.FileDescriptorSet, routes: S
                 "The REST form of Parley's gRPC API: JSON in the proto3 JSON mapping (lowerCamelCase "
                 "names, enums as names, int64 as strings, timestamps in RFC 3339). Errors answer a "
                 "`google.rpc.Status` with the HTTP status of its gRPC code. Server-streaming calls "
-                "answer newline-delimited JSON."
+                "answer newline-delimited JSON. Calls that return a file (`google.api.HttpBody` in the "
+                "contracts) answer its bytes with its media type."
             ),
         },
         "tags": [{"name": name, "description": text} for name, text in tags.items()],

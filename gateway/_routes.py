@@ -2,17 +2,24 @@
 
 Nothing here names an RPC: every annotated method of every service in the descriptor pool
 becomes a route, so a new annotated RPC appears in the REST API (and its OpenAPI document)
-without gateway changes.
+without gateway changes. Methods without an annotation stay gRPC-only, and so do
+client-streaming ones even when annotated: a REST request is one message.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, descriptor_pool, message, message_factory
+
+log = logging.getLogger(__name__)
+
+#: A response of this type is answered as its raw ``data`` with its ``content_type``.
+HTTP_BODY = "google.api.HttpBody"
 
 _VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
 
@@ -40,6 +47,16 @@ class Route:
     @property
     def streaming(self) -> bool:
         return bool(self.method.server_streaming)
+
+    @property
+    def raw_response(self) -> bool:
+        """Whether the RPC answers a ``google.api.HttpBody``: a file, not JSON."""
+        return self.method.output_type.full_name == HTTP_BODY
+
+    @property
+    def package(self) -> str:
+        """The proto package of the RPC's service, like ``parley.ai.v1``."""
+        return self.method.containing_service.file.package
 
     @property
     def literal_length(self) -> int:
@@ -106,8 +123,12 @@ def routes_for(service_names: Iterable[str], pool: descriptor_pool.DescriptorPoo
     for name in service_names:
         for method in pool.FindServiceByName(name).methods:
             options = method.GetOptions()
-            if options.HasExtension(annotations_pb2.http):
-                found += [_route(b, method) for b in _bindings(options.Extensions[annotations_pb2.http])]
+            if not options.HasExtension(annotations_pb2.http):
+                continue  # gRPC-only, like a client-streaming upload
+            if method.client_streaming:
+                log.warning("%s is client-streaming: it has no REST route despite its annotation", method.full_name)
+                continue
+            found += [_route(b, method) for b in _bindings(options.Extensions[annotations_pb2.http])]
     return sorted(found, key=lambda r: -r.literal_length)
 
 

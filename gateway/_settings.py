@@ -1,4 +1,8 @@
-"""Gateway configuration: explicit arguments, else ``PARLEY_*`` variables, else an error."""
+"""Gateway configuration: explicit arguments, else ``PARLEY_*`` variables, else an error.
+
+``PARLEY_CONTROL_TARGET`` and ``PARLEY_SESSION_SECRET`` are required; ``PARLEY_AI_TARGET`` (the
+AI service's gRPC address) is optional, ``PARLEY_OIDC_*`` configure the browser login and
+``PARLEY_SECURE_COOKIES`` the session cookie."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class OidcClientSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
-    #: gRPC address of control, ``host:port``.
+    #: gRPC address of control, ``host:port``: every service but the AI service's.
     control_target: str
     #: Signs the session cookie; at least 32 bytes.
     session_secret: str
@@ -38,6 +42,9 @@ class GatewaySettings:
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = 1 << 20
     static_dir: Path = field(default=STATIC_DIR)
+    #: gRPC address of the AI service (``parley.ai.*`` services: transcriptions, summaries),
+    #: ``host:port``. Empty: this gateway has no AI service, and its routes answer 503.
+    ai_target: str = ""
 
     def __post_init__(self) -> None:
         if len(self.session_secret.encode()) < 32:
@@ -60,6 +67,8 @@ class GatewaySettings:
                 client_secret=env.get("PARLEY_OIDC_CLIENT_SECRET", ""),
                 scopes=env.get("PARLEY_OIDC_SCOPES", "openid email profile"),
             )
+        if "PARLEY_AI_TARGET" in env:
+            values["ai_target"] = env["PARLEY_AI_TARGET"]
         if "PARLEY_SECURE_COOKIES" in env:
             values["secure_cookies"] = env["PARLEY_SECURE_COOKIES"].lower() in ("1", "true", "yes")
         values.update(explicit)

@@ -1,12 +1,13 @@
-"""``parley up``: control on embedded defaults (SQLite in the data folder, dev login) and the
-REST gateway in front of it, with a development API key created on first start and saved
-where the CLI finds it."""
+"""``parley up``: control on embedded defaults (SQLite in the data folder, dev login), the AI
+service (local Ray, packaged models) and the REST gateway in front of both, with a development
+API key created on first start and saved where the CLI finds it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import secrets
 import signal
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from ai import AiServer, AiSettings
 from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
 from gateway import GatewayServer, GatewaySettings
 from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
@@ -35,16 +37,19 @@ def _secret(data_dir: Path, name: str) -> str:
     return str(saved[name])
 
 
-async def _ensure_dev_key(server: ControlServer, data_dir: Path) -> tuple[Credentials, bool]:
+async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) -> tuple[Credentials, bool]:
     """The saved development key if it still works, else a new one (all scopes)."""
     try:
         saved = load_credentials(data_dir=data_dir, env={})
         await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
-        credentials, created = Credentials(url=server.target, api_key=saved.api_key, api_secret=saved.api_secret), False
+        credentials, created = (
+            Credentials(url=server.target, api_key=saved.api_key, api_secret=saved.api_secret, ai_url=ai_url),
+            False,
+        )
     except (ParleyError, Unauthenticated) as missing:  # no saved key, or one the database lost
         log.debug("creating a development API key: %s", missing)
         row, secret = await server.control.create_api_key(None, "development key (parley up)", ALL_SCOPES)
-        credentials, created = Credentials(url=server.target, api_key=row.id, api_secret=secret), True
+        credentials, created = Credentials(url=server.target, api_key=row.id, api_secret=secret, ai_url=ai_url), True
     save_credentials(data_dir, credentials)
     return credentials, created
 
@@ -54,7 +59,19 @@ class _PortTaken(Exception):
         super().__init__(f"port {port} is taken: stop what uses it or pass another {option} (0 picks a free one)")
 
 
-async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> None:
+def _ai_settings(data_dir: Path, control_target: str) -> AiSettings:
+    """The AI service on embedded defaults: SQLite and a folder in the data folder, a local Ray
+    with the machine's CPUs, Whisper tiny.en and the light summary engine (all from packages).
+    ``PARLEY_AI_*`` variables still apply (e.g. PARLEY_AI_RAY_ADDRESS for a cluster)."""
+    return AiSettings.from_env(
+        database_url=os.environ.get("PARLEY_AI_DATABASE_URL", f"sqlite:///{data_dir / 'ai.db'}"),
+        control_target=control_target,
+        storage=os.environ.get("PARLEY_AI_STORAGE", str(data_dir / "ai-storage")),
+        model_cache_dir=Path(os.environ.get("PARLEY_AI_MODEL_CACHE_DIR", str(data_dir / "models"))),
+    )
+
+
+async def _serve(data_dir: Path, grpc_port: int, http_port: int, ai_port: int, host: str, with_ai: bool) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
     settings = ControlSettings(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
@@ -66,8 +83,18 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> N
         await server.start()
     except RuntimeError as exc:  # grpc reports a port it cannot bind this way
         raise _PortTaken("--grpc-port", grpc_port) from exc
+    ai: AiServer | None = None
+    if with_ai:
+        typer.echo("starting the AI service (a local Ray; a few seconds)...")
+        ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
+        try:
+            await ai.start()
+        except RuntimeError as exc:
+            await server.stop(grace=0)
+            raise _PortTaken("--ai-port", ai_port) from exc
     gateway_settings = GatewaySettings(
         control_target=server.target,
+        ai_target=ai.target if ai else "",
         session_secret=_secret(data_dir, "session_secret"),
         dev_login=True,
         secure_cookies=False,
@@ -75,11 +102,15 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> N
     try:
         gateway = GatewayServer(gateway_settings, host=host, port=http_port)
     except OSError as exc:
+        if ai is not None:
+            await ai.stop(grace=0)
         await server.stop(grace=0)
         raise _PortTaken("--http-port", http_port) from exc
     await gateway.start()
-    credentials, created = await _ensure_dev_key(server, data_dir)
+    credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
+    if ai is not None:
+        typer.echo(f"Parley AI (gRPC: transcription, summaries) listening on {ai.target}")
     typer.echo(
         f"Parley REST API and web app on {gateway.url}  (API docs: {gateway.url}/api/docs, "
         f"dev login: {gateway.url}/auth/login)"
@@ -90,7 +121,11 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> N
     typer.echo(f"    PARLEY_URL={credentials.url}")
     typer.echo(f"    PARLEY_API_KEY={credentials.api_key}")
     typer.echo(f"    PARLEY_API_SECRET={credentials.api_secret}")
+    if ai is not None:
+        typer.echo(f"    PARLEY_AI_URL={credentials.ai_url}")
     typer.echo("  try: parley rooms create --name 'Weekly sync'   (Ctrl-C stops)")
+    if ai is not None:
+        typer.echo("       parley transcribe meeting.wav --summarize")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -98,6 +133,8 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, host: str) -> N
     await stop.wait()
     typer.echo("stopping")
     await gateway.stop()
+    if ai is not None:
+        await ai.stop(grace=2)
     await server.stop(grace=2)
 
 
@@ -107,15 +144,18 @@ def up(
     ] = None,
     grpc_port: Annotated[int, typer.Option(help="gRPC port of control (0: any free port).")] = 50051,
     http_port: Annotated[int, typer.Option(help="Port of the REST API and web app (0: any free port).")] = 8080,
+    ai_port: Annotated[int, typer.Option(help="gRPC port of the AI service (0: any free port).")] = 50053,
+    ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
-    """Run Parley on its embedded defaults: control (SQLite, dev login) and the REST gateway."""
+    """Run Parley on its embedded defaults: control (SQLite, dev login), the AI service (local
+    Ray, Whisper tiny.en, a light summary model) and the REST gateway."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, host))
+        asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, host, ai))
     except _PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

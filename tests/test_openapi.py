@@ -159,6 +159,18 @@ def test_errors_streams_and_security(document: Document) -> None:
     assert operations["RoomService_JoinRoom"][2]["security"] == [{"bearer": []}, {"cookie": [], "csrf": []}, {}]
 
 
+def test_files_and_grpc_only_methods(document: Document, routes: list[Route]) -> None:
+    operations = _operations(document)
+    # A google.api.HttpBody response is the file itself, of the media type the service answers.
+    method, path, export = operations["TranscriptionService_ExportTranscription"]
+    assert (method, path) == ("GET", "/v1/transcriptions/{transcription}:export")
+    assert export["responses"]["200"]["content"] == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    assert "HttpBody" not in document["components"]["schemas"]
+    # Client streaming (UploadMedia, no http annotation) stays gRPC-only.
+    assert "TranscriptionService_UploadMedia" not in operations
+    assert not any(route.method.client_streaming for route in routes)
+
+
 async def test_served_with_a_docs_page(document: Document) -> None:
     settings = GatewaySettings(
         control_target="127.0.0.1:1", session_secret="x" * 40, dev_login=True, secure_cookies=False

@@ -60,6 +60,7 @@ MATRIX: dict[str, Rule] = {
             "update_mask": field_mask_pb2.FieldMask(paths=["display_name"]),
         },
     ),
+    "UserService.GetCaller": Rule(set(USERS), ""),
     "UserService.DevLogin": Rule(EVERYONE | {"key"}, "", lambda s: {"subject": "matrix-dev-login"}),
     "RoomService.CreateRoom": Rule(set(USERS), "rooms:create", lambda s: {"room": res.Room(display_name="m")}),
     "RoomService.GetRoom": Rule(EVERYONE, "rooms:read", _room),

@@ -92,7 +92,10 @@ def _methods() -> dict[str, Any]:
 
 
 def test_every_request_message_has_a_bad_case() -> None:
-    assert sorted(_methods()) == sorted(BAD)
+    # A request with no fields has no bad case; it must stay empty to be exempt.
+    empty = {rpc for rpc, method in _methods().items() if not method.input_type.fields}
+    assert empty == {"UserService.GetCaller"}
+    assert sorted(set(_methods()) - empty) == sorted(BAD)
 
 
 def _row_counts(server: ControlServer) -> dict[str, int]:

@@ -30,6 +30,7 @@ from parley.control.v1 import room_service_pb2_grpc as room_grpc
 from parley.control.v1 import user_service_pb2 as user_pb
 from parley.control.v1 import user_service_pb2_grpc as user_grpc
 
+from ._ai import Summaries, Transcriptions
 from ._config import load_credentials
 from ._errors import ParleyError
 from ._names import api_key_path, room_path, user_path
@@ -48,6 +49,17 @@ class _Service:
             return await method(request, metadata=self._client._metadata)
         except grpc.aio.AioRpcError as error:
             raise ParleyError.from_rpc_error(error) from None
+
+    async def _stream(self, method: Callable[..., Any], request: message.Message) -> AsyncIterator[Any]:
+        """The messages of a server stream; errors as ParleyError; cancelled when left early."""
+        call = method(request, metadata=self._client._metadata)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as error:
+            raise ParleyError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
 
     async def _pages(self, method: Callable[..., Awaitable[Any]], request: Any, items: str) -> AsyncIterator[Any]:
         """Follows ``next_page_token`` until the last page."""
@@ -161,16 +173,9 @@ class Lobby(_Service):
 
     async def watch(self, name: str, *, ticket: str = "") -> AsyncIterator[res.LobbyEntry]:
         """The entry now and after each change, until it is decided or lapses."""
-        call = self._stub.WatchLobbyEntry(
-            lobby_pb.WatchLobbyEntryRequest(name=name, ticket=ticket), metadata=self._client._metadata
-        )
-        try:
-            async for entry in call:
-                yield entry
-        except grpc.aio.AioRpcError as error:
-            raise ParleyError.from_rpc_error(error) from None
-        finally:
-            call.cancel()
+        request = lobby_pb.WatchLobbyEntryRequest(name=name, ticket=ticket)
+        async for entry in self._stream(self._stub.WatchLobbyEntry, request):
+            yield entry
 
     def list(self, room: str, *, page_size: int = 0) -> AsyncIterator[res.LobbyEntry]:
         request = lobby_pb.ListLobbyEntriesRequest(parent=room_path(room), page_size=page_size)
@@ -221,10 +226,11 @@ class ApiKeys(_Service):
 
 
 class Client:
-    """Async client of the Parley control plane.
+    """Async client of the Parley control plane (and of the AI service).
 
     Args:
         target: gRPC address, ``host:port``.
+        ai_target: the AI service's gRPC address, for ``transcriptions`` and ``summaries``.
         bearer: Credentials sent as ``authorization: Bearer ...``: an API key
             (``<key id>.<secret>``), an OIDC token or a dev-login token. Empty for anonymous calls.
 
@@ -232,17 +238,30 @@ class Client:
     with ``aclose()`` or ``async with``.
     """
 
-    def __init__(self, target: str, *, bearer: str = "", channel: grpc.aio.Channel | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        bearer: str = "",
+        channel: grpc.aio.Channel | None = None,
+        ai_target: str = "",
+        ai_channel: grpc.aio.Channel | None = None,
+    ) -> None:
         asyncio.get_running_loop()  # fail here, clearly, rather than deep inside grpc
         self.target = target.removeprefix("grpc://")
         self._owns_channel = channel is None
         self.channel = channel or grpc.aio.insecure_channel(self.target)
+        self.ai_target = ai_target.removeprefix("grpc://")
+        self._owns_ai_channel = ai_channel is None and bool(self.ai_target)
+        self.ai_channel = ai_channel or (grpc.aio.insecure_channel(self.ai_target) if self.ai_target else None)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {bearer}"),) if bearer else ()
         self.rooms = Rooms(self)
         self.accesses = RoomAccesses(self)
         self.lobby = Lobby(self)
         self.users = Users(self)
         self.api_keys = ApiKeys(self)
+        self.transcriptions = Transcriptions(self)
+        self.summaries = Summaries(self)
 
     @classmethod
     def connect(
@@ -255,16 +274,20 @@ class Client:
     ) -> Client:
         """A client configured from arguments, ``PARLEY_*`` variables or ``parley up``'s data folder."""
         credentials = load_credentials(url=url, api_key=api_key, api_secret=api_secret, data_dir=data_dir)
-        return cls(credentials.url, bearer=credentials.bearer)
+        return cls(credentials.url, bearer=credentials.bearer, ai_target=credentials.ai_url)
 
     def with_bearer(self, bearer: str) -> Client:
         """A client calling with other credentials over this client's channel (which stays
         owned by this client)."""
-        return Client(self.target, bearer=bearer, channel=self.channel)
+        return Client(
+            self.target, bearer=bearer, channel=self.channel, ai_target=self.ai_target, ai_channel=self.ai_channel
+        )
 
     async def aclose(self) -> None:
         if self._owns_channel:
             await self.channel.close()
+        if self._owns_ai_channel and self.ai_channel is not None:
+            await self.ai_channel.close()
 
     async def __aenter__(self) -> Client:
         return self

@@ -1,5 +1,5 @@
 """Where the SDK and CLI find Parley: explicit arguments, else ``PARLEY_URL`` /
-``PARLEY_API_KEY`` / ``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its
+``PARLEY_API_KEY`` / ``PARLEY_API_SECRET`` / ``PARLEY_AI_URL``, else the credentials ``parley up`` saved in its
 data folder, else a clear error."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class Credentials:
     url: str
     api_key: str = ""
     api_secret: str = ""
+    #: The AI service's gRPC target (transcriptions, summaries); empty when there is none.
+    ai_url: str = ""
 
     @property
     def bearer(self) -> str:
@@ -54,6 +56,7 @@ def load_credentials(
     url: str | None = None,
     api_key: str | None = None,
     api_secret: str | None = None,
+    ai_url: str | None = None,
     data_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Credentials:
@@ -71,6 +74,7 @@ def load_credentials(
         url=pick(url, "PARLEY_URL", "url"),
         api_key=pick(api_key, "PARLEY_API_KEY", "api_key"),
         api_secret=pick(api_secret, "PARLEY_API_SECRET", "api_secret"),
+        ai_url=pick(ai_url, "PARLEY_AI_URL", "ai_url"),
     )
     if not resolved.url:
         raise ParleyError(f"no Parley server: pass --url, set PARLEY_URL, or run `parley up` (looked in {path})")

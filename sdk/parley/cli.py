@@ -1,4 +1,5 @@
-"""The ``parley`` command line: rooms, join tokens and API keys against a running server.
+"""The ``parley`` command line: rooms, join tokens, API keys and transcription against a
+running server.
 
 Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KEY`` /
 ``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its data folder.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from google.protobuf import json_format, message
 
+from parley.ai.v1 import resources_pb2 as ai_res
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 
@@ -232,6 +235,69 @@ def keys_revoke(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Key
     """Revoke (delete) an API key."""
     _run(ctx, lambda c: c.api_keys.delete(key))
     _emit(ctx, {"revoked": key}, f"revoked {key}")
+
+
+async def _follow(label: str, updates: AsyncIterator[Any], *, quiet: bool) -> Any:
+    """Shows a job's progress as a bar on stderr until it ends; returns its last state."""
+    last = None
+    with typer.progressbar(length=1000, label=label, file=sys.stderr, hidden=quiet) as bar:
+        done = 0
+        async for update in updates:
+            last = update
+            step = int(update.progress * 1000) - done
+            if step > 0:
+                bar.update(step)
+                done += step
+    if last is None or last.state != ai_res.JOB_STATE_SUCCEEDED:
+        state = ai_res.JobState.Name(last.state) if last else "unknown"
+        reason = last.error.message if last is not None and last.error.message else state.lower()
+        raise ParleyError(f"{label.strip()} did not succeed: {reason}")
+    return last
+
+
+@app.command("transcribe")
+def transcribe(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Audio or video file (wav, webm, ogg, mp4, mp3...).", exists=True)],
+    summarize: Annotated[bool, typer.Option(help="Also write a summary of the transcript.")] = False,
+    language: Annotated[str, typer.Option(help="Spoken language (en, fr...); empty to detect.")] = "",
+    model: Annotated[str, typer.Option(help="Speech model of the AI service; empty for its default.")] = "",
+    output_format: Annotated[
+        str, typer.Option("--format", help="Transcript format: text, srt, webvtt or json.")
+    ] = "text",
+) -> None:
+    """Transcribe a media file (uploaded to the AI service) and print the transcript, with a
+    progress bar on stderr; --summarize prints a Markdown summary after it."""
+    if output_format not in ("text", "srt", "webvtt", "json"):
+        raise typer.BadParameter("choose text, srt, webvtt or json", param_hint="--format")
+    quiet = ctx.obj.as_json or not sys.stderr.isatty()
+
+    async def work(client: Client) -> None:
+        size = file.stat().st_size
+        with typer.progressbar(length=size, label="uploading   ", file=sys.stderr, hidden=quiet) as bar:
+            upload = await client.transcriptions.upload(
+                file, on_progress=lambda sent, _total: bar.update(sent - bar.pos)
+            )
+        job = await client.transcriptions.create(upload=upload.name, language=language, model=model)
+        # Asked for now, the summary starts as soon as the transcript exists.
+        summary = await client.summaries.create(transcription=job.name) if summarize else None
+        finished = await _follow("transcribing", client.transcriptions.watch(job.name), quiet=quiet)
+        transcript = await client.transcriptions.export(job.name, output_format)  # type: ignore[arg-type]
+        markdown = ""
+        if summary is not None:
+            done = await _follow("summarizing ", client.summaries.watch(summary.name), quiet=quiet)
+            markdown = (await client.summaries.get(done.name)).markdown
+        if ctx.obj.as_json:
+            data: dict[str, Any] = {"transcription": _to_dict(finished), "transcript": transcript}
+            if summary is not None:
+                data["summary"] = markdown
+            typer.echo(json.dumps(data, indent=2))
+            return
+        typer.echo(transcript.rstrip("\n"))
+        if summary is not None:
+            typer.echo("\n" + markdown.strip())
+
+    _run(ctx, work)
 
 
 def main() -> None:

@@ -394,7 +394,8 @@ class ApiKey(_message.Message):
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What the key may do: `rooms:create`, `rooms:list`, `rooms:read`, `rooms:update`,
-        `rooms:delete`, `tokens:create`, `keys:manage`.
+        `rooms:delete`, `tokens:create`, `keys:manage`, and for the AI service `ai:read` (see
+        every transcription and summary) and `ai:write` (create, cancel and delete them).
         """
 
     @_builtins.property

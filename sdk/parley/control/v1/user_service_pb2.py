@@ -32,7 +32,7 @@ from parley.control.v1 import resources_pb2 as parley_dot_control_dot_v1_dot_res
 from parley.options.v1 import options_pb2 as parley_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$parley/control/v1/user_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\x1a\x1fparley/options/v1/options.proto\"X\n\x0eGetUserRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/User\xbaH\x1dr\x1b\x32\x19^users/(me|[0-9a-f]{32})$\"\xf0\x01\n\x11UpdateUserRequest\x12\x31\n\x04user\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.UserB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\xa7\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskBv\xe2\x41\x01\x02\xbaHo\xba\x01P\n\x15update_mask.not_empty\x12!name at least one field to change\x1a\x14size(this.paths) > 0\xc8\x01\x01\xe2\x01\x16\x12\x0c\x64isplay_name\x12\x06locale\"\x86\x01\n\x0f\x44\x65vLoginRequest\x12\x32\n\x07subject\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xbaH\x1ar\x18\x10\x01\x18\x64\x32\x12^[A-Za-z0-9._@-]+$\x12 \n\x05\x65mail\x18\x02 \x01(\tB\x11\xbaH\nr\x05\x18\xc0\x02`\x01\xd8\x01\x01\xf0\x81\x19\x01\x12\x1d\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\x86\x01\n\x10\x44\x65vLoginResponse\x12\x1a\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xf0\x81\x19\x01\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.parley.control.v1.User2\xd8\x02\n\x0bUserService\x12\x61\n\x07GetUser\x12!.parley.control.v1.GetUserRequest\x1a\x17.parley.control.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=users/*}\x12r\n\nUpdateUser\x12$.parley.control.v1.UpdateUserRequest\x1a\x17.parley.control.v1.User\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{user.name=users/*}:\x04user\x12r\n\x08\x44\x65vLogin\x12\".parley.control.v1.DevLoginRequest\x1a#.parley.control.v1.DevLoginResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/users:devLogin:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$parley/control/v1/user_service.proto\x12\x11parley.control.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\x1a\x1fparley/options/v1/options.proto\"X\n\x0eGetUserRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41\x11\n\x0fparley.dev/User\xbaH\x1dr\x1b\x32\x19^users/(me|[0-9a-f]{32})$\"\x12\n\x10GetCallerRequest\"S\n\x06\x43\x61ller\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xf0\x81\x19\x01\"\xf0\x01\n\x11UpdateUserRequest\x12\x31\n\x04user\x18\x01 \x01(\x0b\x32\x17.parley.control.v1.UserB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\xa7\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskBv\xe2\x41\x01\x02\xbaHo\xba\x01P\n\x15update_mask.not_empty\x12!name at least one field to change\x1a\x14size(this.paths) > 0\xc8\x01\x01\xe2\x01\x16\x12\x0c\x64isplay_name\x12\x06locale\"\x86\x01\n\x0f\x44\x65vLoginRequest\x12\x32\n\x07subject\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xbaH\x1ar\x18\x10\x01\x18\x64\x32\x12^[A-Za-z0-9._@-]+$\x12 \n\x05\x65mail\x18\x02 \x01(\tB\x11\xbaH\nr\x05\x18\xc0\x02`\x01\xd8\x01\x01\xf0\x81\x19\x01\x12\x1d\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"\x86\x01\n\x10\x44\x65vLoginResponse\x12\x1a\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xf0\x81\x19\x01\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.parley.control.v1.User2\xb9\x03\n\x0bUserService\x12\x61\n\x07GetUser\x12!.parley.control.v1.GetUserRequest\x1a\x17.parley.control.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=users/*}\x12_\n\tGetCaller\x12#.parley.control.v1.GetCallerRequest\x1a\x19.parley.control.v1.Caller\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/caller\x12r\n\nUpdateUser\x12$.parley.control.v1.UpdateUserRequest\x1a\x17.parley.control.v1.User\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{user.name=users/*}:\x04user\x12r\n\x08\x44\x65vLogin\x12\".parley.control.v1.DevLoginRequest\x1a#.parley.control.v1.DevLoginResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/users:devLogin:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETUSERREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETUSERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\021\n\017parley.dev/User\272H\035r\0332\031^users/(me|[0-9a-f]{32})$'
+  _globals['_CALLER'].fields_by_name['display_name']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['display_name']._serialized_options = b'\360\201\031\001'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['user']._loaded_options = None
   _globals['_UPDATEUSERREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['update_mask']._loaded_options = None
@@ -55,18 +57,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVLOGINRESPONSE'].fields_by_name['access_token']._serialized_options = b'\360\201\031\001'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/{name=users/*}'
+  _globals['_USERSERVICE'].methods_by_name['GetCaller']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/caller'
   _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\0372\027/v1/{user.name=users/*}:\004user'
   _globals['_USERSERVICE'].methods_by_name['DevLogin']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['DevLogin']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/users:devLogin:\001*'
   _globals['_GETUSERREQUEST']._serialized_start=313
   _globals['_GETUSERREQUEST']._serialized_end=401
-  _globals['_UPDATEUSERREQUEST']._serialized_start=404
-  _globals['_UPDATEUSERREQUEST']._serialized_end=644
-  _globals['_DEVLOGINREQUEST']._serialized_start=647
-  _globals['_DEVLOGINREQUEST']._serialized_end=781
-  _globals['_DEVLOGINRESPONSE']._serialized_start=784
-  _globals['_DEVLOGINRESPONSE']._serialized_end=918
-  _globals['_USERSERVICE']._serialized_start=921
-  _globals['_USERSERVICE']._serialized_end=1265
+  _globals['_GETCALLERREQUEST']._serialized_start=403
+  _globals['_GETCALLERREQUEST']._serialized_end=421
+  _globals['_CALLER']._serialized_start=423
+  _globals['_CALLER']._serialized_end=506
+  _globals['_UPDATEUSERREQUEST']._serialized_start=509
+  _globals['_UPDATEUSERREQUEST']._serialized_end=749
+  _globals['_DEVLOGINREQUEST']._serialized_start=752
+  _globals['_DEVLOGINREQUEST']._serialized_end=886
+  _globals['_DEVLOGINRESPONSE']._serialized_start=889
+  _globals['_DEVLOGINRESPONSE']._serialized_end=1023
+  _globals['_USERSERVICE']._serialized_start=1026
+  _globals['_USERSERVICE']._serialized_end=1467
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,11 @@ class UserServiceStub:
                 request_serializer=parley_dot_control_dot_v1_dot_user__service__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=parley_dot_control_dot_v1_dot_resources__pb2.User.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/parley.control.v1.UserService/GetCaller',
+                request_serializer=parley_dot_control_dot_v1_dot_user__service__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=parley_dot_control_dot_v1_dot_user__service__pb2.Caller.FromString,
+                _registered_method=True)
         self.UpdateUser = channel.unary_unary(
                 '/parley.control.v1.UserService/UpdateUser',
                 request_serializer=parley_dot_control_dot_v1_dot_user__service__pb2.UpdateUserRequest.SerializeToString,
@@ -59,6 +64,15 @@ class UserServiceServicer:
 
     def GetUser(self, request, context):
         """Returns a user. Callers may read only themselves; `users/me` names the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCaller(self, request, context):
+        """Says who the credentials of this call belong to: a user or an API key (with its scopes).
+        Other Parley services call it with their caller's credentials to authenticate them.
+        Needs credentials.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +100,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=parley_dot_control_dot_v1_dot_user__service__pb2.GetUserRequest.FromString,
                     response_serializer=parley_dot_control_dot_v1_dot_resources__pb2.User.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=parley_dot_control_dot_v1_dot_user__service__pb2.GetCallerRequest.FromString,
+                    response_serializer=parley_dot_control_dot_v1_dot_user__service__pb2.Caller.SerializeToString,
             ),
             'UpdateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateUser,
@@ -126,6 +145,33 @@ class UserService:
             '/parley.control.v1.UserService/GetUser',
             parley_dot_control_dot_v1_dot_user__service__pb2.GetUserRequest.SerializeToString,
             parley_dot_control_dot_v1_dot_resources__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.control.v1.UserService/GetCaller',
+            parley_dot_control_dot_v1_dot_user__service__pb2.GetCallerRequest.SerializeToString,
+            parley_dot_control_dot_v1_dot_user__service__pb2.Caller.FromString,
             options,
             channel_credentials,
             insecure,

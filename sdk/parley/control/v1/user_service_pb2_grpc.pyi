@@ -36,6 +36,11 @@ class UserServiceStub:
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _resources_pb2.User]
     """Returns a user. Callers may read only themselves; `users/me` names the caller."""
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetCallerRequest, _user_service_pb2.Caller]
+    """Says who the credentials of this call belong to: a user or an API key (with its scopes).
+    Other Parley services call it with their caller's credentials to authenticate them.
+    Needs credentials.
+    """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.UpdateUserRequest, _resources_pb2.User]
     """Changes the caller's display name or locale."""
     DevLogin: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DevLoginRequest, _user_service_pb2.DevLoginResponse]
@@ -50,6 +55,11 @@ class UserServiceAsyncStub(UserServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _resources_pb2.User]  # type: ignore[assignment]
     """Returns a user. Callers may read only themselves; `users/me` names the caller."""
+    GetCaller: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetCallerRequest, _user_service_pb2.Caller]  # type: ignore[assignment]
+    """Says who the credentials of this call belong to: a user or an API key (with its scopes).
+    Other Parley services call it with their caller's credentials to authenticate them.
+    Needs credentials.
+    """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.UpdateUserRequest, _resources_pb2.User]  # type: ignore[assignment]
     """Changes the caller's display name or locale."""
     DevLogin: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DevLoginRequest, _user_service_pb2.DevLoginResponse]  # type: ignore[assignment]
@@ -67,6 +77,17 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
         """Returns a user. Callers may read only themselves; `users/me` names the caller."""
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _user_service_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.Caller, _abc.Awaitable[_user_service_pb2.Caller]]:
+        """Says who the credentials of this call belong to: a user or an API key (with its scopes).
+        Other Parley services call it with their caller's credentials to authenticate them.
+        Needs credentials.
+        """
 
     @_abc_1.abstractmethod
     def UpdateUser(

@@ -1,0 +1,108 @@
+"""Rows to protos, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.rpc import code_pb2, status_pb2
+
+from parley.ai.v1 import resources_pb2 as res
+
+from ._models import JobColumns, SummaryRow, TranscriptionRow, UploadRow
+from ._types import Segment
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return ts
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    return value.ToNanoseconds() / 1e9
+
+
+def _state(row: JobColumns) -> res.JobState.ValueType:
+    return res.JobState.Value(f"JOB_STATE_{row.state}")
+
+
+def _job_fields(row: JobColumns) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "state": _state(row),
+        "progress": row.progress,
+        "creator": row.owner,
+        "create_time": timestamp(row.created_at),
+        "update_time": timestamp(row.updated_at),
+    }
+    if row.ended_at is not None:
+        fields["end_time"] = timestamp(row.ended_at)
+    if row.state == "FAILED":
+        fields["error"] = status_pb2.Status(
+            code=code_pb2.Code.Value(row.error_code or "INTERNAL"), message=row.error_message
+        )
+    return fields
+
+
+def upload(row: UploadRow) -> res.Upload:
+    return res.Upload(
+        name=f"uploads/{row.id}",
+        filename=row.filename,
+        size_bytes=row.size_bytes,
+        create_time=timestamp(row.created_at),
+    )
+
+
+def segment(value: Segment) -> res.TranscriptSegment:
+    return res.TranscriptSegment(
+        start_offset=duration(value.start),
+        end_offset=duration(value.end),
+        text=value.text,
+        speaker=value.speaker,
+        language=value.language,
+    )
+
+
+def transcription(row: TranscriptionRow, segments: Sequence[Segment] = ()) -> res.Transcription:
+    if row.source_kind == "s3":
+        source = res.MediaSource(s3_object=res.S3Object(bucket=row.s3_bucket, key=row.s3_key))
+    else:
+        source = res.MediaSource(upload=f"uploads/{row.upload_id}")
+    message = res.Transcription(
+        name=f"transcriptions/{row.id}",
+        source=source,
+        language=row.language,
+        model=row.model,
+        speaker_timeline=[
+            res.SpeakerTurn(speaker=who, start_offset=duration(start), end_offset=duration(end))
+            for who, start, end in row.speaker_timeline
+        ],
+        detected_language=row.detected_language,
+        segments=[segment(s) for s in segments],
+        **_job_fields(row),  # type: ignore[arg-type]
+    )
+    if row.duration_seconds is not None:
+        message.media_duration.CopyFrom(duration(row.duration_seconds))
+    return message
+
+
+def summary(row: SummaryRow) -> res.Summary:
+    message = res.Summary(
+        name=f"summaries/{row.id}",
+        language=row.language,
+        markdown=row.markdown,
+        engine=row.engine,
+        **_job_fields(row),  # type: ignore[arg-type]
+    )
+    if row.transcription_id:
+        message.transcription = f"transcriptions/{row.transcription_id}"
+    else:
+        message.text = row.source_text
+    return message

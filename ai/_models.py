@@ -1,0 +1,71 @@
+"""The AI service's tables (prefixed ``ai_``, with their own Alembic version table, so they
+may share a database with control). Schema changes go through ai/migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class JobColumns:
+    """What transcriptions and summaries have in common."""
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: ``users/{id}`` or ``apiKeys/{id}``.
+    owner: Mapped[str] = mapped_column(String(120))
+    #: A JobState name without its prefix: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED.
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: For FAILED: the gRPC code name, a reason and a message for people.
+    error_code: Mapped[str] = mapped_column(String(32), default="")
+    error_reason: Mapped[str] = mapped_column(String(64), default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str] = mapped_column(String(8), default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UploadRow(Base):
+    __tablename__ = "ai_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(120))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class TranscriptionRow(JobColumns, Base):
+    __tablename__ = "ai_transcriptions"
+    __table_args__ = (Index("ix_ai_transcriptions_owner_created", "owner", "created_at"),)
+
+    #: ``s3`` (bucket + key) or ``upload`` (upload_id).
+    source_kind: Mapped[str] = mapped_column(String(8))
+    s3_bucket: Mapped[str] = mapped_column(String(63), default="")
+    s3_key: Mapped[str] = mapped_column(String(1024), default="")
+    upload_id: Mapped[str] = mapped_column(String(32), default="")
+    model: Mapped[str] = mapped_column(String(63), default="")
+    #: ``[[speaker, start, end], ...]`` in seconds.
+    speaker_timeline: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    detected_language: Mapped[str] = mapped_column(String(8), default="")
+    duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    #: Storage key of the transcript (JSON) once succeeded.
+    result_key: Mapped[str] = mapped_column(String(200), default="")
+
+
+class SummaryRow(JobColumns, Base):
+    __tablename__ = "ai_summaries"
+    __table_args__ = (Index("ix_ai_summaries_owner_created", "owner", "created_at"),)
+
+    transcription_id: Mapped[str] = mapped_column(String(32), default="")
+    source_text: Mapped[str] = mapped_column(Text, default="")
+    markdown: Mapped[str] = mapped_column(Text, default="")
+    engine: Mapped[str] = mapped_column(String(200), default="")

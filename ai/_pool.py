@@ -1,0 +1,238 @@
+"""Ray actors that hold models, and the pool that spreads chunks of audio over them.
+
+Each ``SpeechActor`` loads one faster-whisper model once and serves ``concurrency`` chunks at
+a time (one CTranslate2 worker each). The pool keeps every actor busy, and when an actor
+dies mid-chunk (``RayActorError``) the chunk goes to another actor (Ray restarts the dead
+one: ``max_restarts=-1``), so a job survives the loss of a worker.
+
+``SummaryActor`` holds a summary engine (``num_gpus`` for GPU engines) and streams progress
+back with a Ray streaming generator, which is also what lets a cancel stop it between
+model calls."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.exceptions import RayActorError
+
+from ._chunking import Chunk
+from ._types import Segment
+from ._whisper import ChunkResult, SpeechModel
+
+log = logging.getLogger(__name__)
+
+#: Attempts per chunk before the job fails (first try included).
+CHUNK_ATTEMPTS = 3
+
+
+def start_ray(*, address: str = "", num_cpus: int | None = None, temp_dir: str = "") -> None:
+    """Connects to the Ray cluster at ``address``, or starts a local one with ``num_cpus``
+    (default: the machine's). Idempotent within a process."""
+    if ray.is_initialized():
+        return
+    # A local, single-user Ray needs no token; a cluster's own settings decide otherwise.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        if temp_dir:
+            kwargs["_temp_dir"] = temp_dir
+    ray.init(**kwargs)
+    log.info("Ray ready: %s", ray.cluster_resources())  # type: ignore[no-untyped-call]
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class SpeechActor:
+    """One speech model in one Ray worker process."""
+
+    def __init__(self, folder: str, device: str, threads: int, workers: int, beam_size: int) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self._model = SpeechModel(Path(folder), device=device, threads=threads, workers=workers, beam_size=beam_size)
+
+    def transcribe(self, audio: np.ndarray, offset: float, language: str, limit: float) -> ChunkResult:
+        result = self._model.transcribe(audio, offset=offset, language=language)
+        # Whisper may place a last timestamp past the audio it was given: keep it inside.
+        segments = [
+            s if s.end <= limit else Segment(start=min(s.start, limit), end=limit, text=s.text, language=s.language)
+            for s in result.segments
+        ]
+        return ChunkResult(segments=segments, language=result.language)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechPoolOptions:
+    actors: int = 1
+    #: Chunks one actor transcribes at once (CTranslate2 workers sharing the model's weights).
+    concurrency: int = 2
+    #: CPU threads per chunk being transcribed.
+    threads: int = 1
+    device: str = "cpu"
+    beam_size: int = 5
+    #: Ray resources per actor; GPU engines ask for ``num_gpus``.
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+@dataclass
+class SpeechPool:
+    """Actors for one speech model."""
+
+    folder: Path
+    options: SpeechPoolOptions
+    actors: list[Any] = field(default_factory=list)
+
+    def start(self) -> None:
+        o = self.options
+        factory = SpeechActor.options(  # type: ignore[attr-defined]
+            max_concurrency=o.concurrency, num_cpus=o.num_cpus, num_gpus=o.num_gpus
+        )
+        self.actors = [
+            factory.remote(str(self.folder), o.device, o.threads, o.concurrency, o.beam_size) for _ in range(o.actors)
+        ]
+
+    def stop(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        *,
+        language: str = "",
+        on_chunk_done: Callable[[Chunk, ChunkResult], None] | None = None,
+    ) -> list[ChunkResult]:
+        """Transcribes ``chunks`` of ``audio`` on every actor at once; results in chunk order.
+
+        At most actors × concurrency chunks are in flight, so a long file never floods Ray's
+        queues and a cancel (cancelling this coroutine) leaves little queued work behind.
+        """
+        if not self.actors:
+            self.start()
+        results: list[ChunkResult | None] = [None] * len(chunks)
+        slots = asyncio.Queue[Any]()
+        for actor in self.actors:
+            for _ in range(self.options.concurrency):
+                slots.put_nowait(actor)
+        rotate = itertools.cycle(range(len(self.actors)))
+
+        async def run(index: int, chunk: Chunk) -> None:
+            actor = await slots.get()
+            try:
+                for attempt in range(1, CHUNK_ATTEMPTS + 1):
+                    piece = audio[chunk.start : chunk.end]
+                    ref = actor.transcribe.remote(piece, chunk.offset, language, chunk.offset + chunk.seconds)
+                    try:
+                        result: ChunkResult = await ref
+                    except asyncio.CancelledError:
+                        ray.cancel(ref)
+                        raise
+                    except RayActorError as error:
+                        if attempt == CHUNK_ATTEMPTS:
+                            raise
+                        log.warning(
+                            "speech actor lost during chunk %d (attempt %d): %s; retrying", index, attempt, error
+                        )
+                        # Try another actor: the lost one is being restarted by Ray.
+                        actor = self.actors[next(rotate)]
+                        continue
+                    results[index] = result
+                    if on_chunk_done is not None:
+                        on_chunk_done(chunk, result)
+                    return
+            finally:
+                slots.put_nowait(actor)
+
+        tasks = [asyncio.ensure_future(run(i, c)) for i, c in enumerate(chunks)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return [r for r in results if r is not None]
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class SummaryActor:
+    """A summary engine loaded once in one Ray worker process."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self._engine = factory()
+
+    def describe(self) -> str:
+        return str(self._engine.name)
+
+    def summarize(self, transcript: str, language: str) -> Any:
+        """Yields ``("progress", fraction)`` items, then ``("result", markdown)``.
+
+        The engine works in a thread and reports through a queue (summarize() takes a
+        progress callback; a generator cannot yield from inside it). When the consumer
+        cancels, the generator is closed and the next progress report stops the work.
+        """
+        import queue
+        import threading
+
+        from ._summary import summarize
+
+        updates: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def report(fraction: float) -> None:
+            if stop.is_set():
+                raise _Stopped
+            updates.put(("progress", fraction))
+
+        def work() -> None:
+            try:
+                updates.put(("result", summarize(transcript, self._engine, language=language, on_progress=report)))
+            except _Stopped:
+                updates.put(("stopped", None))
+            except Exception as error:
+                updates.put(("error", error))
+
+        threading.Thread(target=work, name="summarize", daemon=True).start()
+        try:
+            while True:
+                kind, value = updates.get()
+                if kind == "error":
+                    raise value
+                if kind == "stopped":
+                    return
+                yield (kind, value)
+                if kind == "result":
+                    return
+        finally:
+            stop.set()
+
+
+class _Stopped(Exception):
+    """Raised inside a summary's progress callback once its consumer has gone."""
+
+
+async def stream_summary(actor: Any, transcript: str, language: str) -> AsyncIterator[tuple[str, Any]]:
+    """Progress and result items of ``SummaryActor.summarize``; cancelling the consumer
+    cancels the actor's generator."""
+    generator = actor.summarize.options(num_returns="streaming").remote(transcript, language)
+    try:
+        async for ref in generator:
+            yield await ref
+    except asyncio.CancelledError:
+        ray.cancel(generator)
+        raise

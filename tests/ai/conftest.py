@@ -1,0 +1,213 @@
+"""Fixtures of the AI service's tests: a real S3 API (moto's standalone server, spoken to over
+HTTP like any S3-compatible store) and a boto3 client for it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from ai import AiServer, AiSettings
+from control import ALL_SCOPES, ControlServer, ControlSettings
+from parley import Client
+from parley.ai.v1 import resources_pb2 as ai_res
+
+from ..conftest import TOKEN_SECRET
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+#: Converted / joined model weights, kept between test runs (ignored by git).
+MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "parley-models"
+_LISTENING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a moto S3 server running for this test session (``http://127.0.0.1:PORT``)."""
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    # Port 0 lets the OS pick a free port (no race with other test sessions); the server prints
+    # the URL it listens on. Its output goes to a file: a pipe nobody drains would fill up with
+    # request logs and stall the server.
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", "0"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
+        )
+    try:
+        endpoint = _wait_for_endpoint(process, log_path, timeout=30.0)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_endpoint(process: subprocess.Popen[bytes], log_path: Path, *, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    endpoint = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto_server exited ({process.returncode}): {log_path.read_text(errors='replace')}")
+        if endpoint is None:
+            match = _LISTENING.search(log_path.read_text(errors="replace"))
+            endpoint = match.group(1) if match else None
+        if endpoint is not None:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                    return endpoint
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.05)
+    raise RuntimeError(f"moto_server did not answer within {timeout} s: {log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint: str) -> S3Client:
+    """A boto3 S3 client for the session's moto server (dummy credentials, us-east-1)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+    )
+
+
+# -- the AI service with its real neighbours ------------------------------------------------
+
+AI_BUCKET = "parley-ai"
+MEDIA_BUCKET = "meetings"
+
+
+@dataclass
+class AiStack:
+    """control (SQLite, dev login) + the AI service (job records in a fresh PostgreSQL
+    database, results in moto's S3, work on a local Ray) and clients for both."""
+
+    control: ControlServer
+    ai: AiServer
+    s3: S3Client
+    anonymous: Client
+    admin_key: Client
+
+    async def user(self, subject: str | None = None) -> tuple[Client, str]:
+        """A logged-in user's client (talking to control and the AI service) and ``users/{id}``."""
+        subject = subject or f"user-{secrets.token_hex(4)}"
+        login = await self.anonymous.users.dev_login(subject, display_name=subject)
+        return self.anonymous.with_bearer(login.access_token), login.user.name
+
+    async def key(self, *scopes: str) -> Client:
+        response = await self.admin_key.api_keys.create(display_name="ai test key", scopes=list(scopes))
+        key_id = response.api_key.name.removeprefix("apiKeys/")
+        return self.anonymous.with_bearer(f"{key_id}.{response.secret}")
+
+    async def wait(self, client: Client, name: str) -> ai_res.Transcription:
+        """Follows a transcription until it ends; returns it with its segments."""
+        async for _update in client.transcriptions.watch(name):
+            pass
+        return await client.transcriptions.get(name, full=True)
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """A local Ray cluster (2 CPUs) in its own process group, as production runs one beside the
+    service. Started by ``ray start`` rather than from this process: a local Ray spawns its
+    daemons from the process that starts it, and from a pytest process that already runs gRPC
+    servers they failed to come up ("The current node timed out during startup")."""
+    # Ray's socket paths must stay short (AF_UNIX limit): not pytest's deep tmp folders.
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        f"--temp-dir={folder}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    log_path = folder / "ray-start.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while b"Ray runtime started" not in log_path.read_bytes():
+            assert process.poll() is None, f"ray start exited {process.returncode}:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"ray start did not finish:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        # The whole group: `ray start`, its GCS and raylet, and the workers they spawned.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def ai_stack(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, s3: S3Client, s3_endpoint: str, ray_address: str
+) -> AsyncIterator[AiStack]:
+    folder = tmp_path_factory.mktemp("ai-stack")
+    for bucket in (AI_BUCKET, MEDIA_BUCKET):
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+    control_settings = ControlSettings(
+        database_url=f"sqlite:///{folder / 'control.db'}", token_secret=TOKEN_SECRET, dev_login=True
+    )
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    async with ControlServer(control_settings) as control:
+        settings = AiSettings(
+            database_url=pg_url,
+            control_target=control.target,
+            storage=f"s3://{AI_BUCKET}/jobs",
+            s3_endpoint_url=s3_endpoint,
+            ray_address=ray_address,
+            speech_actors=2,
+            speech_concurrency=1,
+            chunk_seconds=12.0,
+            model_cache_dir=MODEL_CACHE,
+        )
+        async with AiServer(settings) as ai:
+            key, secret = await control.control.create_api_key(None, "ai test bootstrap", ALL_SCOPES)
+            anonymous = Client(control.target, ai_target=ai.target)
+            admin_key = anonymous.with_bearer(f"{key.id}.{secret}")
+            yield AiStack(control, ai, s3, anonymous, admin_key)
+            await anonymous.aclose()
