@@ -37,6 +37,13 @@ SERVICE_NAMES = (
 _MAX_MESSAGE = 4 << 20
 
 
+def start_runtime(ray_address: str = "", ray_num_cpus: int = 0) -> None:
+    """Starts (or joins) the Ray runtime jobs run on (``AiSettings.ray_*``); idempotent. A
+    process that also runs other gRPC servers calls this before starting them: a local Ray's
+    daemons, spawned from a process whose gRPC core already runs, fail to come up."""
+    start_ray(address=ray_address, num_cpus=ray_num_cpus or None)
+
+
 class AiServer:
     """Runs the AI service on one port until ``stop``; ``async with AiServer(settings)``."""
 
@@ -62,7 +69,7 @@ class AiServer:
 
     async def start(self) -> int:
         await _db.migrate(self._engine)
-        start_ray(address=self.settings.ray_address, num_cpus=self.settings.ray_num_cpus or None)
+        start_runtime(self.settings.ray_address, self.settings.ray_num_cpus)
         self._server = server = grpc.aio.server(
             interceptors=[AiInterceptor(self._auth)],
             options=[("grpc.max_receive_message_length", _MAX_MESSAGE)],

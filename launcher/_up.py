@@ -5,6 +5,7 @@ API key created on first start and saved where the CLI finds it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -15,10 +16,11 @@ from typing import Annotated
 
 import typer
 
-from ai import AiServer, AiSettings
+from ai import AiServer, AiSettings, start_runtime
 from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
 from gateway import GatewayServer, GatewaySettings
 from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
+from sfu import SfuServer, SfuSettings
 
 log = logging.getLogger("parley.up")
 
@@ -71,26 +73,41 @@ def _ai_settings(data_dir: Path, control_target: str) -> AiSettings:
     )
 
 
-async def _serve(data_dir: Path, grpc_port: int, http_port: int, ai_port: int, host: str, with_ai: bool) -> None:
+async def _serve(
+    data_dir: Path, grpc_port: int, http_port: int, ai_port: int, sfu_port: int, host: str, with_ai: bool
+) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
     settings = ControlSettings(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
         token_secret=_secret(data_dir, "token_secret"),
         dev_login=True,
     )
+    if with_ai:
+        typer.echo("starting a local Ray for the AI service (a few seconds)...")
+        # Before any gRPC server runs in this process (see start_runtime).
+        start_runtime(os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
+    sfu = SfuServer(
+        SfuSettings(token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}")
+    )
+    try:
+        await sfu.start()
+    except RuntimeError as exc:
+        raise _PortTaken("--sfu-port", sfu_port) from exc
+    settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
     server = ControlServer(settings, address=f"{host}:{grpc_port}")
     try:
         await server.start()
     except RuntimeError as exc:  # grpc reports a port it cannot bind this way
+        await sfu.stop(grace=0)
         raise _PortTaken("--grpc-port", grpc_port) from exc
     ai: AiServer | None = None
     if with_ai:
-        typer.echo("starting the AI service (a local Ray; a few seconds)...")
         ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
         try:
             await ai.start()
         except RuntimeError as exc:
             await server.stop(grace=0)
+            await sfu.stop(grace=0)
             raise _PortTaken("--ai-port", ai_port) from exc
     gateway_settings = GatewaySettings(
         control_target=server.target,
@@ -105,10 +122,12 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, ai_port: int, h
         if ai is not None:
             await ai.stop(grace=0)
         await server.stop(grace=0)
+        await sfu.stop(grace=0)
         raise _PortTaken("--http-port", http_port) from exc
     await gateway.start()
     credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
+    typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu.target}")
     if ai is not None:
         typer.echo(f"Parley AI (gRPC: transcription, summaries) listening on {ai.target}")
     typer.echo(
@@ -136,6 +155,7 @@ async def _serve(data_dir: Path, grpc_port: int, http_port: int, ai_port: int, h
     if ai is not None:
         await ai.stop(grace=2)
     await server.stop(grace=2)
+    await sfu.stop(grace=2)
 
 
 def up(
@@ -145,6 +165,7 @@ def up(
     grpc_port: Annotated[int, typer.Option(help="gRPC port of control (0: any free port).")] = 50051,
     http_port: Annotated[int, typer.Option(help="Port of the REST API and web app (0: any free port).")] = 8080,
     ai_port: Annotated[int, typer.Option(help="gRPC port of the AI service (0: any free port).")] = 50053,
+    sfu_port: Annotated[int, typer.Option(help="gRPC signaling port of the SFU (0: any free port).")] = 7880,
     ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
@@ -155,7 +176,9 @@ def up(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, host, ai))
+        asyncio.run(
+            _serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, sfu_port, host, ai)
+        )
     except _PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -27,7 +27,20 @@ def parley_up(data_dir: Path) -> Iterator[str]:
     """Runs `parley up` until the block ends; yields what it printed at start."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
-        [*PARLEY, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0", "--ai-port", "0"],
+        [
+            *PARLEY,
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--ai-port",
+            "0",
+            "--sfu-port",
+            "0",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -163,7 +176,20 @@ def test_rest_api_with_the_dev_login(running: Running) -> None:
 def test_a_taken_port_is_a_clear_error(running: Running, tmp_path: Path) -> None:
     port = running.rest_url.rsplit(":", 1)[1]
     done = subprocess.run(
-        [*PARLEY, "up", "--data-dir", str(tmp_path), "--grpc-port", "0", "--http-port", port, "--ai-port", "0"],
+        [
+            *PARLEY,
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--grpc-port",
+            "0",
+            "--http-port",
+            port,
+            "--ai-port",
+            "0",
+            "--sfu-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -40,6 +40,15 @@ def error_status(
 ) -> grpc.Status:
     """A ``grpc.Status`` carrying ``google.rpc.Status`` with an ErrorInfo (and a BadRequest
     when there are field violations), ready for ``context.abort``."""
+    converted: grpc.Status = rpc_status.to_status(status_message(code, message, reason=reason, violations=violations))
+    return converted
+
+
+def status_message(
+    code: grpc.StatusCode, message: str, *, reason: str, violations: Sequence[tuple[str, str]] = ()
+) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of an error: an ErrorInfo, and a BadRequest when there are
+    field violations (for errors sent inside a stream rather than ending it)."""
     details: list[Message] = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
     if violations:
         details.append(
@@ -54,6 +63,4 @@ def error_status(
         holder = any_pb2.Any()
         holder.Pack(detail)
         packed.append(holder)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)

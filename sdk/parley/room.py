@@ -1,0 +1,447 @@
+"""The room client: joins a meeting on Parley's SFU the way bots, recorders and agents do.
+
+    room = await Room.connect("grpc://127.0.0.1:7880", token)
+    await room.publish(my_video_track, source="camera")
+    async for event in room.events():
+        if event.type == "track_subscribed":
+            frame = await event.track.track.recv()   # a decoded av.VideoFrame / AudioFrame
+
+Remote tracks arrive as aiortc ``MediaStreamTrack``\\ s (decoded by aiortc); local tracks are
+any aiortc ``MediaStreamTrack``. Signaling runs over ``SignalService.Connect``; media over two
+peer connections (publisher: offered here; subscriber: offered by the SFU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import grpc
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from ._errors import ParleyError
+from ._tokens import TrackSourceName
+from .control.v1 import resources_pb2 as control_res
+from .sfu.v1 import resources_pb2 as sfu_res
+from .sfu.v1 import signal_service_pb2 as sig
+from .sfu.v1 import signal_service_pb2_grpc as sig_grpc
+
+log = logging.getLogger(__name__)
+
+EventType = Literal[
+    "participant_joined",
+    "participant_updated",
+    "participant_left",
+    "track_published",
+    "track_unpublished",
+    "track_muted",
+    "track_subscribed",
+    "data",
+    "speakers_changed",
+    "left",
+    "error",
+]
+SOURCES: dict[str, control_res.TrackSource.ValueType] = {
+    "camera": control_res.TRACK_SOURCE_CAMERA,
+    "microphone": control_res.TRACK_SOURCE_MICROPHONE,
+    "screen_share": control_res.TRACK_SOURCE_SCREEN_SHARE,
+    "screen_share_audio": control_res.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
+}
+KINDS: dict[str, sfu_res.TrackKind.ValueType] = {"audio": sfu_res.TRACK_KIND_AUDIO, "video": sfu_res.TRACK_KIND_VIDEO}
+
+
+class SignalRequestError(ParleyError):
+    """The SFU refused a request (its ``google.rpc.Status`` code and message)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+
+
+@dataclass
+class RemoteTrack:
+    """A track someone else publishes; ``track`` is set once it is subscribed."""
+
+    sid: str
+    participant_identity: str
+    info: sfu_res.Track
+    track: MediaStreamTrack | None = None
+
+    @property
+    def muted(self) -> bool:
+        return self.info.muted
+
+
+@dataclass
+class RemoteParticipant:
+    info: sfu_res.Participant
+    tracks: dict[str, RemoteTrack] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        return self.info.identity
+
+
+@dataclass
+class RoomEvent:
+    type: EventType
+    participant: RemoteParticipant | None = None
+    track: RemoteTrack | None = None
+    data: sfu_res.DataPacket | None = None
+    speakers: list[sig.SpeakerInfo] = field(default_factory=list)
+    reason: int = 0
+    error: SignalRequestError | None = None
+    #: For events about this client's own tracks (a room admin muting one).
+    local_track: sfu_res.Track | None = None
+
+
+def _target(url: str) -> tuple[str, bool]:
+    for scheme, secure in (("grpc://", False), ("grpcs://", True), ("http://", False), ("https://", True)):
+        if url.startswith(scheme):
+            return url[len(scheme) :].rstrip("/"), secure
+    return url, False
+
+
+class Room:
+    """A connection to one meeting. Use :meth:`connect`; :meth:`close` when done."""
+
+    def __init__(self, channel: grpc.aio.Channel, call: Any, joined: sig.JoinResponse) -> None:
+        self._channel = channel
+        self._call = call
+        self.info = joined.room
+        self.local = joined.participant
+        self.participants: dict[str, RemoteParticipant] = {}
+        for p in joined.other_participants:
+            self._add_participant(p)
+        servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in joined.ice_servers
+        ]
+        # max-bundle: one transport for all media, as the SFU uses.
+        self._configuration = RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._publisher: RTCPeerConnection | None = None
+        self._subscriber: RTCPeerConnection | None = None
+        self._events: asyncio.Queue[RoomEvent] = asyncio.Queue()
+        self._waiters: list[tuple[Callable[[sig.ConnectResponse], bool], int, asyncio.Future[sig.ConnectResponse]]] = []
+        self._ids = itertools.count(1)
+        self._publish_lock = asyncio.Lock()
+        self._mids: dict[str, str] = {}
+        self.published: dict[str, sfu_res.Track] = {}
+        self.closed = asyncio.Event()
+        self._closing = False
+        self._reader = asyncio.create_task(self._read())
+
+    # --- connecting --------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, url: str, token: str, *, auto_subscribe: bool = True, join_timeout: float = 20.0) -> Room:
+        """Joins the meeting ``token`` grants, on the SFU at ``url`` (``grpc://host:port``)."""
+        target, secure = _target(url)
+        channel = (
+            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
+            if secure
+            else grpc.aio.insecure_channel(target)
+        )
+        call = sig_grpc.SignalServiceStub(channel).Connect()
+        try:
+            await call.write(sig.ConnectRequest(join=sig.JoinRequest(token=token, manual_subscribe=not auto_subscribe)))
+            first = await asyncio.wait_for(call.read(), join_timeout)
+        except grpc.aio.AioRpcError as error:
+            await channel.close()
+            raise SignalRequestError(error.code(), error.details() or "") from error
+        except BaseException:
+            await channel.close()
+            raise
+        if not isinstance(first, sig.ConnectResponse) or first.WhichOneof("message") != "joined":
+            await channel.close()
+            raise ParleyError("the SFU did not answer join")
+        return cls(channel, call, first.joined)
+
+    async def close(self) -> None:
+        """Leaves the meeting and closes the connections."""
+        self._closing = True
+        if not self.closed.is_set():
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await self._call.write(sig.ConnectRequest(leave=sig.LeaveRequest()))
+                await self._call.done_writing()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        for pc in (self._publisher, self._subscriber):
+            if pc is not None:
+                await pc.close()
+        await self._channel.close()
+        self.closed.set()
+
+    async def __aenter__(self) -> Room:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def _send(self, **message: Any) -> int:
+        request_id = next(self._ids)
+        await self._call.write(sig.ConnectRequest(request_id=request_id, **message))
+        return request_id
+
+    def _expect(
+        self, predicate: Callable[[sig.ConnectResponse], bool]
+    ) -> tuple[int, asyncio.Future[sig.ConnectResponse]]:
+        """Registers a wait for a response, failed by an ``error`` naming the next request id."""
+        future: asyncio.Future[sig.ConnectResponse] = asyncio.get_running_loop().create_future()
+        request_id = next(self._ids)
+        self._waiters.append((predicate, request_id, future))
+        return request_id, future
+
+    async def _request(
+        self, predicate: Callable[[sig.ConnectResponse], bool], within: float = 20.0, **message: Any
+    ) -> sig.ConnectResponse:
+        request_id, future = self._expect(predicate)
+        try:
+            await self._call.write(sig.ConnectRequest(request_id=request_id, **message))
+            return await asyncio.wait_for(future, within)
+        finally:
+            self._waiters = [w for w in self._waiters if w[2] is not future]
+
+    async def publish(
+        self, track: MediaStreamTrack, *, source: TrackSourceName, name: str = "", muted: bool = False
+    ) -> sfu_res.Track:
+        """Publishes an aiortc track; returns it as the room sees it (with its sid)."""
+        async with self._publish_lock:
+            cid = track.id
+            announce = sig.PublishTrackRequest(
+                cid=cid, kind=KINDS[track.kind], source=SOURCES[source], name=name, muted=muted
+            )
+            announce_id, refused = self._expect(lambda r: False)  # settles only on an error
+            published = asyncio.ensure_future(
+                self._wait(lambda r: r.WhichOneof("message") == "track_published" and r.track_published.cid == cid)
+            )
+            try:
+                await self._call.write(sig.ConnectRequest(request_id=announce_id, publish_track=announce))
+                if self._publisher is None:
+                    self._publisher = RTCPeerConnection(self._configuration)
+                pc = self._publisher
+                pc.addTransceiver(track, direction="sendonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await self._request(
+                    lambda r: r.WhichOneof("message") == "answer",
+                    offer=sig.SessionDescription(sdp=pc.localDescription.sdp),
+                )
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.answer.sdp, type="answer"))
+                done, _ = await asyncio.wait({published, refused}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                if refused in done:
+                    refused.result()  # raises the SFU's refusal
+                if published not in done:
+                    raise ParleyError(f"the SFU did not confirm track {cid}")
+                info = published.result().track_published.track
+            finally:
+                published.cancel()
+                self._waiters = [w for w in self._waiters if w[2] is not refused]
+            self.published[info.sid] = info
+            return info
+
+    async def _wait(self, predicate: Callable[[sig.ConnectResponse], bool]) -> sig.ConnectResponse:
+        future: asyncio.Future[sig.ConnectResponse] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, -1, future))
+        try:
+            return await future
+        finally:
+            self._waiters = [w for w in self._waiters if w[2] is not future]
+
+    async def unpublish(self, track_sid: str) -> None:
+        await self._request(
+            lambda r: r.WhichOneof("message") == "track_unpublished" and r.track_unpublished.track_sid == track_sid,
+            unpublish_track=sig.UnpublishTrackRequest(track_sid=track_sid),
+        )
+        self.published.pop(track_sid, None)
+
+    async def set_muted(self, track_sid: str, muted: bool) -> None:
+        await self._request(
+            lambda r: r.WhichOneof("message") == "track_muted" and r.track_muted.track_sid == track_sid,
+            mute_track=sig.MuteTrackRequest(track_sid=track_sid, muted=muted),
+        )
+
+    async def send_data(
+        self, payload: bytes, *, topic: str = "", reliable: bool = True, destinations: Iterable[str] = ()
+    ) -> None:
+        kind = sfu_res.DATA_KIND_RELIABLE if reliable else sfu_res.DATA_KIND_LOSSY
+        await self._send(
+            data=sfu_res.DataPacket(kind=kind, topic=topic, payload=payload, destination_identities=list(destinations))
+        )
+
+    async def update_metadata(
+        self, *, name: str | None = None, metadata: str | None = None, attributes: Mapping[str, str] | None = None
+    ) -> None:
+        request = sig.UpdateMetadataRequest(name=name, metadata=metadata, attributes=dict(attributes or {}))
+        await self._request(
+            lambda r: (
+                r.WhichOneof("message") == "participant_updated"
+                and r.participant_updated.participant.identity == self.local.identity
+            ),
+            update_metadata=request,
+        )
+
+    async def subscribe(self, track_sids: Iterable[str], *, subscribe: bool = True, paused: bool = False) -> None:
+        await self._send(
+            update_subscription=sig.UpdateSubscriptionRequest(
+                track_sids=list(track_sids), subscribe=subscribe, paused=paused
+            )
+        )
+
+    async def ping(self, timestamp: int = 0) -> None:
+        await self._request(lambda r: r.WhichOneof("message") == "pong", ping=sig.Ping(timestamp=timestamp))
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[RoomEvent]:
+        """What happens in the meeting, in order, until the session ends."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if event.type == "left":
+                return
+
+    async def wait_for(
+        self, type_: EventType, predicate: Callable[[RoomEvent], bool] = lambda e: True, *, within: float = 20.0
+    ) -> RoomEvent:
+        """The next event of ``type_`` that satisfies ``predicate`` (others are skipped)."""
+
+        async def find() -> RoomEvent:
+            async for event in self.events():
+                if event.type == type_ and predicate(event):
+                    return event
+            raise ParleyError(f"the session ended before a {type_} event")
+
+        return await asyncio.wait_for(find(), within)
+
+    def _emit(self, event: RoomEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _add_participant(self, info: sfu_res.Participant) -> RemoteParticipant:
+        participant = RemoteParticipant(info)
+        for track in info.tracks:
+            participant.tracks[track.sid] = RemoteTrack(track.sid, info.identity, track)
+        self.participants[info.identity] = participant
+        return participant
+
+    def _find_track(self, track_sid: str) -> RemoteTrack | None:
+        for participant in self.participants.values():
+            if track_sid in participant.tracks:
+                return participant.tracks[track_sid]
+        return None
+
+    async def _read(self) -> None:
+        reason = 0
+        try:
+            while (response := await self._call.read()) is not grpc.aio.EOF:
+                for predicate, _, future in list(self._waiters):
+                    if not future.done() and predicate(response):
+                        future.set_result(response)
+                try:
+                    await self._dispatch(response)
+                except Exception:
+                    log.exception("handling %s failed", response.WhichOneof("message"))
+                if response.WhichOneof("message") == "left":
+                    reason = response.left.reason
+        except grpc.aio.AioRpcError as error:
+            log.info("signal stream ended: %s", error.code())
+        finally:
+            for _, _, future in self._waiters:
+                if not future.done():
+                    future.set_exception(ParleyError("the session ended"))
+            self._emit(RoomEvent("left", reason=reason))
+            self.closed.set()
+
+    async def _dispatch(self, response: sig.ConnectResponse) -> None:
+        kind = response.WhichOneof("message")
+        if kind == "offer":
+            await self._on_offer(response.offer)
+        elif kind == "participant_joined":
+            participant = self._add_participant(response.participant_joined.participant)
+            self._emit(RoomEvent("participant_joined", participant=participant))
+        elif kind == "participant_updated":
+            info = response.participant_updated.participant
+            if info.identity == self.local.identity:
+                self.local = info
+            elif (changed := self.participants.get(info.identity)) is not None:
+                changed.info = info
+                self._emit(RoomEvent("participant_updated", participant=changed))
+        elif kind == "participant_left":
+            gone: RemoteParticipant | None = self.participants.pop(response.participant_left.identity, None)
+            self._emit(RoomEvent("participant_left", participant=gone))
+        elif kind == "track_published":
+            added = response.track_published
+            owner = self.participants.get(added.participant_identity)
+            if owner is not None:
+                track = owner.tracks[added.track.sid] = RemoteTrack(added.track.sid, owner.identity, added.track)
+                self._emit(RoomEvent("track_published", participant=owner, track=track))
+        elif kind == "track_unpublished":
+            removed = response.track_unpublished
+            owner = self.participants.get(removed.participant_identity)
+            gone_track = owner.tracks.pop(removed.track_sid, None) if owner is not None else None
+            if gone_track is not None:
+                self._emit(RoomEvent("track_unpublished", participant=owner, track=gone_track))
+        elif kind == "track_muted":
+            muted = response.track_muted
+            own = self.published.get(muted.track_sid)
+            if own is not None:  # a room admin (or this client) muted one of its tracks
+                own.muted = muted.muted
+                self._emit(RoomEvent("track_muted", local_track=own))
+            found = self._find_track(muted.track_sid)
+            if found is not None:
+                found.info.muted = muted.muted
+                self._emit(
+                    RoomEvent("track_muted", participant=self.participants.get(found.participant_identity), track=found)
+                )
+        elif kind == "data":
+            self._emit(
+                RoomEvent(
+                    "data", participant=self.participants.get(response.data.participant_identity), data=response.data
+                )
+            )
+        elif kind == "speakers_changed":
+            self._emit(RoomEvent("speakers_changed", speakers=list(response.speakers_changed.speakers)))
+        elif kind == "error":
+            status = response.error.status
+            error = SignalRequestError(grpc.StatusCode[_code_name(status.code)], status.message)
+            for _, request_id, future in self._waiters:
+                if request_id == response.error.request_id and not future.done():
+                    future.set_exception(error)
+            self._emit(RoomEvent("error", error=error))
+
+    async def _on_offer(self, offer: sig.SessionDescription) -> None:
+        if self._closing:
+            return
+        if self._subscriber is None:
+            self._subscriber = RTCPeerConnection(self._configuration)
+        pc = self._subscriber
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        await self._send(answer=sig.SessionDescription(sdp=pc.localDescription.sdp))
+        for transceiver in pc.getTransceivers():
+            track_sid = offer.track_sids.get(transceiver.mid or "")
+            if track_sid is None or self._mids.get(transceiver.mid or "") == track_sid:
+                continue
+            self._mids[transceiver.mid or ""] = track_sid
+            remote = self._find_track(track_sid)
+            if remote is not None and transceiver.receiver.track is not None:
+                remote.track = transceiver.receiver.track
+                self._emit(
+                    RoomEvent(
+                        "track_subscribed", participant=self.participants.get(remote.participant_identity), track=remote
+                    )
+                )
+
+
+def _code_name(code: int) -> str:
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return "UNKNOWN"

@@ -1,0 +1,6 @@
+"""Parley's SFU: WebRTC rooms whose media it forwards at the RTP level, never decoding it."""
+
+from ._server import SERVICE_NAMES, SfuServer
+from ._settings import SfuSettings
+
+__all__ = ["SERVICE_NAMES", "SfuServer", "SfuSettings"]

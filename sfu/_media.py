@@ -1,0 +1,358 @@
+"""RTP forwarding on aiortc: the one module that touches aiortc's private parts.
+
+aiortc (pinned to ``AIORTC_VERSION``) gives the SFU ICE, DTLS and SRTP, but its receivers
+decode and its senders encode. Here a published track's receiver hands each RTP packet to an
+``UpTrack`` instead of its jitter buffer and decoder, and each subscriber's sender is fed
+rewritten packets by a ``DownTrack`` instead of an encoder. What this borrows from aiortc,
+``check_aiortc`` verifies (and tests/sfu/test_media.py fails loudly when it changes):
+
+* ``RTCRtpReceiver._handle_rtp_packet``: replaced per receiver (an instance attribute);
+* the receiver's codec and RTX maps, remote bitrate estimator, RTCP SSRC and per-SSRC stream
+  statistics (which its own RTCP task turns into receiver reports);
+* ``RTCRtpSender._ssrc``, its retransmission history and sender-report counters, and
+  ``_send_keyframe`` (called on PLI / FIR), and the DTLS transport's ``_send_rtp``;
+* ``RTCRtpTransceiver._codecs`` (the negotiated codecs, restricted to what can be forwarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.codecs import is_rtx
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from aiortc.utils import uint16_add, uint16_gt, uint32_add
+
+log = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+#: The codecs the SFU forwards (and so the only ones it negotiates), with their RTX.
+FORWARDABLE = {"audio/opus", "video/vp8", "video/rtx"}
+#: At most one keyframe request upstream per this many seconds per published track.
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+_RECEIVER = "_RTCRtpReceiver__"
+_SENDER = "_RTCRtpSender__"
+_RECEIVER_FIELDS = ("codecs", "rtx_ssrc", "remote_bitrate_estimator", "rtcp_ssrc", "remote_streams")
+_SENDER_FIELDS = (
+    "rtp_history",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+    "rtp_header_extensions_map",
+)
+
+
+class AiortcChanged(RuntimeError):
+    """The installed aiortc lacks an internal the SFU relies on."""
+
+
+def check_aiortc() -> None:
+    """Raises ``AiortcChanged`` unless aiortc has every internal this module uses."""
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise AiortcChanged(f"the SFU is written against aiortc {AIORTC_VERSION}, found {aiortc.__version__}")
+    for owner, name in (
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_send_rtcp"),
+        (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpSender, "_retransmit"),
+    ):
+        if not callable(getattr(owner, name, None)):
+            raise AiortcChanged(f"aiortc {owner.__name__}.{name} is gone")
+
+
+def _probe_instances(receiver: RTCRtpReceiver | None, sender: RTCRtpSender | None) -> None:
+    missing = [f for f in _RECEIVER_FIELDS if receiver is not None and not hasattr(receiver, _RECEIVER + f)]
+    missing += [f for f in _SENDER_FIELDS if sender is not None and not hasattr(sender, _SENDER + f)]
+    if sender is not None and not hasattr(sender, "_ssrc"):
+        missing.append("_ssrc")
+    if missing:
+        raise AiortcChanged(f"aiortc internals are gone: {', '.join(missing)}")
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
+    """Keeps only forwardable codecs among a transceiver's negotiated ones (after a remote
+    offer was applied, before answering); False when none is left."""
+    codecs = [c for c in transceiver._codecs if c.mimeType.lower() in FORWARDABLE]
+    transceiver._codecs = codecs
+    return any(not is_rtx(c) for c in codecs)
+
+
+def forwardable_preferences(kind: str) -> list[Any]:
+    """Codec preferences for a transceiver the SFU offers (public API: setCodecPreferences)."""
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    return [c for c in capabilities.codecs if c.mimeType.lower() in FORWARDABLE]
+
+
+def vp8_is_keyframe_start(payload: bytes) -> bool:
+    """Whether an RTP payload starts a VP8 keyframe (RFC 7741 descriptor, RFC 6386 frame tag)."""
+    if not payload:
+        return False
+    first = payload[0]
+    if not first & 0x10 or first & 0x07:  # S bit: partition start; PID must be 0
+        return False
+    offset = 1
+    if first & 0x80:  # X: extension byte follows
+        if len(payload) < 2:
+            return False
+        ext = payload[1]
+        offset = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if len(payload) <= offset:
+                return False
+            offset += 2 if payload[offset] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            offset += 1
+        if ext & 0x30:  # T or K: TID / KEYIDX byte
+            offset += 1
+    return len(payload) > offset and not payload[offset] & 0x01
+
+
+class IdleTrack(MediaStreamTrack):
+    """The track of a forwarding sender: it never yields a frame, so aiortc's own sending loop
+    waits forever while the ``DownTrack`` writes packets itself."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
+@dataclass
+class UpStats:
+    packets: int = 0
+    bytes: int = 0
+    keyframes: int = 0
+    nacks_sent: int = 0
+    keyframe_requests: int = 0
+    retransmissions: int = 0
+
+
+class UpTrack:
+    """One published track: takes its receiver's RTP packets (per SSRC receive state: RTX
+    unwrapping, NACKs, statistics and receiver reports, bitrate estimation) and forwards each
+    to the track's ``DownTrack``\\ s, undecoded."""
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str) -> None:
+        _probe_instances(receiver, None)
+        self.kind = kind
+        self.receiver = receiver
+        self.down: set[DownTrack] = set()
+        self.stats = UpStats()
+        self.mime_type = ""
+        #: Audio level of the last packet: 0 (loudest) to 127 (silence), dBov below zero.
+        self.audio_level = 127
+        self.audio_level_time = 0.0
+        self.forwarding = True
+        self.arrival = 0.0
+        self.on_first_packet: Callable[[UpTrack], None] | None = None
+        self._media_ssrc: int | None = None
+        self._nacks: dict[int, NackGenerator] = {}
+        self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
+        self._rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
+        self._streams: dict[int, StreamStatistics] = getattr(receiver, _RECEIVER + "remote_streams")
+        self._estimator = getattr(receiver, _RECEIVER + "remote_bitrate_estimator")
+        receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        self.arrival = time.perf_counter()
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        if self._estimator is not None and packet.extensions.abs_send_time is not None:
+            await self._estimate_bitrate(packet, arrival_time_ms)
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            media_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if media_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
+            codec = self._codecs[apt]
+            self.stats.retransmissions += 1
+        if self.kind == "video":
+            nack = self._nacks.get(packet.ssrc)
+            if nack is None:
+                nack = self._nacks[packet.ssrc] = NackGenerator()
+            if nack.add(packet):
+                self.stats.nacks_sent += 1
+                await self.receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        if not packet.payload:  # padding (bandwidth probes)
+            return
+        if self._media_ssrc is None:
+            self.mime_type = codec.mimeType
+            self._media_ssrc = packet.ssrc
+            if self.on_first_packet is not None:
+                self.on_first_packet(self)
+        self._media_ssrc = packet.ssrc
+        self.stats.packets += 1
+        self.stats.bytes += len(packet.payload)
+        if packet.extensions.audio_level is not None:
+            self.audio_level = packet.extensions.audio_level[1]
+            self.audio_level_time = time.monotonic()
+        keyframe = self.kind == "video" and vp8_is_keyframe_start(packet.payload)
+        self.stats.keyframes += keyframe
+        if not self.forwarding:
+            return
+        for down in list(self.down):
+            await down.forward(packet, keyframe)
+
+    async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        remb = self._estimator.add(
+            abs_send_time=packet.extensions.abs_send_time,
+            arrival_time_ms=arrival_time_ms,
+            payload_size=len(packet.payload) + packet.padding_size,
+            ssrc=packet.ssrc,
+        )
+        rtcp_ssrc = getattr(self.receiver, _RECEIVER + "rtcp_ssrc")
+        if remb is not None and rtcp_ssrc is not None:
+            feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+            await self.receiver._send_rtcp(feedback)
+
+    def request_keyframe(self) -> None:
+        """Asks the publisher for a keyframe, at most once per ``KEYFRAME_REQUEST_INTERVAL``."""
+        if self.kind != "video" or self._media_ssrc is None:
+            return
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        self._last_keyframe_request = now
+        self.stats.keyframe_requests += 1
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self._media_ssrc))
+        task.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        for down in list(self.down):
+            down.detach()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("keyframe request failed: %s", task.exception())
+
+
+@dataclass
+class DownStats:
+    packets: int = 0
+    dropped: int = 0
+    #: When a list: seconds from each packet's arrival in its ``UpTrack`` to its sending here.
+    delays: list[float] | None = None
+
+
+class DownTrack:
+    """One subscriber's copy of an ``UpTrack``: sends its packets through the subscriber's
+    sender with the sender's SSRC and payload type, and sequence numbers and timestamps
+    continued from its own origin, so a subscriber sees one gap-free stream even when the
+    source restarts or is paused. Starts (and restarts) video on a keyframe."""
+
+    def __init__(self, up: UpTrack, transceiver: RTCRtpTransceiver) -> None:
+        sender = transceiver.sender
+        _probe_instances(None, sender)
+        self.up = up
+        self.transceiver = transceiver
+        self.sender = sender
+        self.stats = DownStats()
+        self.paused = False
+        self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
+        self._extensions = getattr(sender, _SENDER + "rtp_header_extensions_map")
+        self._need_keyframe = up.kind == "video"
+        self._in_ssrc: int | None = None
+        self._anchor_seq = 0
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq = random.randint(0, 0xFFFF)
+        self._last_ts = random.getrandbits(32)
+        # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
+        sender._send_keyframe = up.request_keyframe  # type: ignore[method-assign]
+        up.down.add(self)
+        up.request_keyframe()
+
+    def detach(self) -> None:
+        self.up.down.discard(self)
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self._restart()
+
+    def _restart(self) -> None:
+        """The next packet starts a new run (continuing this track's numbering)."""
+        self._in_ssrc = None
+        self._need_keyframe = self.up.kind == "video"
+        self.up.request_keyframe()
+
+    async def forward(self, packet: RtpPacket, keyframe: bool) -> None:
+        transport = self.sender.transport
+        codecs = self.transceiver._codecs
+        if self.paused or not codecs or transport.state != "connected":
+            self.stats.dropped += 1
+            return
+        if packet.ssrc != self._in_ssrc:
+            if self._need_keyframe and not keyframe:
+                self.stats.dropped += 1
+                self.up.request_keyframe()
+                return
+            # Anchor: this packet follows the last one sent, one frame (~33 ms at 90 kHz,
+            # one 20 ms Opus packet at 48 kHz) later.
+            self._need_keyframe = False
+            self._in_ssrc = packet.ssrc
+            self._anchor_seq = packet.sequence_number
+            step = 3000 if self.up.kind == "video" else 960
+            self._seq_offset = uint16_add(uint16_add(self._last_seq, 1), -packet.sequence_number)
+            self._ts_offset = uint32_add(uint32_add(self._last_ts, step), -packet.timestamp)
+        elif uint16_gt(self._anchor_seq, packet.sequence_number):
+            self.stats.dropped += 1  # late, from before this run started
+            return
+        sequence = uint16_add(packet.sequence_number, self._seq_offset)
+        payload_type = codecs[0].payloadType
+        assert payload_type is not None  # negotiated codecs have one
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=sequence,
+            timestamp=uint32_add(packet.timestamp, self._ts_offset),
+            ssrc=self.sender._ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.mid = self.transceiver.mid
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        if uint16_gt(sequence, self._last_seq):
+            self._last_seq = sequence
+            self._last_ts = out.timestamp
+        # The sender's own NACK handling retransmits from this history (as RTX), and its
+        # RTCP task reports these counters in sender reports.
+        self._history[sequence % RTP_HISTORY_SIZE] = out
+        sender = self.sender
+        setattr(sender, _SENDER + "ntp_timestamp", clock.current_ntp_time())
+        setattr(sender, _SENDER + "rtp_timestamp", out.timestamp)
+        setattr(sender, _SENDER + "octet_count", getattr(sender, _SENDER + "octet_count") + len(out.payload))
+        setattr(sender, _SENDER + "packet_count", getattr(sender, _SENDER + "packet_count") + 1)
+        try:
+            await transport._send_rtp(out.serialize(self._extensions))
+        except ConnectionError:
+            self.stats.dropped += 1
+            return
+        self.stats.packets += 1
+        if self.stats.delays is not None:
+            self.stats.delays.append(time.perf_counter() - self.up.arrival)

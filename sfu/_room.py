@@ -1,0 +1,170 @@
+"""Rooms of one SFU node: who is in each meeting, what they publish, and who hears what."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from google.protobuf import timestamp_pb2
+
+from parley.sfu.v1 import resources_pb2 as res
+from parley.sfu.v1 import signal_service_pb2 as sig
+
+from ._settings import SfuSettings
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+log = logging.getLogger(__name__)
+
+#: Audio levels (dBov below zero, 0 loudest) under which a participant counts as speaking.
+SPEAKING_LEVEL = 50
+#: A level older than this is silence (the publisher stopped sending).
+LEVEL_MAX_AGE = 1.0
+SPEAKER_INTERVAL = 0.5
+
+
+def new_sid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+def timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+@dataclass(eq=False)
+class Room:
+    """One room's meeting on this node."""
+
+    id: str
+    settings: SfuSettings
+    sid: str = field(default_factory=lambda: new_sid("RM"))
+    start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    sessions: dict[str, Session] = field(default_factory=dict)
+    closed: bool = False
+    _empty_since: float | None = None
+    _speakers: list[str] = field(default_factory=list)
+
+    def info(self) -> res.Room:
+        return res.Room(
+            room=self.id,
+            sid=self.sid,
+            start_time=timestamp(self.start_time),
+            max_participants=self.settings.max_participants,
+            participant_count=len(self.sessions),
+        )
+
+    def visible(self, exclude: Session | None = None) -> list[Session]:
+        return [s for s in self.sessions.values() if s is not exclude and not s.permission.hidden]
+
+    def broadcast(self, message: sig.ConnectResponse, *, exclude: Session | None = None) -> None:
+        for session in list(self.sessions.values()):
+            if session is not exclude:
+                session.send(message)
+
+    def admit(self, session: Session) -> Session | None:
+        """Adds a session; returns the session of the same identity it replaces, if any."""
+        replaced = self.sessions.get(session.identity)
+        self.sessions[session.identity] = session
+        self._empty_since = None
+        return replaced
+
+    def remove(self, session: Session) -> bool:
+        """Takes a session out (unless a newer one of its identity replaced it)."""
+        if self.sessions.get(session.identity) is not session:
+            return False
+        del self.sessions[session.identity]
+        if not self.sessions:
+            self._empty_since = time.monotonic()
+        return True
+
+    def expired(self, now: float) -> bool:
+        """Empty for longer than the settings allow."""
+        return self._empty_since is not None and now - self._empty_since >= self.settings.empty_timeout
+
+    def tracks(self) -> Iterable[tuple[Session, str]]:
+        for session in self.sessions.values():
+            for track_sid in session.published:
+                yield session, track_sid
+
+    def update_speakers(self) -> None:
+        """Sends ``speakers_changed`` when the set of people speaking changed."""
+        now = time.monotonic()
+        levels: list[tuple[int, str]] = []
+        for session in self.sessions.values():
+            loudest = min(
+                (
+                    t.up.audio_level
+                    for t in session.published.values()
+                    if t.up is not None and t.up.kind == "audio" and not t.muted
+                    if now - t.up.audio_level_time < LEVEL_MAX_AGE
+                ),
+                default=127,
+            )
+            if loudest < SPEAKING_LEVEL and not session.permission.hidden:
+                levels.append((loudest, session.identity))
+        levels.sort()
+        speakers = [identity for _, identity in levels]
+        if speakers == self._speakers:
+            return
+        self._speakers = speakers
+        infos = [res_speaker(identity, level) for level, identity in levels]
+        self.broadcast(sig.ConnectResponse(speakers_changed=sig.SpeakersChanged(speakers=infos)))
+
+
+def res_speaker(identity: str, level: int) -> sig.SpeakerInfo:
+    return sig.SpeakerInfo(identity=identity, level=round(1.0 - level / 127.0, 3))
+
+
+class Rooms:
+    """The rooms of this node; closes rooms that stay empty, and tracks speakers."""
+
+    def __init__(self, settings: SfuSettings) -> None:
+        self.settings = settings
+        self.rooms: dict[str, Room] = {}
+        #: Peer connections of ended sessions still closing.
+        self.closing: set[asyncio.Future[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def get_or_create(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None or room.closed:
+            room = self.rooms[room_id] = Room(room_id, self.settings)
+            log.info("room %s started (%s)", room_id, room.sid)
+        return room
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tick())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for room in list(self.rooms.values()):
+            for session in list(room.sessions.values()):
+                await session.end(res.LEAVE_REASON_SERVER_SHUTDOWN)
+        self.rooms.clear()
+        await asyncio.gather(*self.closing, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_INTERVAL)
+            now = time.monotonic()
+            for room_id, room in list(self.rooms.items()):
+                if room.expired(now):
+                    room.closed = True
+                    del self.rooms[room_id]
+                    log.info("room %s finished (%s)", room_id, room.sid)
+                    continue
+                try:
+                    room.update_speakers()
+                except Exception:  # one room's bug must not stop the others'
+                    log.exception("speaker detection failed in room %s", room_id)

@@ -1,0 +1,100 @@
+"""Two SDK clients meet through the SFU: what one publishes, the other decodes (colours and
+tone checked), and mute, unpublish, data, leave and rejoin are seen by the other side."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from parley.room import RemoteTrack, Room
+from sfu import SfuServer
+
+from .conftest import COLOURS, ColourTrack, Mint, ToneTrack, dominant_frequency, mean_colour, nearest_colour
+
+
+def _room() -> str:
+    return f"meet-{uuid.uuid4().hex[:8]}"
+
+
+async def test_video_and_audio_arrive_undamaged(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id))
+    try:
+        video, audio = ColourTrack(), ToneTrack(frequency=440.0)
+        camera = await alice.publish(video, source="camera", name="cam")
+        microphone = await alice.publish(audio, source="microphone")
+        assert camera.sid.startswith("TR_") and camera.kind == 2
+
+        subscribed: dict[str, RemoteTrack] = {}
+        while len(subscribed) < 2:
+            event = await bob.wait_for("track_subscribed", within=30)
+            assert event.track is not None and event.participant is not None
+            assert event.participant.identity == "alice"
+            subscribed[event.track.sid] = event.track
+        assert set(subscribed) == {camera.sid, microphone.sid}
+
+        remote_video = subscribed[camera.sid].track
+        assert remote_video is not None
+        seen: set[int] = set()
+        for _ in range(200):
+            frame = await asyncio.wait_for(remote_video.recv(), 10)
+            seen.add(nearest_colour(mean_colour(frame)))
+            rgb = mean_colour(frame)
+            assert min(sum((a - b) ** 2 for a, b in zip(rgb, c, strict=True)) for c in COLOURS) < 40**2, rgb
+            if len(seen) == len(COLOURS):
+                break
+        assert seen == set(range(len(COLOURS))), seen
+
+        remote_audio = subscribed[microphone.sid].track
+        assert remote_audio is not None
+        frames = [await asyncio.wait_for(remote_audio.recv(), 10) for _ in range(100)]
+        assert abs(dominant_frequency(frames[50:]) - 440.0) < 10
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_mute_unpublish_data_leave_and_rejoin_are_seen(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id))
+    try:
+        joined = await alice.wait_for("participant_joined")
+        assert joined.participant is not None and joined.participant.identity == "bob"
+        assert [p for p in bob.participants] == ["alice"]
+
+        microphone = await alice.publish(ToneTrack(), source="microphone")
+        await bob.wait_for("track_subscribed", lambda e: e.track is not None and e.track.sid == microphone.sid)
+
+        await alice.set_muted(microphone.sid, True)
+        muted = await bob.wait_for("track_muted")
+        assert muted.track is not None and muted.track.muted
+        await alice.set_muted(microphone.sid, False)
+        unmuted = await bob.wait_for("track_muted")
+        assert unmuted.track is not None and not unmuted.track.muted
+
+        await alice.send_data(b"hello bob", topic="chat")
+        message = await bob.wait_for("data")
+        assert message.data is not None and message.data.payload == b"hello bob"
+        assert message.data.topic == "chat" and message.data.participant_identity == "alice"
+
+        await alice.update_metadata(attributes={"hand_raised": "true"})
+        raised = await bob.wait_for("participant_updated")
+        assert raised.participant is not None and raised.participant.info.attributes["hand_raised"] == "true"
+
+        await alice.unpublish(microphone.sid)
+        gone = await bob.wait_for("track_unpublished")
+        assert gone.track is not None and gone.track.sid == microphone.sid
+        assert not bob.participants["alice"].tracks
+
+        await alice.close()
+        left = await bob.wait_for("participant_left")
+        assert left.participant is not None and left.participant.identity == "alice"
+
+        alice = await Room.connect(sfu.target, token("alice", room_id))
+        back = await bob.wait_for("participant_joined")
+        assert back.participant is not None and back.participant.identity == "alice"
+    finally:
+        await alice.close()
+        await bob.close()
