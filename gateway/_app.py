@@ -37,6 +37,7 @@ import parley
 from . import _routes
 from ._routes import Match, Router, routes_for
 from ._settings import GatewaySettings
+from ._signal_bridge import signal_route
 from ._transcode import (
     TranscodeError,
     bad_request_body,
@@ -356,6 +357,7 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
     if settings.oidc is None and settings.dev_login:
         routes.append(Route("/auth/login", dev_login))
     routes += [
+        signal_route(settings.sfu_target),
         Route("/v1/{rest:path}", gateway.handle, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Mount("/", StaticFiles(directory=settings.static_dir, html=True)),
     ]

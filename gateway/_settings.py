@@ -45,6 +45,9 @@ class GatewaySettings:
     #: gRPC address of the AI service (``parley.ai.*`` services: transcriptions, summaries),
     #: ``host:port``. Empty: this gateway has no AI service, and its routes answer 503.
     ai_target: str = ""
+    #: gRPC address of the SFU whose signal stream ``/v1/signal`` bridges browsers to.
+    #: Empty: that WebSocket answers an UNAVAILABLE error.
+    sfu_target: str = ""
 
     def __post_init__(self) -> None:
         if len(self.session_secret.encode()) < 32:
@@ -69,6 +72,8 @@ class GatewaySettings:
             )
         if "PARLEY_AI_TARGET" in env:
             values["ai_target"] = env["PARLEY_AI_TARGET"]
+        if "PARLEY_SFU_TARGET" in env:
+            values["sfu_target"] = env["PARLEY_SFU_TARGET"]
         if "PARLEY_SECURE_COOKIES" in env:
             values["secure_cookies"] = env["PARLEY_SECURE_COOKIES"].lower() in ("1", "true", "yes")
         values.update(explicit)

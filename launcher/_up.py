@@ -112,6 +112,7 @@ async def _serve(
     gateway_settings = GatewaySettings(
         control_target=server.target,
         ai_target=ai.target if ai else "",
+        sfu_target=sfu.target,
         session_secret=_secret(data_dir, "session_secret"),
         dev_login=True,
         secure_cookies=False,

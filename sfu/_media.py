@@ -85,9 +85,12 @@ def _probe_instances(receiver: RTCRtpReceiver | None, sender: RTCRtpSender | Non
 def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
     """Keeps only forwardable codecs among a transceiver's negotiated ones (after a remote
     offer was applied, before answering); False when none is left."""
-    codecs = [c for c in transceiver._codecs if c.mimeType.lower() in FORWARDABLE]
-    transceiver._codecs = codecs
-    return any(not is_rtx(c) for c in codecs)
+    media = [c for c in transceiver._codecs if c.mimeType.lower() in FORWARDABLE and not is_rtx(c)]
+    kept = {c.payloadType for c in media}
+    # RTX only for kept codecs: browsers refuse an answer whose RTX points at a dropped one.
+    rtx = [c for c in transceiver._codecs if is_rtx(c) and c.parameters.get("apt") in kept]
+    transceiver._codecs = media + rtx
+    return bool(media)
 
 
 def forwardable_preferences(kind: str) -> list[Any]:
@@ -249,6 +252,11 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         log.debug("keyframe request failed: %s", task.exception())
 
 
+#: Benchmarks set this: every ``DownTrack`` then records its forwarding delays in ``DELAYS``.
+RECORD_DELAYS = False
+DELAYS: list[float] = []
+
+
 @dataclass
 class DownStats:
     packets: int = 0
@@ -269,7 +277,7 @@ class DownTrack:
         self.up = up
         self.transceiver = transceiver
         self.sender = sender
-        self.stats = DownStats()
+        self.stats = DownStats(delays=DELAYS if RECORD_DELAYS else None)
         self.paused = False
         self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
         self._extensions = getattr(sender, _SENDER + "rtp_header_extensions_map")

@@ -243,7 +243,7 @@ class Session:
         elif kind == "answer":
             await self._on_answer(request.answer)
         elif kind == "trickle":
-            pass  # the SFU's peer connections gather all candidates before offering / answering
+            await self._on_trickle(request.trickle)
         elif kind == "publish_track":
             self._on_publish_track(request.publish_track)
         elif kind == "unpublish_track":
@@ -262,6 +262,23 @@ class Session:
             raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "already joined")
         else:  # "leave" is handled by the stream
             raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"unknown request {kind!r}")
+
+    async def _on_trickle(self, trickle: sig.IceCandidate) -> None:
+        """A remote candidate (browsers trickle theirs; the SFU's own are in its SDP, as
+        aiortc gathers before offering or answering)."""
+        pc = self.publisher if trickle.target == sig.SIGNAL_TARGET_PUBLISHER else self.subscriber
+        if pc is None:
+            raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "that connection is not negotiated yet")
+        line = trickle.candidate.removeprefix("a=").removeprefix("candidate:")
+        if not line:
+            return  # end of candidates
+        try:
+            candidate = sdp.candidate_from_sdp(line)
+        except (ValueError, IndexError) as error:
+            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"not an ICE candidate: {error}") from error
+        candidate.sdpMid = trickle.sdp_mid or None
+        candidate.sdpMLineIndex = trickle.sdp_mline_index
+        await pc.addIceCandidate(candidate)
 
     def _own_track(self, track_sid: str) -> PublishedTrack:
         track = self.published.get(track_sid)
@@ -293,7 +310,10 @@ class Session:
     async def _on_offer(self, offer: sig.SessionDescription) -> None:
         if not self.permission.can_publish:
             raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, "your token does not allow publishing")
-        _check_sdp(offer.sdp)
+        # Tracks are matched to their announcement by the track id of each section's a=msid
+        # (aiortc reads it only under an a=msid-semantic naming the stream; browsers often
+        # publish without streams).
+        track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in _check_sdp(offer.sdp).media if m.msid}
         first = self.publisher is None
         pc = self.publisher if self.publisher is not None else RTCPeerConnection(self._configuration)
         self.publisher = pc
@@ -310,11 +330,12 @@ class Session:
             track = transceiver.receiver.track
             if track is None or any(t.transceiver is transceiver for t in self.published.values()):
                 continue
-            announced = self.announced.pop(track.id, None)
+            track_id = track_ids.get(transceiver.mid or "", track.id)
+            announced = self.announced.pop(track_id, None)
             if announced is None or KIND_NAMES[announced.kind] != transceiver.kind:
-                refused.append(f"{track.id} was not announced with publish_track")
+                refused.append(f"{track_id} was not announced with publish_track")
             elif not restrict_codecs(transceiver):
-                refused.append(f"{track.id} offers no codec the SFU forwards (VP8, Opus)")
+                refused.append(f"{track_id} offers no codec the SFU forwards (VP8, Opus)")
             else:
                 announced.transceiver = transceiver
                 new.append(announced)
@@ -481,7 +502,7 @@ class Session:
         self._tell_others(message)
 
 
-def _check_sdp(text: str) -> None:
+def _check_sdp(text: str) -> sdp.SessionDescription:
     """Refuses a description that does not parse or carries no audio / video section (aiortc
     would accept those, and answer with an empty session)."""
     try:
@@ -490,6 +511,7 @@ def _check_sdp(text: str) -> None:
         raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the SDP does not parse: {error}") from error
     if not any(m.kind in ("audio", "video") for m in description.media):
         raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, "the SDP has no audio or video section")
+    return description
 
 
 def deliver(room: Room, packet: res.DataPacket, *, sender: Session | None) -> None:

@@ -23,8 +23,8 @@ PARLEY = [sys.executable, "-c", "import launcher; launcher.main()"]
 
 
 @contextlib.contextmanager
-def parley_up(data_dir: Path) -> Iterator[str]:
-    """Runs `parley up` until the block ends; yields what it printed at start."""
+def parley_up(data_dir: Path) -> Iterator[tuple[str, int]]:
+    """Runs `parley up` until the block ends; yields what it printed at start, and its pid."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         [
@@ -58,7 +58,7 @@ def parley_up(data_dir: Path) -> Iterator[str]:
         assert re.search(r"listening on 127\.0\.0\.1:\d+", text), text
         assert "development API key" in text, text
         try:
-            yield text
+            yield text, process.pid
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -71,15 +71,17 @@ class Running:
     data_dir: Path
     #: Where the REST API listens, as `parley up` printed it.
     rest_url: str
+    #: The `parley up` process (control, SFU, AI and gateway).
+    pid: int
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("parley-up")
-    with parley_up(data_dir) as printed:
+    with parley_up(data_dir) as (printed, pid):
         found = re.search(r"REST API and web app on (http://\S+)", printed)
         assert found, printed
-        yield Running(data_dir, found.group(1))
+        yield Running(data_dir, found.group(1), pid)
 
 
 def cli(data_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -145,11 +147,11 @@ def test_bad_input_is_reported_with_fields(running: Running) -> None:
 
 
 def test_restart_keeps_rooms_and_the_development_key(tmp_path: Path) -> None:
-    with parley_up(tmp_path) as first:
+    with parley_up(tmp_path) as (first, _):
         assert "new development API key" in first
         slug = json.loads(cli(tmp_path, "--json", "rooms", "create").stdout)["slug"]
     key = json.loads((tmp_path / "credentials.json").read_text())["api_key"]
-    with parley_up(tmp_path) as second:
+    with parley_up(tmp_path) as (second, _):
         assert "new development API key" not in second
         assert key in second
         assert slug in cli(tmp_path, "rooms", "list").stdout
@@ -197,3 +199,31 @@ def test_a_taken_port_is_a_clear_error(running: Running, tmp_path: Path) -> None
     assert done.returncode == 1
     assert f"port {port} is taken" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_load_test_meets_through_the_embedded_sfu(running: Running) -> None:
+    slug = json.loads(cli(running.data_dir, "--json", "rooms", "create", "--name", "Load").stdout)["slug"]
+    done = cli(
+        running.data_dir,
+        "--json",
+        "load-test",
+        "--room",
+        slug,
+        "--video-publishers",
+        "1",
+        "--audio-publishers",
+        "1",
+        "--subscribers",
+        "2",
+        "--duration",
+        "3",
+        "--sfu-pid",
+        str(running.pid),
+    )
+    report = json.loads(done.stdout)
+    assert [s["identity"] for s in report["subscribers"]] == ["load-subscriber-0", "load-subscriber-1"]
+    for subscriber in report["subscribers"]:
+        assert subscriber["video_fps"] > 10, report  # 30 fps sent; a loaded CI machine still shows most
+        assert subscriber["audio_packets_per_second"] > 25, report  # 50 sent
+        assert subscriber["packets"] > 0
+    assert report["sfu_cpu_percent"] > 0 and report["sfu_rss_mb"] > 0

@@ -8,6 +8,7 @@ Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KE
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sys
@@ -306,3 +307,36 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command("load-test")
+def load_test(
+    ctx: typer.Context,
+    room: Annotated[str, typer.Option(help="Room id or slug (it must exist).")],
+    video_publishers: Annotated[int, typer.Option(help="Participants sending 640x480 30 fps VP8.", min=0)] = 1,
+    audio_publishers: Annotated[int, typer.Option(help="Participants sending Opus.", min=0)] = 1,
+    subscribers: Annotated[int, typer.Option(help="Participants receiving everything.", min=0)] = 4,
+    duration: Annotated[float, typer.Option(help="Seconds to measure, once everyone has joined.", min=1)] = 10.0,
+    sfu_pid: Annotated[int | None, typer.Option(help="PID of the SFU on this machine, to report its CPU.")] = None,
+) -> None:
+    """Load a room like `lk load-test`: publishers of pre-encoded media, subscribers that count
+    what arrives; prints per-subscriber fps, packet loss and join time."""
+    from ._loadtest import format_report, run_load_test  # aiortc: only for this command
+
+    async def work(client: Client) -> None:
+        async def tokens(identity: str) -> tuple[str, str]:
+            grant = await client.rooms.create_join_token(room, identity=identity)
+            return grant.sfu_url, grant.token
+
+        report = await run_load_test(
+            tokens,
+            video_publishers=video_publishers,
+            audio_publishers=audio_publishers,
+            subscribers=subscribers,
+            seconds=duration,
+            sfu_pid=sfu_pid,
+            progress=lambda line: typer.echo(line, err=True),
+        )
+        _emit(ctx, dataclasses.asdict(report), format_report(report))
+
+    _run(ctx, work)

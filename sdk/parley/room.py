@@ -24,6 +24,8 @@ from typing import Any, Literal
 import grpc
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 
 from ._errors import ParleyError
 from ._tokens import TrackSourceName
@@ -57,11 +59,19 @@ KINDS: dict[str, sfu_res.TrackKind.ValueType] = {"audio": sfu_res.TRACK_KIND_AUD
 
 
 class SignalRequestError(ParleyError):
-    """The SFU refused a request (its ``google.rpc.Status`` code and message)."""
+    """The SFU refused a request or the join (its gRPC code, message and details)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
+    @classmethod
+    def from_status(cls, status: status_pb2.Status) -> SignalRequestError:
+        details: list[Message] = []
+        for packed in status.details:
+            for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
+                if packed.Is(kind.DESCRIPTOR):
+                    detail = kind()
+                    packed.Unpack(detail)
+                    details.append(detail)
+        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+        return cls(status.message, code=code, details=tuple(details))
 
 
 @dataclass
@@ -153,7 +163,7 @@ class Room:
             first = await asyncio.wait_for(call.read(), join_timeout)
         except grpc.aio.AioRpcError as error:
             await channel.close()
-            raise SignalRequestError(error.code(), error.details() or "") from error
+            raise SignalRequestError(error.details() or "", code=error.code()) from error
         except BaseException:
             await channel.close()
             raise
@@ -242,6 +252,8 @@ class Room:
                 info = published.result().track_published.track
             finally:
                 published.cancel()
+                if refused.done() and not refused.cancelled():
+                    refused.exception()  # seen: the offer's refusal said the same
                 self._waiters = [w for w in self._waiters if w[2] is not refused]
             self.published[info.sid] = info
             return info
@@ -408,8 +420,7 @@ class Room:
         elif kind == "speakers_changed":
             self._emit(RoomEvent("speakers_changed", speakers=list(response.speakers_changed.speakers)))
         elif kind == "error":
-            status = response.error.status
-            error = SignalRequestError(grpc.StatusCode[_code_name(status.code)], status.message)
+            error = SignalRequestError.from_status(response.error.status)
             for _, request_id, future in self._waiters:
                 if request_id == response.error.request_id and not future.done():
                     future.set_exception(error)
@@ -438,10 +449,3 @@ class Room:
                         "track_subscribed", participant=self.participants.get(remote.participant_identity), track=remote
                     )
                 )
-
-
-def _code_name(code: int) -> str:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return "UNKNOWN"

@@ -1,0 +1,116 @@
+"""A real browser meets an SDK bot: headless Debian chromium (fake camera and microphone,
+driven by npm playwright-core) opens the gateway's meeting page, which signals through the
+WebSocket bridge (/v1/signal). The bot decodes the browser's video; the browser decodes the
+bot's (getStats framesDecoded); chat goes both ways. Also the bridge's own answers to bad
+frames and refused tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from av import VideoFrame
+
+from gateway import GatewayServer, GatewaySettings
+from parley.room import Room
+from sfu import SfuServer
+
+from .conftest import ColourTrack, Mint
+
+BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
+
+
+@pytest.fixture(scope="module")
+async def gateway(sfu: SfuServer) -> AsyncIterator[GatewayServer]:
+    settings = GatewaySettings(
+        control_target="127.0.0.1:9",  # not called here
+        session_secret="browser-test-session-secret-" + "z" * 32,
+        sfu_target=sfu.target,
+        secure_cookies=False,
+    )
+    async with GatewayServer(settings, extra_routes=[]) as server:
+        yield server
+
+
+async def _line(process: asyncio.subprocess.Process, within: float = 60) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), within)
+    assert line, "the browser script ended early (see its stderr above)"
+    event: dict[str, Any] = json.loads(line)
+    return event
+
+
+async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, token: Mint) -> None:
+    assert shutil.which("chromium"), "Debian chromium is missing: run ./scripts/setup --test"
+    assert (BROWSER_DIR / "node_modules" / "playwright-core").exists(), "run ./scripts/setup --test"
+    room_id = f"browser-{uuid.uuid4().hex[:8]}"
+    bot = await Room.connect(sfu.target, token("bot", room_id))
+    await bot.publish(ColourTrack(640, 480), source="camera")
+    page = f"{gateway.url}/meet.html#token={token('browser', room_id)}"
+    browser = await asyncio.create_subprocess_exec(
+        "node", "meet.mjs", page, cwd=BROWSER_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        ready = await _line(browser)
+        assert ready["event"] == "ready" and len(ready["published"]) == 2
+
+        video = await bot.wait_for(
+            "track_subscribed",
+            lambda e: e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2,
+            within=30,
+        )
+        assert video.track is not None and video.track.track is not None
+        frames = [await asyncio.wait_for(video.track.track.recv(), 20) for _ in range(5)]
+        assert all(isinstance(f, VideoFrame) and f.width == 640 and f.height == 480 for f in frames)
+
+        decoded = await _line(browser)
+        assert decoded["event"] == "decoded" and decoded["framesDecoded"] > 10
+
+        assert browser.stdin is not None
+        browser.stdin.write(b"chat hello from chromium\n")
+        await browser.stdin.drain()
+        message = await bot.wait_for("data", lambda e: e.data is not None and e.data.topic == "chat")
+        assert message.data is not None and message.data.payload == b"hello from chromium"
+        assert message.data.participant_identity == "browser"
+    finally:
+        if browser.stdin is not None:
+            browser.stdin.close()
+        await asyncio.wait_for(browser.wait(), 30)
+        await bot.close()
+    left = await asyncio.wait_for(_until_gone(sfu, room_id, "browser"), 10)
+    assert left
+
+
+async def _until_gone(sfu: SfuServer, room_id: str, identity: str) -> bool:
+    while (room := sfu.rooms.rooms.get(room_id)) is not None and identity in room.sessions:
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def test_the_bridge_answers_bad_frames_and_refused_tokens(gateway: GatewayServer, token: Mint) -> None:
+    url = gateway.url.replace("http://", "ws://") + "/v1/signal"
+    async with websockets.connect(url) as ws:
+        await ws.send("{not json")
+        error = json.loads(await ws.recv())
+        assert error["error"]["status"]["code"] == 3  # INVALID_ARGUMENT, and the socket stays open
+        await ws.send(json.dumps({"join": {"token": "not-a-jwt"}}))
+        refused = json.loads(await ws.recv())
+        assert refused["error"]["status"]["code"] == 16  # UNAUTHENTICATED
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4016
+
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"join": {"token": token("json-bot", "bridge-room")}}))
+        joined = json.loads(await ws.recv())
+        assert joined["joined"]["participant"]["identity"] == "json-bot"
+        await ws.send(json.dumps({"requestId": "7", "ping": {"timestamp": "99"}}))
+        pong = json.loads(await ws.recv())
+        assert pong["pong"]["lastPingTimestamp"] == "99"
