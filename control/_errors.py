@@ -63,3 +63,8 @@ class AlreadyExists(ControlError):
 class FailedPrecondition(ControlError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(ControlError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"

@@ -111,6 +111,8 @@ class ControlServer:
         await self._server.stop(grace)
         if self._oidc is not None:
             await self._oidc.aclose()
+        if self.control.sfu_registry is not None:
+            await self.control.sfu_registry.aclose()
         await self._engine.dispose()
 
     async def wait_for_termination(self) -> None:

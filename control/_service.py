@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley import VideoGrants, create_join_token
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
+from parley.sfu_registry import NoSfuNode, SfuRegistry
 
 from . import _db, _filters, _mapper, _pagination
 from ._auth import API_KEY_PREFIX, Identity, Principal, hash_secret, issue_dev_token
@@ -33,6 +34,7 @@ from ._errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
 from ._repos import Accesses, ApiKeys, LobbyEntries, Rooms, Users, aware
@@ -86,6 +88,9 @@ class ControlPlane:
         # Reads and writes open different transactions (on SQLite, only writes take the lock).
         self._reads = sessions.reads
         self._writes = sessions.writes
+        self.sfu_registry = (
+            SfuRegistry(settings.redis_url, prefix=settings.sfu_registry_prefix) if settings.redis_url else None
+        )
 
     # -- callers -------------------------------------------------------------------------
 
@@ -314,7 +319,16 @@ class ControlPlane:
             can_mute_others=moderator or room.everyone_can_mute,
         )
 
-    def _join_grant(
+    async def _sfu_url(self, room_id: str) -> str:
+        """Where the room meets: its node in a multi-node deployment, else the one SFU."""
+        if self.sfu_registry is None:
+            return self.settings.sfu_url
+        try:
+            return (await self.sfu_registry.assign(room_id)).url
+        except NoSfuNode as error:
+            raise Unavailable("no SFU node is running; try again shortly") from error
+
+    async def _join_grant(
         self,
         room: RoomRow,
         identity: str,
@@ -347,7 +361,7 @@ class ControlPlane:
         return room_pb.JoinGrant(
             room=f"rooms/{room.id}",
             token=token,
-            sfu_url=self.settings.sfu_url,
+            sfu_url=await self._sfu_url(room.id),
             identity=identity,
             grants=grants,
             expire_time=_mapper.timestamp(expires),
@@ -376,7 +390,9 @@ class ControlPlane:
             raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
         if may_enter:  # a ticket matters only to those who must wait
             identity = user_id or f"guest-{secrets.token_hex(8)}"
-            return room_pb.JoinRoomResponse(grant=self._join_grant(room, identity, name, self._grants(room, role)))
+            return room_pb.JoinRoomResponse(
+                grant=await self._join_grant(room, identity, name, self._grants(room, role))
+            )
         async with self._writes.begin() as session:  # the lobby: follow a ticket, or ask anew
             room = await self._room(session, room.id)
             if lobby_ticket:
@@ -418,7 +434,7 @@ class ControlPlane:
             entry.expires_at = now + self.settings.lobby_wait
             return room_pb.JoinRoomResponse(lobby=room_pb.LobbyTicket(entry=_mapper.lobby_entry(entry), ticket=ticket))
         role = await Accesses(session).role_of(room.id, entry.user_id) if entry.user_id else None
-        grant = self._join_grant(room, entry.identity, entry.display_name, self._grants(room, role))
+        grant = await self._join_grant(room, entry.identity, entry.display_name, self._grants(room, role))
         return room_pb.JoinRoomResponse(grant=grant)
 
     async def _entry_by_ticket(self, session: AsyncSession, room: RoomRow, ticket: str, now: datetime) -> LobbyEntryRow:
@@ -445,7 +461,7 @@ class ControlPlane:
             await self._require_role(session, room, caller, at_least="administrator", scope="tokens:create")
         if not caller.is_api_key and (grants.hidden or grants.recorder):
             raise PermissionDenied("hidden and recorder grants need an API key with tokens:create")
-        return self._join_grant(room, identity, display_name or identity, grants, metadata=metadata, ttl=ttl)
+        return await self._join_grant(room, identity, display_name or identity, grants, metadata=metadata, ttl=ttl)
 
     # -- room accesses -------------------------------------------------------------------
 

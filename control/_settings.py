@@ -37,8 +37,12 @@ class ControlSettings:
     token_secret: str
     #: Names ``token_secret`` in tokens (the JWT ``iss``), for rotation.
     token_key_id: str = "parley"
-    #: Where participants connect, returned with join tokens.
+    #: Where participants connect, returned with join tokens (single-node deployments).
     sfu_url: str = "ws://127.0.0.1:7880"
+    #: Redis of a multi-node SFU deployment: join tokens then come with the URL of the node
+    #: the room meets on (``parley.sfu_registry``), not ``sfu_url``.
+    redis_url: str = ""
+    sfu_registry_prefix: str = "parley:sfu"
     #: Accepts ``UserService.DevLogin``; only for the embedded default.
     dev_login: bool = False
     oidc: OidcSettings | None = None
@@ -76,6 +80,8 @@ class ControlSettings:
             ("token_secret", "PARLEY_TOKEN_SECRET"),
             ("token_key_id", "PARLEY_TOKEN_KEY_ID"),
             ("sfu_url", "PARLEY_SFU_URL"),
+            ("redis_url", "PARLEY_REDIS_URL"),
+            ("sfu_registry_prefix", "PARLEY_SFU_REGISTRY_PREFIX"),
         ):
             if var in env:
                 values[key] = env[var]

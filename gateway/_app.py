@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import parley
+from parley.sfu_registry import SfuRegistry
 
 from . import _routes
 from ._routes import Match, Router, routes_for
@@ -106,6 +107,8 @@ class Gateway:
         self.router = Router(routes_for(parley_services(descriptor_set)))
         #: Backend -> gRPC address; an empty one is not configured (its routes answer 503).
         self.targets = {"control": settings.control_target, "ai": settings.ai_target}
+        #: Run when the app stops (the signal bridge closes its SFU connections).
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[str, Any] = {}
 
@@ -116,6 +119,8 @@ class Gateway:
         try:
             yield
         finally:
+            for hook in self.on_shutdown:
+                await hook()
             for channel in self._channels.values():
                 await channel.close()
             self._channels = {}
@@ -356,8 +361,11 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
         routes += build(gateway)
     if settings.oidc is None and settings.dev_login:
         routes.append(Route("/auth/login", dev_login))
+    registry = SfuRegistry(settings.redis_url, prefix=settings.sfu_registry_prefix) if settings.redis_url else None
+    signal, close_signal = signal_route(settings.sfu_target, registry)
+    gateway.on_shutdown.append(close_signal)
     routes += [
-        signal_route(settings.sfu_target),
+        signal,
         Route("/v1/{rest:path}", gateway.handle, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Mount("/", StaticFiles(directory=settings.static_dir, html=True)),
     ]

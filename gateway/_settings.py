@@ -48,6 +48,10 @@ class GatewaySettings:
     #: gRPC address of the SFU whose signal stream ``/v1/signal`` bridges browsers to.
     #: Empty: that WebSocket answers an UNAVAILABLE error.
     sfu_target: str = ""
+    #: Redis of a multi-node SFU deployment: ``/v1/signal`` then goes to the node the joining
+    #: room meets on (``parley.sfu_registry``) instead of ``sfu_target``.
+    redis_url: str = ""
+    sfu_registry_prefix: str = "parley:sfu"
 
     def __post_init__(self) -> None:
         if len(self.session_secret.encode()) < 32:
@@ -74,6 +78,10 @@ class GatewaySettings:
             values["ai_target"] = env["PARLEY_AI_TARGET"]
         if "PARLEY_SFU_TARGET" in env:
             values["sfu_target"] = env["PARLEY_SFU_TARGET"]
+        if "PARLEY_REDIS_URL" in env:
+            values["redis_url"] = env["PARLEY_REDIS_URL"]
+        if "PARLEY_SFU_REGISTRY_PREFIX" in env:
+            values["sfu_registry_prefix"] = env["PARLEY_SFU_REGISTRY_PREFIX"]
         if "PARLEY_SECURE_COOKIES" in env:
             values["secure_cookies"] = env["PARLEY_SECURE_COOKIES"].lower() in ("1", "true", "yes")
         values.update(explicit)

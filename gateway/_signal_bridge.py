@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
+import jwt
 from google.protobuf import json_format
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from parley.server import status_message
 from parley.sfu.v1 import signal_service_pb2 as sig
 from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
+from parley.sfu_registry import NoSfuNode, SfuRegistry
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +40,66 @@ def _error(code: grpc.StatusCode, text: str, request_id: int = 0) -> str:
     return _to_json(sig.ConnectResponse(error=sig.SignalError(request_id=request_id, status=status)))
 
 
-def signal_route(sfu_target: str) -> WebSocketRoute:
-    """The ``/v1/signal`` route, bridging to the SFU at ``sfu_target`` (empty: refused)."""
-    channel: grpc.aio.Channel | None = None
+class _Targets:
+    """Where signal streams go: the one SFU, or (with a registry) the node each room meets on."""
+
+    def __init__(self, sfu_target: str, registry: SfuRegistry | None) -> None:
+        self.sfu_target = sfu_target
+        self.registry = registry
+        self.channels: dict[str, grpc.aio.Channel] = {}
+
+    async def channel_for(self, join: sig.JoinRequest) -> grpc.aio.Channel:
+        target = self.sfu_target
+        if self.registry is not None:
+            try:  # routing only: the SFU verifies the token
+                room = jwt.decode(join.token, options={"verify_signature": False})["video"]["room"]
+            except (jwt.PyJWTError, KeyError, TypeError) as error:
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "malformed join token") from error
+            try:
+                node = await self.registry.assign(str(room))
+            except NoSfuNode as error:
+                raise _Refused(grpc.StatusCode.UNAVAILABLE, str(error)) from error
+            target = node.url.removeprefix("grpc://")
+        if not target:
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, "no SFU is configured on this gateway")
+        if target not in self.channels:
+            self.channels[target] = grpc.aio.insecure_channel(target)
+        return self.channels[target]
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+        self.channels.clear()
+        if self.registry is not None:
+            await self.registry.aclose()
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def signal_route(
+    sfu_target: str, registry: SfuRegistry | None = None
+) -> tuple[WebSocketRoute, Callable[[], Awaitable[None]]]:
+    """The ``/v1/signal`` route, bridging to the SFU at ``sfu_target``, or to the node of the
+    joining room when a registry (multi-node) is given; and what closes its connections."""
+    targets = _Targets(sfu_target, registry)
 
     async def bridge(websocket: WebSocket) -> None:
-        nonlocal channel
         await websocket.accept()
-        if not sfu_target:
-            await websocket.send_text(_error(grpc.StatusCode.UNAVAILABLE, "no SFU is configured on this gateway"))
-            await websocket.close(code=4000 + grpc.StatusCode.UNAVAILABLE.value[0])
+        try:
+            first = await _first_request(websocket)
+            if first is None:
+                return
+            channel = await targets.channel_for(first.join)
+        except _Refused as refused:
+            await websocket.send_text(_error(refused.code, str(refused)))
+            await websocket.close(code=4000 + refused.code.value[0])
             return
-        if channel is None:
-            channel = grpc.aio.insecure_channel(sfu_target)
         call = sig_grpc.SignalServiceStub(channel).Connect()
+        await call.write(first)
         upstream = asyncio.create_task(_browser_to_sfu(websocket, call))
         try:
             await _sfu_to_browser(websocket, call)
@@ -59,7 +108,36 @@ def signal_route(sfu_target: str) -> WebSocketRoute:
             await asyncio.gather(upstream, return_exceptions=True)
             call.cancel()
 
-    return WebSocketRoute(SIGNAL_PATH, bridge)
+    return WebSocketRoute(SIGNAL_PATH, bridge), targets.aclose
+
+
+async def _first_request(websocket: WebSocket) -> sig.ConnectRequest | None:
+    """The join request (bad frames before it answer errors); None if the browser left."""
+    while True:
+        try:
+            request = await _receive(websocket)
+        except (WebSocketDisconnect, RuntimeError):
+            return None
+        if request is None:
+            continue
+        if request.WhichOneof("message") != "join":
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the first request must be join")
+        return request
+
+
+async def _receive(websocket: WebSocket) -> sig.ConnectRequest | None:
+    """The next request, or None after answering a frame that is not one."""
+    text = await websocket.receive_text()
+    if len(text) > MAX_FRAME:
+        await websocket.send_text(_error(grpc.StatusCode.INVALID_ARGUMENT, f"frames are at most {MAX_FRAME} bytes"))
+        return None
+    request = sig.ConnectRequest()
+    try:
+        json_format.Parse(text, request)
+    except json_format.ParseError as error:
+        await websocket.send_text(_error(grpc.StatusCode.INVALID_ARGUMENT, f"not a ConnectRequest: {error}"))
+        return None
+    return request
 
 
 async def _browser_to_sfu(
@@ -67,19 +145,9 @@ async def _browser_to_sfu(
 ) -> None:
     try:
         while True:
-            text = await websocket.receive_text()
-            if len(text) > MAX_FRAME:
-                await websocket.send_text(
-                    _error(grpc.StatusCode.INVALID_ARGUMENT, f"frames are at most {MAX_FRAME} bytes")
-                )
-                continue
-            request = sig.ConnectRequest()
-            try:
-                json_format.Parse(text, request)
-            except json_format.ParseError as error:
-                await websocket.send_text(_error(grpc.StatusCode.INVALID_ARGUMENT, f"not a ConnectRequest: {error}"))
-                continue
-            await call.write(request)
+            request = await _receive(websocket)
+            if request is not None:
+                await call.write(request)
     except (WebSocketDisconnect, RuntimeError):  # the browser went away
         pass
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError):  # the SFU ended the stream

@@ -42,6 +42,10 @@ KEYFRAME_REQUEST_INTERVAL = 0.5
 
 _RECEIVER = "_RTCRtpReceiver__"
 _SENDER = "_RTCRtpSender__"
+_NTP_TIMESTAMP = _SENDER + "ntp_timestamp"
+_RTP_TIMESTAMP = _SENDER + "rtp_timestamp"
+_OCTET_COUNT = _SENDER + "octet_count"
+_PACKET_COUNT = _SENDER + "packet_count"
 _RECEIVER_FIELDS = ("codecs", "rtx_ssrc", "remote_bitrate_estimator", "rtcp_ssrc", "remote_streams")
 _SENDER_FIELDS = (
     "rtp_history",
@@ -215,8 +219,9 @@ class UpTrack:
         self.stats.keyframes += keyframe
         if not self.forwarding:
             return
+        ntp_time = clock.current_ntp_time()
         for down in list(self.down):
-            await down.forward(packet, keyframe)
+            await down.forward(packet, keyframe, ntp_time)
 
     async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         remb = self._estimator.add(
@@ -280,6 +285,10 @@ class DownTrack:
         self.stats = DownStats(delays=DELAYS if RECORD_DELAYS else None)
         self.paused = False
         self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
+        # The sender's own attributes, written per packet without attribute lookups.
+        self._sender_state: dict[str, Any] = vars(sender)
+        self._ssrc = sender._ssrc
+        self._transport = sender.transport
         self._extensions = getattr(sender, _SENDER + "rtp_header_extensions_map")
         self._need_keyframe = up.kind == "video"
         self._in_ssrc: int | None = None
@@ -309,10 +318,10 @@ class DownTrack:
         self._need_keyframe = self.up.kind == "video"
         self.up.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, keyframe: bool) -> None:
-        transport = self.sender.transport
+    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_time: int) -> None:
+        """Sends one packet of the up track (``ntp_time``: now, read once per packet)."""
         codecs = self.transceiver._codecs
-        if self.paused or not codecs or transport.state != "connected":
+        if self.paused or not codecs:
             self.stats.dropped += 1
             return
         if packet.ssrc != self._in_ssrc:
@@ -331,33 +340,35 @@ class DownTrack:
         elif uint16_gt(self._anchor_seq, packet.sequence_number):
             self.stats.dropped += 1  # late, from before this run started
             return
-        sequence = uint16_add(packet.sequence_number, self._seq_offset)
+        sequence = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         payload_type = codecs[0].payloadType
         assert payload_type is not None  # negotiated codecs have one
         out = RtpPacket(
             payload_type=payload_type,
             marker=packet.marker,
             sequence_number=sequence,
-            timestamp=uint32_add(packet.timestamp, self._ts_offset),
-            ssrc=self.sender._ssrc,
+            timestamp=timestamp,
+            ssrc=self._ssrc,
             payload=packet.payload,
         )
-        out.extensions.mid = self.transceiver.mid
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        out.extensions.audio_level = packet.extensions.audio_level
+        extensions = out.extensions
+        extensions.mid = self.transceiver.mid
+        extensions.abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
+        extensions.audio_level = packet.extensions.audio_level
         if uint16_gt(sequence, self._last_seq):
             self._last_seq = sequence
-            self._last_ts = out.timestamp
+            self._last_ts = timestamp
         # The sender's own NACK handling retransmits from this history (as RTX), and its
         # RTCP task reports these counters in sender reports.
         self._history[sequence % RTP_HISTORY_SIZE] = out
-        sender = self.sender
-        setattr(sender, _SENDER + "ntp_timestamp", clock.current_ntp_time())
-        setattr(sender, _SENDER + "rtp_timestamp", out.timestamp)
-        setattr(sender, _SENDER + "octet_count", getattr(sender, _SENDER + "octet_count") + len(out.payload))
-        setattr(sender, _SENDER + "packet_count", getattr(sender, _SENDER + "packet_count") + 1)
-        try:
-            await transport._send_rtp(out.serialize(self._extensions))
+        state = self._sender_state
+        state[_NTP_TIMESTAMP] = ntp_time
+        state[_RTP_TIMESTAMP] = timestamp
+        state[_OCTET_COUNT] += len(packet.payload)
+        state[_PACKET_COUNT] += 1
+        try:  # raises ConnectionError unless DTLS is connected
+            await self._transport._send_rtp(out.serialize(self._extensions))
         except ConnectionError:
             self.stats.dropped += 1
             return

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -133,6 +133,8 @@ class Rooms:
         #: Peer connections of ended sessions still closing.
         self.closing: set[asyncio.Future[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        #: Called with a room's id when it closes (the cluster forgets it).
+        self.on_closed: Callable[[str], None] = lambda _room: None
 
     def get_or_create(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
@@ -163,6 +165,7 @@ class Rooms:
                     room.closed = True
                     del self.rooms[room_id]
                     log.info("room %s finished (%s)", room_id, room.sid)
+                    self.on_closed(room_id)
                     continue
                 try:
                     room.update_speakers()

@@ -18,7 +18,9 @@ from parley.server import error_status, field_violations, status_message
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
+from parley.sfu_registry import NoSfuNode
 
+from ._cluster import Cluster
 from ._media import check_aiortc
 from ._room import Room, Rooms
 from ._session import Session, SignalFailure, deliver
@@ -45,8 +47,9 @@ def _invalid(request: Any) -> list[tuple[str, str]]:
 
 
 class SignalServicer(sig_grpc.SignalServiceServicer):
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, cluster: Cluster) -> None:
         self.rooms = rooms
+        self.cluster = cluster
 
     async def Connect(
         self, request_iterator: AsyncIterator[sig.ConnectRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -88,6 +91,14 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
             raise _Abort(grpc.StatusCode.UNAUTHENTICATED, str(error)) from error
         if not claims.grants.room_join:
             raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "the token does not grant joining the room")
+        try:
+            elsewhere = await self.cluster.owner_elsewhere(claims.grants.room)
+        except NoSfuNode as error:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(error)) from error
+        if elsewhere is not None:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"room {claims.grants.room} meets on another node: {elsewhere}"
+            )
         room = self.rooms.get_or_create(claims.grants.room)
         limit = self.rooms.settings.max_participants
         if limit and claims.identity not in room.sessions and len(room.sessions) >= limit:
@@ -250,18 +261,20 @@ class SfuServer:
         check_aiortc()
         self.settings = settings
         self.rooms = Rooms(settings)
+        self.cluster = Cluster(settings, self.rooms)
         self._server = grpc.aio.server()
         self._health = health.aio.HealthServicer()
         self.port = 0
 
     async def start(self) -> int:
         server = self._server
-        sig_grpc.add_SignalServiceServicer_to_server(SignalServicer(self.rooms), server)
+        sig_grpc.add_SignalServiceServicer_to_server(SignalServicer(self.rooms, self.cluster), server)
         sig_grpc.add_RoomAdminServiceServicer_to_server(RoomAdminServicer(self.rooms), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         self.port = server.add_insecure_port(self.settings.grpc_address)
         await server.start()
+        await self.cluster.start(f"grpc://{self.target}")
         self.rooms.start()
         for name in (*SERVICE_NAMES, ""):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -274,6 +287,7 @@ class SfuServer:
 
     async def stop(self, grace: float | None = 5.0) -> None:
         await self._health.enter_graceful_shutdown()
+        await self.cluster.aclose()
         await self.rooms.aclose()
         await self._server.stop(grace)
 

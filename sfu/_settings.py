@@ -23,6 +23,14 @@ class SfuSettings:
     max_tracks_per_participant: int = 8
     #: STUN / TURN URLs handed to clients and used by the SFU's own peer connections.
     ice_servers: tuple[str, ...] = ()
+    #: Redis of a multi-node deployment (``redis://host:6379/0``); empty: one node, no Redis.
+    redis_url: str = ""
+    #: Key prefix of the node registry in Redis.
+    registry_prefix: str = "parley:sfu"
+    #: How this node is reached by clients (``grpc://host:port``); default: its gRPC address.
+    public_url: str = ""
+    #: Seconds between heartbeats; a node silent for three is dead and its rooms move.
+    heartbeat_interval: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SfuSettings:
@@ -36,4 +44,6 @@ class SfuSettings:
             max_participants=int(env.get("PARLEY_SFU_MAX_PARTICIPANTS", cls.max_participants)),
             empty_timeout=float(env.get("PARLEY_SFU_EMPTY_TIMEOUT", cls.empty_timeout)),
             ice_servers=tuple(u for u in env.get("PARLEY_SFU_ICE_SERVERS", "").split(",") if u),
+            redis_url=env.get("PARLEY_REDIS_URL", ""),
+            public_url=env.get("PARLEY_SFU_PUBLIC_URL", ""),
         )

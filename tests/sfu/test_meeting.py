@@ -98,3 +98,18 @@ async def test_mute_unpublish_data_leave_and_rejoin_are_seen(sfu: SfuServer, tok
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_speakers_are_detected_from_audio_levels(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id))
+    try:
+        microphone = await alice.publish(ToneTrack(amplitude=0.5), source="microphone")
+        speaking = await bob.wait_for("speakers_changed", lambda e: bool(e.speakers), within=30)
+        assert [s.identity for s in speaking.speakers] == ["alice"] and speaking.speakers[0].level > 0.5
+        await alice.set_muted(microphone.sid, True)
+        await bob.wait_for("speakers_changed", lambda e: not e.speakers, within=10)
+    finally:
+        await alice.close()
+        await bob.close()

@@ -16,7 +16,7 @@ from parley.room import Room, SignalRequestError
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
-from sfu import SfuServer
+from sfu import SfuServer, SfuSettings
 
 from ..conftest import TOKEN_SECRET
 from .conftest import KEY_ID, ColourTrack, Mint, ToneTrack
@@ -236,3 +236,24 @@ async def test_bad_signal_requests_fail_that_peer_only(sfu: SfuServer, token: Mi
         await asyncio.sleep(0.1)
     assert len(asyncio.all_tasks()) <= tasks_before
     await bob.close()
+
+
+async def test_full_rooms_refuse_and_empty_rooms_close(token: Mint) -> None:
+    settings = SfuSettings(
+        token_secrets={KEY_ID: TOKEN_SECRET}, grpc_address="127.0.0.1:0", max_participants=1, empty_timeout=0.5
+    )
+    async with SfuServer(settings) as small:
+        first = await Room.connect(small.target, token("first", "small-room"))
+        with pytest.raises(SignalRequestError) as full:
+            await Room.connect(small.target, token("second", "small-room"))
+        assert full.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        meeting = small.rooms.rooms["small-room"].sid
+        await first.close()
+        for _ in range(50):
+            if "small-room" not in small.rooms.rooms:
+                break
+            await asyncio.sleep(0.1)
+        assert "small-room" not in small.rooms.rooms
+        again = await Room.connect(small.target, token("second", "small-room"))
+        assert again.info.sid != meeting  # a new meeting of the same room
+        await again.close()

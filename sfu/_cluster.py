@@ -1,0 +1,75 @@
+"""This node's place among SFU nodes: with Redis, a registry entry kept alive by heartbeats
+(its URL and load) and the rooms assigned to it; without, it hosts every room."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from parley.sfu_registry import SfuNode, SfuRegistry
+
+from ._room import Rooms
+from ._settings import SfuSettings
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    def __init__(self, settings: SfuSettings, rooms: Rooms) -> None:
+        self.settings = settings
+        self.rooms = rooms
+        self.node_id = secrets.token_hex(6)
+        self.url = settings.public_url
+        self.registry = (
+            SfuRegistry(settings.redis_url, prefix=settings.registry_prefix, ttl=3 * settings.heartbeat_interval)
+            if settings.redis_url
+            else None
+        )
+        self._task: asyncio.Task[None] | None = None
+        rooms.on_closed = self._released
+
+    async def start(self, url: str) -> None:
+        """Registers this node, reachable at ``url`` unless settings name a public URL."""
+        self.url = self.settings.public_url or url
+        if self.registry is not None:
+            await self._beat()
+            self._task = asyncio.create_task(self._heartbeats())
+            log.info("sfu node %s registered at %s", self.node_id, self.url)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.registry is not None:
+            with contextlib.suppress(Exception):
+                await self.registry.leave(self.node_id)
+            await self.registry.aclose()
+
+    async def owner_elsewhere(self, room: str) -> str | None:
+        """None when ``room`` is (now) this node's to host, else the URL of its node."""
+        if self.registry is None:
+            return None
+        node = await self.registry.assign(room)
+        return None if node.id == self.node_id else node.url
+
+    async def _beat(self) -> None:
+        assert self.registry is not None
+        participants = sum(len(r.sessions) for r in self.rooms.rooms.values())
+        node = SfuNode(self.node_id, self.url, participants=participants, rooms=len(self.rooms.rooms))
+        await self.registry.heartbeat(node)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                await self._beat()
+            except Exception as error:  # Redis away: keep serving, retry next beat
+                log.warning("heartbeat failed: %s", error)
+
+    def _released(self, room: str) -> None:
+        if self.registry is not None:
+            task = asyncio.ensure_future(self.registry.release(room, self.node_id))
+            self.rooms.closing.add(task)
+            task.add_done_callback(self.rooms.closing.discard)

@@ -1,0 +1,128 @@
+"""Several SFU nodes on one Redis (the real one on 127.0.0.1:6379, a fresh key prefix per
+test): rooms spread over the nodes, a node refuses rooms that meet elsewhere, a dead node's
+rooms move on their next join, and control's join tokens point at the room's node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+import websockets
+
+from control import ALL_SCOPES, ControlServer, ControlSettings
+from gateway import GatewayServer, GatewaySettings
+from parley import Client
+from parley.room import Room, SignalRequestError
+from parley.sfu_registry import SfuRegistry
+from sfu import SfuServer, SfuSettings
+
+from ..conftest import TOKEN_SECRET
+from .conftest import KEY_ID, Mint
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    value = f"parley-test:{uuid.uuid4().hex[:10]}"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(f"{value}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def _node(prefix: str) -> SfuServer:
+    settings = SfuSettings(
+        token_secrets={KEY_ID: TOKEN_SECRET},
+        grpc_address="127.0.0.1:0",
+        redis_url=REDIS_URL,
+        registry_prefix=prefix,
+        heartbeat_interval=0.2,
+    )
+    return SfuServer(settings)
+
+
+async def test_rooms_spread_and_move_when_a_node_dies(prefix: str, token: Mint) -> None:
+    registry = SfuRegistry(REDIS_URL, prefix=prefix, ttl=0.6)
+    async with _node(prefix) as first, _node(prefix) as second:
+        nodes = {first.cluster.node_id: first, second.cluster.node_id: second}
+        rooms = [f"spread-{i}" for i in range(6)]
+        placed = {room: (await registry.assign(room)).id for room in rooms}
+        assert Counter(placed.values()) == Counter({first.cluster.node_id: 3, second.cluster.node_id: 3})
+        assert (await registry.assign(rooms[0])).id == placed[rooms[0]]  # a room stays put
+
+        room_id = rooms[0]
+        home, away = nodes[placed[room_id]], next(n for i, n in nodes.items() if i != placed[room_id])
+        with pytest.raises(SignalRequestError) as elsewhere:
+            await Room.connect(away.target, token("alice", room_id))
+        assert elsewhere.value.code.name == "FAILED_PRECONDITION" and home.target in str(elsewhere.value)
+        alice = await Room.connect(home.target, token("alice", room_id))
+        await alice.close()
+
+        # The home node dies: no more heartbeats (its process would be gone).
+        assert home.cluster._task is not None
+        home.cluster._task.cancel()
+        await asyncio.sleep(1.0)
+        moved = await registry.assign(room_id)
+        assert moved.id == away.cluster.node_id
+        bob = await Room.connect(away.target, token("bob", room_id))
+        assert bob.info.room == room_id
+        await bob.close()
+        with pytest.raises(SignalRequestError):
+            await Room.connect(home.target, token("carol", room_id))
+    await registry.aclose()
+
+
+async def test_control_sends_participants_to_the_rooms_node(prefix: str, tmp_path: Path) -> None:
+    settings = ControlSettings(
+        database_url=f"sqlite:///{tmp_path / 'control.db'}",
+        token_secret=TOKEN_SECRET,
+        dev_login=True,
+        redis_url=REDIS_URL,
+        sfu_registry_prefix=prefix,
+    )
+    async with ControlServer(settings) as control:
+        key, secret = await control.control.create_api_key(None, "cluster test", ALL_SCOPES)
+        client = Client(control.target).with_bearer(f"{key.id}.{secret}")
+        try:
+            room = await client.rooms.create(display_name="Cluster")
+            with pytest.raises(Exception, match="UNAVAILABLE"):
+                await client.rooms.create_join_token(room.slug, identity="early")  # no node yet
+            async with _node(prefix) as node:
+                grant = await client.rooms.create_join_token(room.slug, identity="bot")
+                assert grant.sfu_url == f"grpc://{node.target}"
+                bot = await Room.connect(grant.sfu_url, grant.token)
+                assert grant.room == f"rooms/{bot.info.room}"
+                await bot.close()
+        finally:
+            await client.aclose()
+
+
+async def test_the_browser_bridge_follows_the_rooms_node(prefix: str, token: Mint) -> None:
+    registry = SfuRegistry(REDIS_URL, prefix=prefix)
+    settings = GatewaySettings(
+        control_target="127.0.0.1:9",
+        session_secret="cluster-test-session-secret-" + "q" * 32,
+        redis_url=REDIS_URL,
+        sfu_registry_prefix=prefix,
+        secure_cookies=False,
+    )
+    async with _node(prefix) as first, _node(prefix) as second, GatewayServer(settings, extra_routes=[]) as gateway:
+        placed = {(await registry.assign(f"bridge-{i}")).id: f"bridge-{i}" for i in range(2)}
+        url = gateway.url.replace("http://", "ws://") + "/v1/signal"
+        for node in (first, second):
+            room_id = placed[node.cluster.node_id]
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"join": {"token": token("browser", room_id)}}))
+                joined = json.loads(await ws.recv())
+                assert joined["joined"]["room"]["room"] == room_id
+                assert "browser" in node.rooms.rooms[room_id].sessions
+    await registry.aclose()
