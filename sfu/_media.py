@@ -169,6 +169,7 @@ class UpTrack:
         self.on_first_packet: Callable[[UpTrack], None] | None = None
         self._media_ssrc: int | None = None
         self._nacks: dict[int, NackGenerator] = {}
+        self._loss_marks: dict[int, tuple[int, int]] = {}
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         self._codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
         self._rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
@@ -234,6 +235,21 @@ class UpTrack:
         if remb is not None and rtcp_ssrc is not None:
             feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
             await self.receiver._send_rtcp(feedback)
+
+    def loss_since_last_call(self) -> float | None:
+        """Fraction of the publisher's packets lost on the way in since the last call (None:
+        nothing was expected), from the receive statistics of its SSRCs."""
+        expected = received = 0
+        for ssrc, stream in self._streams.items():
+            if ssrc in self._rtx_ssrc or stream.max_seq is None:
+                continue
+            last_expected, last_received = self._loss_marks.get(ssrc, (0, 0))
+            expected += stream.packets_expected - last_expected
+            received += stream.packets_received - last_received
+            self._loss_marks[ssrc] = (stream.packets_expected, stream.packets_received)
+        if expected <= 0:
+            return None
+        return max(0.0, (expected - received) / expected)
 
     def request_keyframe(self) -> None:
         """Asks the publisher for a keyframe, at most once per ``KEYFRAME_REQUEST_INTERVAL``."""

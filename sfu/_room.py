@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -28,6 +29,8 @@ SPEAKING_LEVEL = 50
 #: A level older than this is silence (the publisher stopped sending).
 LEVEL_MAX_AGE = 1.0
 SPEAKER_INTERVAL = 0.5
+#: Connection quality is measured every this many speaker intervals (2 s).
+QUALITY_TICKS = 4
 
 
 def new_sid(prefix: str) -> str:
@@ -52,6 +55,7 @@ class Room:
     closed: bool = False
     _empty_since: float | None = None
     _speakers: list[str] = field(default_factory=list)
+    _qualities: dict[str, int] = field(default_factory=dict)
 
     def info(self) -> res.Room:
         return res.Room(
@@ -119,6 +123,33 @@ class Room:
         infos = [res_speaker(identity, level) for level, identity in levels]
         self.broadcast(sig.ConnectResponse(speakers_changed=sig.SpeakersChanged(speakers=infos)))
 
+    def update_qualities(self) -> None:
+        """Sends ``connection_quality`` for participants whose quality changed: from the share
+        of their published packets lost on the way in (under 2 %: excellent, under 10 %: good)."""
+        changed = []
+        for session in self.sessions.values():
+            losses = [
+                loss
+                for t in session.published.values()
+                if t.up is not None
+                if (loss := t.up.loss_since_last_call()) is not None
+            ]
+            if not losses:
+                continue
+            loss = max(losses)
+            quality = (
+                sig.CONNECTION_QUALITY_EXCELLENT
+                if loss < 0.02
+                else sig.CONNECTION_QUALITY_GOOD
+                if loss < 0.10
+                else sig.CONNECTION_QUALITY_POOR
+            )
+            if self._qualities.get(session.identity) != quality and not session.permission.hidden:
+                self._qualities[session.identity] = quality
+                changed.append(sig.ConnectionQualityInfo(identity=session.identity, quality=quality))
+        if changed:
+            self.broadcast(sig.ConnectResponse(connection_quality=sig.ConnectionQualityUpdate(updates=changed)))
+
 
 def res_speaker(identity: str, level: int) -> sig.SpeakerInfo:
     return sig.SpeakerInfo(identity=identity, level=round(1.0 - level / 127.0, 3))
@@ -157,7 +188,7 @@ class Rooms:
         await asyncio.gather(*self.closing, return_exceptions=True)
 
     async def _tick(self) -> None:
-        while True:
+        for ticks in itertools.count(1):
             await asyncio.sleep(SPEAKER_INTERVAL)
             now = time.monotonic()
             for room_id, room in list(self.rooms.items()):
@@ -169,5 +200,7 @@ class Rooms:
                     continue
                 try:
                     room.update_speakers()
+                    if ticks % QUALITY_TICKS == 0:
+                        room.update_qualities()
                 except Exception:  # one room's bug must not stop the others'
-                    log.exception("speaker detection failed in room %s", room_id)
+                    log.exception("speaker or quality update failed in room %s", room_id)

@@ -7,7 +7,7 @@
 //
 // Media uses two peer connections, as the SFU expects: "publisher" (offered here) and
 // "subscriber" (offered by the SFU). Events: joined, participant, participantLeft, track,
-// trackUnpublished, trackMuted, data, speakers, error, left.
+// trackUnpublished, trackMuted, data, speakers, quality, error, left.
 
 const KINDS = { audio: "TRACK_KIND_AUDIO", video: "TRACK_KIND_VIDEO" };
 
@@ -98,6 +98,7 @@ export class ParleyRoom extends EventTarget {
       const payload = Uint8Array.from(atob(m.data.payload || ""), (c) => c.charCodeAt(0));
       this.dispatchEvent(new CustomEvent("data", { detail: { ...m.data, payload, text: new TextDecoder().decode(payload) } }));
     } else if (m.speakersChanged) this.dispatchEvent(new CustomEvent("speakers", { detail: m.speakersChanged.speakers || [] }));
+    else if (m.connectionQuality) this.dispatchEvent(new CustomEvent("quality", { detail: m.connectionQuality.updates || [] }));
     else if (m.error) this.dispatchEvent(new CustomEvent("error", { detail: m.error }));
     else if (m.left) this.dispatchEvent(new CustomEvent("left", { detail: m.left }));
   }

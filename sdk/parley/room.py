@@ -46,6 +46,7 @@ EventType = Literal[
     "track_subscribed",
     "data",
     "speakers_changed",
+    "connection_quality",
     "left",
     "error",
 ]
@@ -105,6 +106,7 @@ class RoomEvent:
     track: RemoteTrack | None = None
     data: sfu_res.DataPacket | None = None
     speakers: list[sig.SpeakerInfo] = field(default_factory=list)
+    qualities: list[sig.ConnectionQualityInfo] = field(default_factory=list)
     reason: int = 0
     error: SignalRequestError | None = None
     #: For events about this client's own tracks (a room admin muting one).
@@ -419,6 +421,8 @@ class Room:
             )
         elif kind == "speakers_changed":
             self._emit(RoomEvent("speakers_changed", speakers=list(response.speakers_changed.speakers)))
+        elif kind == "connection_quality":
+            self._emit(RoomEvent("connection_quality", qualities=list(response.connection_quality.updates)))
         elif kind == "error":
             error = SignalRequestError.from_status(response.error.status)
             for _, request_id, future in self._waiters:

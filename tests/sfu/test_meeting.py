@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from parley.control.v1 import resources_pb2 as control_res
 from parley.room import RemoteTrack, Room
+from parley.sfu.v1 import signal_service_pb2 as sig
 from sfu import SfuServer
 
 from .conftest import COLOURS, ColourTrack, Mint, ToneTrack, dominant_frequency, mean_colour, nearest_colour
@@ -66,6 +68,11 @@ async def test_mute_unpublish_data_leave_and_rejoin_are_seen(sfu: SfuServer, tok
 
         microphone = await alice.publish(ToneTrack(), source="microphone")
         await bob.wait_for("track_subscribed", lambda e: e.track is not None and e.track.sid == microphone.sid)
+        screen = await alice.publish(ColourTrack(), source="screen_share", name="slides")
+        shared = await bob.wait_for("track_subscribed", lambda e: e.track is not None and e.track.sid == screen.sid)
+        assert shared.track is not None and shared.track.info.source == control_res.TRACK_SOURCE_SCREEN_SHARE
+        assert shared.track.track is not None
+        assert mean_colour(await asyncio.wait_for(shared.track.track.recv(), 10))  # decodes
 
         await alice.set_muted(microphone.sid, True)
         muted = await bob.wait_for("track_muted")
@@ -86,7 +93,7 @@ async def test_mute_unpublish_data_leave_and_rejoin_are_seen(sfu: SfuServer, tok
         await alice.unpublish(microphone.sid)
         gone = await bob.wait_for("track_unpublished")
         assert gone.track is not None and gone.track.sid == microphone.sid
-        assert not bob.participants["alice"].tracks
+        assert list(bob.participants["alice"].tracks) == [screen.sid]
 
         await alice.close()
         left = await bob.wait_for("participant_left")
@@ -110,6 +117,20 @@ async def test_speakers_are_detected_from_audio_levels(sfu: SfuServer, token: Mi
         assert [s.identity for s in speaking.speakers] == ["alice"] and speaking.speakers[0].level > 0.5
         await alice.set_muted(microphone.sid, True)
         await bob.wait_for("speakers_changed", lambda e: not e.speakers, within=10)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_connection_quality_is_reported(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id))
+    try:
+        await alice.publish(ToneTrack(), source="microphone")
+        event = await bob.wait_for("connection_quality", lambda e: any(q.identity == "alice" for q in e.qualities))
+        quality = next(q.quality for q in event.qualities if q.identity == "alice")
+        assert quality == sig.CONNECTION_QUALITY_EXCELLENT  # loopback loses nothing
     finally:
         await alice.close()
         await bob.close()
