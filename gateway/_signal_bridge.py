@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -27,6 +28,8 @@ from parley.sfu_registry import NoSfuNode, SfuRegistry
 log = logging.getLogger(__name__)
 
 SIGNAL_PATH = "/v1/signal"
+#: Room ids as control makes them (join tokens' ``video.room``).
+ROOM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 #: Larger frames are refused (an SDP is at most 64 KiB, a data message 15 KiB).
 MAX_FRAME = 128 * 1024
 
@@ -55,8 +58,13 @@ class _Targets:
                 room = jwt.decode(join.token, options={"verify_signature": False})["video"]["room"]
             except (jwt.PyJWTError, KeyError, TypeError) as error:
                 raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "malformed join token") from error
+            if not isinstance(room, str) or not ROOM_ID.fullmatch(room):
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "the join token names no valid room")
             try:
-                node = await self.registry.assign(str(room))
+                # Control assigned the room when it issued the token; assign only if that node died.
+                owner = await self.registry.owner(room)
+                node = await self.registry.node(owner) if owner else None
+                node = node or await self.registry.assign(room)
             except NoSfuNode as error:
                 raise _Refused(grpc.StatusCode.UNAVAILABLE, str(error)) from error
             target = node.url.removeprefix("grpc://")

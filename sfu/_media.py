@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 AIORTC_VERSION = "1.16.0"
 #: The codecs the SFU forwards (and so the only ones it negotiates), with their RTX.
 FORWARDABLE = {"audio/opus", "video/vp8", "video/rtx"}
+#: Packets at the start of a forwarding run during which packets from before it are dropped.
+LATE_WINDOW = 1000
 #: At most one keyframe request upstream per this many seconds per published track.
 KEYFRAME_REQUEST_INTERVAL = 0.5
 
@@ -95,6 +97,16 @@ def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
     rtx = [c for c in transceiver._codecs if is_rtx(c) and c.parameters.get("apt") in kept]
     transceiver._codecs = media + rtx
     return bool(media)
+
+
+def ignore_receiver(receiver: RTCRtpReceiver) -> None:
+    """Drops whatever a receiver gets (a refused or unpublished track): aiortc would otherwise
+    decode it into a queue no one reads."""
+
+    async def drop(packet: RtpPacket, arrival_time_ms: int) -> None:
+        return None
+
+    receiver._handle_rtp_packet = drop  # type: ignore[method-assign]
 
 
 def forwardable_preferences(kind: str) -> list[Any]:
@@ -222,7 +234,12 @@ class UpTrack:
             return
         ntp_time = clock.current_ntp_time()
         for down in list(self.down):
-            await down.forward(packet, keyframe, ntp_time)
+            try:
+                await down.forward(packet, keyframe, ntp_time)
+            except Exception:  # one subscriber's failure must not cost the others this packet
+                down.stats.dropped += 1
+                if down.stats.dropped == 1 or down.stats.dropped % 1000 == 0:
+                    log.exception("forwarding to a subscriber failed (%d dropped)", down.stats.dropped)
 
     async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         remb = self._estimator.add(
@@ -292,7 +309,9 @@ class DownTrack:
     continued from its own origin, so a subscriber sees one gap-free stream even when the
     source restarts or is paused. Starts (and restarts) video on a keyframe."""
 
-    def __init__(self, up: UpTrack, transceiver: RTCRtpTransceiver) -> None:
+    def __init__(self, up: UpTrack, transceiver: RTCRtpTransceiver, numbering: tuple[int, int] | None = None) -> None:
+        """``numbering``: the last (sequence number, timestamp) sent on this transceiver by an
+        earlier DownTrack; its SSRC's SRTP context refuses numbers far behind them."""
         sender = transceiver.sender
         _probe_instances(None, sender)
         self.up = up
@@ -309,10 +328,12 @@ class DownTrack:
         self._need_keyframe = up.kind == "video"
         self._in_ssrc: int | None = None
         self._anchor_seq = 0
+        #: Packets sent in this run: late packets (from before its anchor) are only looked
+        #: for at its start, as sequence numbers compare only within half their range.
+        self._run_packets = 0
         self._seq_offset = 0
         self._ts_offset = 0
-        self._last_seq = random.randint(0, 0xFFFF)
-        self._last_ts = random.getrandbits(32)
+        self._last_seq, self._last_ts = numbering or (random.randint(0, 0xFFFF), random.getrandbits(32))
         # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
         sender._send_keyframe = up.request_keyframe  # type: ignore[method-assign]
         up.down.add(self)
@@ -326,9 +347,14 @@ class DownTrack:
             return
         self.paused = paused
         if not paused:
-            self._restart()
+            self.restart()
 
-    def _restart(self) -> None:
+    @property
+    def numbering(self) -> tuple[int, int]:
+        """The last (sequence number, timestamp) sent, for the transceiver's next DownTrack."""
+        return self._last_seq, self._last_ts
+
+    def restart(self) -> None:
         """The next packet starts a new run (continuing this track's numbering)."""
         self._in_ssrc = None
         self._need_keyframe = self.up.kind == "video"
@@ -350,12 +376,14 @@ class DownTrack:
             self._need_keyframe = False
             self._in_ssrc = packet.ssrc
             self._anchor_seq = packet.sequence_number
+            self._run_packets = 0
             step = 3000 if self.up.kind == "video" else 960
             self._seq_offset = uint16_add(uint16_add(self._last_seq, 1), -packet.sequence_number)
             self._ts_offset = uint32_add(uint32_add(self._last_ts, step), -packet.timestamp)
-        elif uint16_gt(self._anchor_seq, packet.sequence_number):
+        elif self._run_packets < LATE_WINDOW and uint16_gt(self._anchor_seq, packet.sequence_number):
             self.stats.dropped += 1  # late, from before this run started
             return
+        self._run_packets += 1
         sequence = (packet.sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         payload_type = codecs[0].payloadType

@@ -74,12 +74,10 @@ class Room:
             if session is not exclude:
                 session.send(message)
 
-    def admit(self, session: Session) -> Session | None:
-        """Adds a session; returns the session of the same identity it replaces, if any."""
-        replaced = self.sessions.get(session.identity)
+    def admit(self, session: Session) -> None:
+        """Adds a session (any earlier one of its identity has ended)."""
         self.sessions[session.identity] = session
         self._empty_since = None
-        return replaced
 
     def remove(self, session: Session) -> bool:
         """Takes a session out (unless a newer one of its identity replaced it)."""

@@ -103,10 +103,11 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
         limit = self.rooms.settings.max_participants
         if limit and claims.identity not in room.sessions and len(room.sessions) >= limit:
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the room is full ({limit} participants)")
-        session = Session(room, claims, manual_subscribe=first.join.manual_subscribe, closing=self.rooms.closing)
-        replaced = room.admit(session)
-        if replaced is not None:
+        replaced = room.sessions.get(claims.identity)
+        if replaced is not None:  # ended before the new one is in: a cancelled join leaves no ghost
             await replaced.end(res.LEAVE_REASON_DUPLICATE_IDENTITY)
+        session = Session(room, claims, manual_subscribe=first.join.manual_subscribe, closing=self.rooms.closing)
+        room.admit(session)
         log.info("%s joined %s as %s", claims.identity, room.id, session.sid)
         return session
 

@@ -33,7 +33,7 @@ from parley.control.v1 import resources_pb2 as control_res
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
-from ._media import DownTrack, IdleTrack, UpTrack, forwardable_preferences, restrict_codecs
+from ._media import DownTrack, IdleTrack, UpTrack, forwardable_preferences, ignore_receiver, restrict_codecs
 from ._room import Room, new_sid, timestamp
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ SOURCE_NAMES: dict[int, str] = {
 KIND_NAMES: dict[int, str] = {res.TRACK_KIND_AUDIO: "audio", res.TRACK_KIND_VIDEO: "video"}
 #: Messages waiting for a slow client before its session is ended (reliable) or dropped (lossy).
 OUTBOX_LIMIT = 2000
+MAX_ATTRIBUTES = 32
 LOSSY_LIMIT = 200
 
 
@@ -137,7 +138,15 @@ class Session:
         self.subscriber: RTCPeerConnection | None = None
         self._awaiting_answer = False
         self._renegotiate = False
+        #: Subscriber transceivers: reusable (their inactivity answered), made inactive since
+        #: the last offer, and made inactive by the offer waiting for its answer.
         self._free: list[RTCRtpTransceiver] = []
+        self._retiring: list[RTCRtpTransceiver] = []
+        self._offered_inactive: list[RTCRtpTransceiver] = []
+        #: The last numbering sent on each reusable transceiver (its SRTP context expects it).
+        self._numbering: dict[RTCRtpTransceiver, tuple[int, int]] = {}
+        #: Publisher transceivers already published or refused.
+        self._settled: set[RTCRtpTransceiver] = set()
         self._negotiation_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -206,9 +215,9 @@ class Session:
             return
         self.leave_reason = reason
         self.left.set()
+        for track in list(self.published.values()):
+            self._drop_track(track)
         if self.room.remove(self):
-            for track in list(self.published.values()):
-                self._drop_track(track)
             self._tell_others(
                 sig.ConnectResponse(participant_left=sig.ParticipantLeft(identity=self.identity, sid=self.sid))
             )
@@ -328,19 +337,28 @@ class Session:
         refused: list[str] = []
         for transceiver in pc.getTransceivers():
             track = transceiver.receiver.track
-            if track is None or any(t.transceiver is transceiver for t in self.published.values()):
+            # Every remote offer resets the negotiated codecs: keep them forwardable.
+            forwardable = restrict_codecs(transceiver)
+            if track is None or transceiver in self._settled:
                 continue
+            self._settled.add(transceiver)
             track_id = track_ids.get(transceiver.mid or "", track.id)
             announced = self.announced.pop(track_id, None)
             if announced is None or KIND_NAMES[announced.kind] != transceiver.kind:
                 refused.append(f"{track_id} was not announced with publish_track")
-            elif not restrict_codecs(transceiver):
+            elif not forwardable:
                 refused.append(f"{track_id} offers no codec the SFU forwards (VP8, Opus)")
             else:
                 announced.transceiver = transceiver
                 new.append(announced)
+                continue
+            transceiver.direction = "inactive"  # refused: answered inactive, and ignored
+            ignore_receiver(transceiver.receiver)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        if self.left.is_set():  # ended meanwhile (removed, replaced, expired)
+            await pc.close()
+            return
         self.send(sig.ConnectResponse(answer=sig.SessionDescription(sdp=pc.localDescription.sdp)))
         for fresh in new:
             self._start_forwarding(fresh)
@@ -370,8 +388,7 @@ class Session:
             track.up.forwarding = not muted
             if not muted:
                 for down in track.up.down:
-                    down.set_paused(True)
-                    down.set_paused(False)  # restarts on a keyframe
+                    down.restart()  # continues on a keyframe
         message = sig.TrackMuted(participant_identity=self.identity, track_sid=track.sid, muted=muted)
         self.send(sig.ConnectResponse(track_muted=message))
         self._tell_others(sig.ConnectResponse(track_muted=message))
@@ -399,7 +416,7 @@ class Session:
             self.subscriber = RTCPeerConnection(self._configuration)
         kind = KIND_NAMES[track.kind]
         transceiver = next((t for t in self._free if t.kind == kind), None)
-        if transceiver is not None:
+        if transceiver is not None:  # an inactive one, its inactivity already answered
             self._free.remove(transceiver)
             transceiver.direction = "sendonly"
         else:
@@ -414,8 +431,11 @@ class Session:
             return
         if sub.down is not None:
             sub.down.detach()
+            self._numbering[sub.transceiver] = sub.down.numbering
         sub.transceiver.direction = "inactive"
-        self._free.append(sub.transceiver)
+        # Reusable once an answer has seen it inactive: reused sooner, a browser would see the
+        # same mid and msid and not announce a new track.
+        self._retiring.append(sub.transceiver)
         self._renegotiate = True
 
     async def _on_update_subscription(self, request: sig.UpdateSubscriptionRequest) -> None:
@@ -449,9 +469,14 @@ class Session:
             if pc is None or not self._renegotiate or self._awaiting_answer or self.left.is_set():
                 return
             self._renegotiate = False
+            try:
+                offer = await pc.createOffer()
+                await pc.setLocalDescription(offer)
+            except Exception:
+                self._renegotiate = True
+                raise
             self._awaiting_answer = True
-            offer = await pc.createOffer()
-            await pc.setLocalDescription(offer)
+            self._offered_inactive, self._retiring = self._retiring, []
             track_sids = {s.transceiver.mid: sid for sid, s in self.subscriptions.items() if s.transceiver.mid}
             description = sig.SessionDescription(sdp=pc.localDescription.sdp, track_sids=track_sids)
             self.send(sig.ConnectResponse(offer=description))
@@ -468,10 +493,12 @@ class Session:
         except Exception as error:  # the offer still waits for a good answer
             raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the answer was refused: {error}") from error
         self._awaiting_answer = False
+        self._free += self._offered_inactive
+        self._offered_inactive = []
         for sub in self.subscriptions.values():
             track = sub.owner.published.get(sub.track_sid)
             if sub.down is None and track is not None and track.up is not None:
-                sub.down = DownTrack(track.up, sub.transceiver)
+                sub.down = DownTrack(track.up, sub.transceiver, self._numbering.get(sub.transceiver))
                 sub.down.set_paused(sub.paused)
         await self._negotiate()
 
@@ -483,17 +510,19 @@ class Session:
         deliver(self.room, packet, sender=self)
 
     def _on_update_metadata(self, request: sig.UpdateMetadataRequest) -> None:
+        attributes = dict(self.attributes)
+        for key, value in request.attributes.items():
+            if value:
+                attributes[key] = value
+            else:
+                attributes.pop(key, None)
+        if len(attributes) > MAX_ATTRIBUTES:  # checked before anything changes
+            raise SignalFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {MAX_ATTRIBUTES} attributes")
+        self.attributes = attributes
         if request.HasField("name"):
             self.name = request.name
         if request.HasField("metadata"):
             self.metadata = request.metadata
-        for key, value in request.attributes.items():
-            if value:
-                self.attributes[key] = value
-            else:
-                self.attributes.pop(key, None)
-        if len(self.attributes) > 32:
-            raise SignalFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 32 attributes")
         self.announce_update()
 
     def announce_update(self) -> None:

@@ -6,8 +6,8 @@
 //   await room.publish(cameraTrack, "TRACK_SOURCE_CAMERA");
 //
 // Media uses two peer connections, as the SFU expects: "publisher" (offered here) and
-// "subscriber" (offered by the SFU). Events: joined, participant, participantLeft, track,
-// trackUnpublished, trackMuted, data, speakers, quality, error, left.
+// "subscriber" (offered by the SFU). Events: joined, participant, participantLeft,
+// trackPublished, track, trackUnpublished, trackMuted, data, speakers, quality, error, left.
 
 const KINDS = { audio: "TRACK_KIND_AUDIO", video: "TRACK_KIND_VIDEO" };
 
@@ -51,9 +51,10 @@ export class ParleyRoom extends EventTarget {
   }
 
   #waitFor(match, requestId = null) {
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ match, requestId, resolve, reject });
-    });
+    const waiter = { match, requestId };
+    waiter.promise = new Promise((resolve, reject) => Object.assign(waiter, { resolve, reject }));
+    this.waiters.push(waiter);
+    return waiter.promise;
   }
 
   #onJoined(joined) {
@@ -86,7 +87,8 @@ export class ParleyRoom extends EventTarget {
       }
     }
     if (m.offer) await this.#onSubscriberOffer(m.offer);
-    else if (m.answer) await this.publisher.setRemoteDescription({ type: "answer", sdp: m.answer.sdp });
+    else if (m.trackPublished && m.trackPublished.participantIdentity !== this.self?.identity)
+      this.dispatchEvent(new CustomEvent("trackPublished", { detail: m.trackPublished }));
     else if (m.participantJoined) this.#participant(m.participantJoined.participant);
     else if (m.participantUpdated) this.#participant(m.participantUpdated.participant);
     else if (m.participantLeft) {
@@ -104,6 +106,10 @@ export class ParleyRoom extends EventTarget {
   }
 
   #participant(p) {
+    if (p.identity === this.self?.identity) {
+      this.self = p;
+      return;
+    }
     const known = this.participants.has(p.identity);
     this.participants.set(p.identity, p);
     this.dispatchEvent(new CustomEvent("participant", { detail: { participant: p, joined: !known } }));
@@ -128,22 +134,42 @@ export class ParleyRoom extends EventTarget {
   publish(track, source, name = "") {
     const work = this.chain.then(async () => {
       const announced = this.#send({ publishTrack: { cid: track.id, kind: KINDS[track.kind], source, name } });
-      const refused = this.#waitFor(() => false, announced);
-      const confirmed = this.#waitFor((m) => m.trackPublished && m.trackPublished.cid === track.id);
+      const waits = [];
+      const wait = (match, requestId) => {
+        const promise = this.#waitFor(match, requestId);
+        promise.catch(() => {}); // settled by the race below, or dropped with the session
+        waits.push(promise);
+        return promise;
+      };
+      const refused = wait(() => false, announced);
+      const confirmed = wait((m) => m.trackPublished && m.trackPublished.cid === track.id);
       if (!this.publisher) this.publisher = this.#newConnection("SIGNAL_TARGET_PUBLISHER");
-      this.publisher.addTransceiver(track, { direction: "sendonly" });
-      const offer = await this.publisher.createOffer();
-      await this.publisher.setLocalDescription(offer);
-      const answered = this.#waitFor((m) => m.answer);
-      const offered = this.#send({ offer: { sdp: offer.sdp } });
-      const offerRefused = this.#waitFor(() => false, offered);
-      await answered;
-      const published = (await Promise.race([confirmed, refused, offerRefused])).trackPublished.track;
-      this.published.set(published.sid, published);
-      return published;
+      const transceiver = this.publisher.addTransceiver(track, { direction: "sendonly" });
+      try {
+        const offer = await this.publisher.createOffer();
+        await this.publisher.setLocalDescription(offer);
+        const answered = wait((m) => m.answer);
+        const offered = this.#send({ offer: { sdp: offer.sdp } });
+        const offerRefused = wait(() => false, offered);
+        const answer = await Promise.race([answered, offerRefused]);
+        await this.publisher.setRemoteDescription({ type: "answer", sdp: answer.answer.sdp });
+        const published = (await Promise.race([confirmed, refused, offerRefused])).trackPublished.track;
+        this.published.set(published.sid, published);
+        return published;
+      } catch (error) {
+        transceiver.stop(); // refused: send nothing
+        throw error;
+      } finally {
+        this.waiters = this.waiters.filter((w) => !waits.includes(w.promise));
+      }
     });
     this.chain = work.catch(() => {});
     return work;
+  }
+
+  // Subscribes to (or, with subscribe false, drops) others' tracks: for manualSubscribe rooms.
+  subscribe(trackSids, subscribe = true, paused = false) {
+    this.#send({ updateSubscription: { trackSids, subscribe, paused } });
   }
 
   setMuted(trackSid, muted) {

@@ -38,7 +38,7 @@ for i = 1, #entries, 2 do
   end
 end
 if best == nil then return false end
-if current then redis.call('ZINCRBY', KEYS[2], -1, current) end
+if current and redis.call('ZSCORE', KEYS[2], current) then redis.call('ZINCRBY', KEYS[2], -1, current) end
 redis.call('SET', KEYS[1], best)
 redis.call('ZINCRBY', KEYS[2], 1, best)
 return best
@@ -48,7 +48,7 @@ return best
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('ZINCRBY', KEYS[2], -1, ARGV[1])
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then redis.call('ZINCRBY', KEYS[2], -1, ARGV[1]) end
   return 1
 end
 return 0

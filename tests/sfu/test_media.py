@@ -4,6 +4,8 @@ changes, and the VP8 keyframe parser reads real encoder output."""
 from __future__ import annotations
 
 import fractions
+import itertools
+from typing import Any
 
 import aiortc
 import numpy as np
@@ -11,9 +13,19 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 from av import VideoFrame
 
-from sfu._media import AIORTC_VERSION, AiortcChanged, IdleTrack, _probe_instances, check_aiortc, vp8_is_keyframe_start
+from sfu._media import (
+    AIORTC_VERSION,
+    AiortcChanged,
+    DownTrack,
+    IdleTrack,
+    UpTrack,
+    _probe_instances,
+    check_aiortc,
+    vp8_is_keyframe_start,
+)
 
 
 def test_the_pinned_aiortc_is_installed_with_every_internal_used() -> None:
@@ -60,3 +72,56 @@ def test_vp8_keyframes_are_told_from_delta_frames() -> None:
     assert not any(starts[1])  # a delta frame
     assert starts[2][0]  # a forced keyframe
     assert not vp8_is_keyframe_start(b"") and not vp8_is_keyframe_start(b"\x90")
+
+
+class _Recorder:
+    """Stands in for a DTLS transport: keeps what a DownTrack sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[RtpPacket] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(RtpPacket.parse(data))
+
+
+async def _down_track(kind: str, numbering: tuple[int, int] | None = None) -> tuple[DownTrack, _Recorder, Any]:
+    pc = RTCPeerConnection()
+    publisher = pc.addTransceiver(kind, direction="recvonly")
+    subscriber = pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+    subscriber._codecs = [RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)]
+    down = DownTrack(UpTrack(publisher.receiver, kind), subscriber, numbering)
+    recorder = _Recorder()
+    down._transport = recorder  # type: ignore[assignment]
+    return down, recorder, pc
+
+
+async def test_numbering_runs_on_past_a_half_range_of_packets() -> None:
+    down, recorder, pc = await _down_track("audio")
+    try:
+        for index in range(70_000):  # more than 32768 after the anchor: wraps the 16-bit numbers
+            packet = RtpPacket(payload_type=96, sequence_number=(5000 + index) & 0xFFFF, timestamp=index * 960, ssrc=7)
+            packet.payload = b"x"
+            await down.forward(packet, False, 0)
+        assert len(recorder.sent) == 70_000 and down.stats.dropped == 0
+        steps = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in itertools.pairwise(recorder.sent)}
+        assert steps == {1}
+        assert {p.ssrc for p in recorder.sent} == {down.sender._ssrc} and recorder.sent[0].payload_type == 111
+    finally:
+        await pc.close()
+
+
+async def test_a_reused_transceiver_continues_its_numbering() -> None:
+    first, recorder, pc = await _down_track("audio")
+    try:
+        for index in range(3):
+            packet = RtpPacket(payload_type=96, sequence_number=100 + index, timestamp=index * 960, ssrc=1)
+            packet.payload = b"a"
+            await first.forward(packet, False, 0)
+        second = DownTrack(first.up, first.transceiver, first.numbering)
+        second._transport = recorder  # type: ignore[assignment]
+        packet = RtpPacket(payload_type=96, sequence_number=40000, timestamp=123456, ssrc=2)
+        packet.payload = b"b"
+        await second.forward(packet, False, 0)
+        assert recorder.sent[-1].sequence_number == (recorder.sent[-2].sequence_number + 1) & 0xFFFF
+    finally:
+        await pc.close()

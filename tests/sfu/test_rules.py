@@ -118,15 +118,32 @@ async def _drain(room: Room):  # type: ignore[no-untyped-def]
 async def test_the_same_identity_joining_again_replaces_the_old_session(sfu: SfuServer, token: Mint) -> None:
     room_id = _room()
     first = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id))
+    old_track = await first.publish(ToneTrack(), source="microphone")
+    await bob.wait_for("track_subscribed")
     second = await Room.connect(sfu.target, token("alice", room_id))
     try:
         left = await first.wait_for("left")
         assert left.reason == res.LEAVE_REASON_DUPLICATE_IDENTITY
-        assert list(sfu.rooms.rooms[room_id].sessions) == ["alice"]
+        assert sorted(sfu.rooms.rooms[room_id].sessions) == ["alice", "bob"]
+        gone = await bob.wait_for("track_unpublished")  # the old session's tracks go with it
+        assert gone.track is not None and gone.track.sid == old_track.sid
         await second.ping(42)
     finally:
-        await first.close()
-        await second.close()
+        for room in (first, second, bob):
+            await room.close()
+
+
+async def test_refused_metadata_updates_change_nothing(sfu: SfuServer, token: Mint) -> None:
+    alice = await Room.connect(sfu.target, token("alice", _room()))
+    try:
+        await alice.update_metadata(attributes={"hand_raised": "true"})
+        with pytest.raises(SignalRequestError) as refused:
+            await alice.update_metadata(name="Mallory", attributes={f"k{i}": "v" for i in range(32)})
+        assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert dict(alice.local.attributes) == {"hand_raised": "true"} and alice.local.name == "Alice"
+    finally:
+        await alice.close()
 
 
 async def test_room_admins_remove_and_mute(sfu: SfuServer, token: Mint) -> None:
