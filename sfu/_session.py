@@ -148,6 +148,7 @@ class Session:
         #: Publisher transceivers already published or refused.
         self._settled: set[RTCRtpTransceiver] = set()
         self._negotiation_lock = asyncio.Lock()
+        self._answer_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -228,6 +229,8 @@ class Session:
         if reason != res.LEAVE_REASON_CLIENT_INITIATED:
             self.outbox.put_nowait(sig.ConnectResponse(left=sig.Left(reason=reason)))  # type: ignore[arg-type]
         self.outbox.put_nowait(None)
+        if self._answer_due is not None:
+            self._answer_due.cancel()
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
@@ -476,10 +479,19 @@ class Session:
                 self._renegotiate = True
                 raise
             self._awaiting_answer = True
+            self._answer_due = asyncio.get_running_loop().call_later(
+                self.room.settings.answer_timeout, self._answer_overdue
+            )
             self._offered_inactive, self._retiring = self._retiring, []
             track_sids = {s.transceiver.mid: sid for sid, s in self.subscriptions.items() if s.transceiver.mid}
             description = sig.SessionDescription(sdp=pc.localDescription.sdp, track_sids=track_sids)
             self.send(sig.ConnectResponse(offer=description))
+
+    def _answer_overdue(self) -> None:
+        """A client that does not answer would receive nothing new: its session ends."""
+        if self._awaiting_answer and not self.left.is_set():
+            log.warning("%s did not answer a subscriber offer; ending its session", self.identity)
+            self.spawn(self.end(res.LEAVE_REASON_CONNECTION_FAILED))
 
     async def _on_answer(self, answer: sig.SessionDescription) -> None:
         pc = self.subscriber
@@ -493,6 +505,8 @@ class Session:
         except Exception as error:  # the offer still waits for a good answer
             raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the answer was refused: {error}") from error
         self._awaiting_answer = False
+        if self._answer_due is not None:
+            self._answer_due.cancel()
         self._free += self._offered_inactive
         self._offered_inactive = []
         for sub in self.subscriptions.values():

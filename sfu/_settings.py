@@ -19,6 +19,8 @@ class SfuSettings:
     empty_timeout: float = 30.0
     #: How often clients ping; sessions silent for three intervals end.
     ping_interval: float = 10.0
+    #: Seconds a client has to answer a subscriber offer before its session ends.
+    answer_timeout: float = 30.0
     #: Tracks one participant may publish at once.
     max_tracks_per_participant: int = 8
     #: STUN / TURN URLs handed to clients and used by the SFU's own peer connections.

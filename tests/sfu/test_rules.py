@@ -274,3 +274,25 @@ async def test_full_rooms_refuse_and_empty_rooms_close(token: Mint) -> None:
         again = await Room.connect(small.target, token("second", "small-room"))
         assert again.info.sid != meeting  # a new meeting of the same room
         await again.close()
+
+
+async def test_a_client_that_never_answers_is_ended(token: Mint) -> None:
+    settings = SfuSettings(token_secrets={KEY_ID: TOKEN_SECRET}, grpc_address="127.0.0.1:0", answer_timeout=1.0)
+    async with SfuServer(settings) as node:
+        alice = await Room.connect(node.target, token("alice", "answers"))
+        channel = grpc.aio.insecure_channel(node.target)
+        call = sig_grpc.SignalServiceStub(channel).Connect()
+        try:
+            await call.write(sig.ConnectRequest(join=sig.JoinRequest(token=token("silent", "answers"))))
+            await alice.publish(ToneTrack(), source="microphone")
+            seen = []
+            while (response := await asyncio.wait_for(call.read(), 10)) is not grpc.aio.EOF:
+                assert isinstance(response, sig.ConnectResponse)
+                seen.append(response.WhichOneof("message"))
+                if seen[-1] == "left":
+                    assert response.left.reason == res.LEAVE_REASON_CONNECTION_FAILED
+            assert "offer" in seen and seen[-1] == "left"  # offered, never answered, ended
+            await alice.wait_for("participant_left")
+        finally:
+            await channel.close()
+            await alice.close()
