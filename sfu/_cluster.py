@@ -8,6 +8,7 @@ import contextlib
 import logging
 import secrets
 
+from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu_registry import SfuNode, SfuRegistry
 
 from ._room import Rooms
@@ -59,6 +60,14 @@ class Cluster:
         participants = sum(len(r.sessions) for r in self.rooms.rooms.values())
         node = SfuNode(self.node_id, self.url, participants=participants, rooms=len(self.rooms.rooms))
         await self.registry.heartbeat(node)
+        for room_id, room in list(self.rooms.rooms.items()):
+            if room.closed or await self.registry.claim(room_id, self.node_id) == self.node_id:
+                continue
+            # This node missed heartbeats and the room was given to another: its participants
+            # leave here and rejoin there (through control), so the meeting does not split.
+            log.warning("room %s moved to another node; ending its sessions here", room_id)
+            for session in list(room.sessions.values()):
+                await session.end(res.LEAVE_REASON_MOVED)
 
     async def _heartbeats(self) -> None:
         while True:

@@ -55,6 +55,19 @@ return 0
 """
 
 
+# Confirms a node still hosts a room: claims it when unassigned or its node is dead. Returns
+# the node the room is assigned to. KEYS: room key, rooms zset. ARGV: prefix, node.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[2] then return current end
+if current and redis.call('EXISTS', ARGV[1] .. ':node:' .. current) == 1 then return current end
+if current and redis.call('ZSCORE', KEYS[2], current) then redis.call('ZINCRBY', KEYS[2], -1, current) end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZINCRBY', KEYS[2], 1, ARGV[2])
+return ARGV[2]
+"""
+
+
 @dataclass(frozen=True)
 class SfuNode:
     id: str
@@ -76,6 +89,7 @@ class SfuRegistry:
         self.ttl = ttl
         self._assign = self._redis.register_script(_ASSIGN)
         self._release = self._redis.register_script(_RELEASE)
+        self._claim = self._redis.register_script(_CLAIM)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -123,6 +137,12 @@ class SfuRegistry:
         """The id of the node ``room`` is assigned to, if any."""
         owner = await self._redis.get(self._room_key(room))
         return None if owner is None else str(owner)
+
+    async def claim(self, room: str, node_id: str) -> str:
+        """Keeps ``room`` on ``node_id`` unless another live node took it meanwhile (after this
+        node missed heartbeats); returns the node it is assigned to."""
+        owner = await self._claim(keys=[self._room_key(room), f"{self.prefix}:rooms"], args=[self.prefix, node_id])
+        return str(owner)
 
     async def release(self, room: str, node_id: str) -> None:
         """Forgets a closed room (if it still lives on ``node_id``)."""

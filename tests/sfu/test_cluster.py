@@ -19,6 +19,7 @@ from control import ALL_SCOPES, ControlServer, ControlSettings
 from gateway import GatewayServer, GatewaySettings
 from parley import Client
 from parley.room import Room, SignalRequestError
+from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu_registry import SfuRegistry
 from sfu import SfuServer, SfuSettings
 
@@ -65,9 +66,8 @@ async def test_rooms_spread_and_move_when_a_node_dies(prefix: str, token: Mint) 
             await Room.connect(away.target, token("alice", room_id))
         assert elsewhere.value.code.name == "FAILED_PRECONDITION" and home.target in str(elsewhere.value)
         alice = await Room.connect(home.target, token("alice", room_id))
-        await alice.close()
 
-        # The home node dies: no more heartbeats (its process would be gone).
+        # The home node stops sending heartbeats (dead, or stalled): the room moves on its next join.
         assert home.cluster._task is not None
         home.cluster._task.cancel()
         await asyncio.sleep(1.0)
@@ -75,9 +75,14 @@ async def test_rooms_spread_and_move_when_a_node_dies(prefix: str, token: Mint) 
         assert moved.id == away.cluster.node_id
         bob = await Room.connect(away.target, token("bob", room_id))
         assert bob.info.room == room_id
-        await bob.close()
         with pytest.raises(SignalRequestError):
             await Room.connect(home.target, token("carol", room_id))
+        # A stalled home node comes back: its participants of the moved room are sent on.
+        home.cluster._task = asyncio.create_task(home.cluster._heartbeats())
+        left = await alice.wait_for("left", within=5)
+        assert left.reason == res.LEAVE_REASON_MOVED
+        await alice.close()
+        await bob.close()
     await registry.aclose()
 
 

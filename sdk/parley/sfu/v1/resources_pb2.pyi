@@ -93,6 +93,8 @@ class _LeaveReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LeaveReas
     """The SFU node is shutting down."""
     LEAVE_REASON_CONNECTION_FAILED: _LeaveReason.ValueType  # 7
     """Its media connection failed and did not recover."""
+    LEAVE_REASON_MOVED: _LeaveReason.ValueType  # 8
+    """The room moved to another SFU node: join again (ask control for the node's URL)."""
 
 class LeaveReason(_LeaveReason, metaclass=_LeaveReasonEnumTypeWrapper):
     """Why a participant left the meeting."""
@@ -113,6 +115,8 @@ LEAVE_REASON_SERVER_SHUTDOWN: LeaveReason.ValueType  # 6
 """The SFU node is shutting down."""
 LEAVE_REASON_CONNECTION_FAILED: LeaveReason.ValueType  # 7
 """Its media connection failed and did not recover."""
+LEAVE_REASON_MOVED: LeaveReason.ValueType  # 8
+"""The room moved to another SFU node: join again (ask control for the node's URL)."""
 Global___LeaveReason: _TypeAlias = LeaveReason  # noqa: Y015
 
 @_typing.final
