@@ -64,3 +64,77 @@ def status_message(
         holder.Pack(detail)
         packed.append(holder)
     return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
+
+
+class ServiceError(Exception):
+    """An error a Parley service answers with: its gRPC status code and an ErrorInfo reason
+    (the services' interceptors turn it into ``google.rpc.Status`` with details).
+
+        ServiceError             INTERNAL
+        ├── InvalidArgument      INVALID_ARGUMENT, with field violations (google.rpc.BadRequest)
+        ├── Unauthenticated      UNAUTHENTICATED: no valid credentials
+        ├── PermissionDenied     PERMISSION_DENIED: valid credentials, not allowed
+        ├── NotFound             NOT_FOUND
+        ├── AlreadyExists        ALREADY_EXISTS
+        ├── FailedPrecondition   FAILED_PRECONDITION: etag mismatch, a job not finished...
+        ├── ResourceExhausted    RESOURCE_EXHAUSTED: over a size or count limit
+        └── Unavailable          UNAVAILABLE: a service it depends on cannot be reached
+    """
+
+    code = grpc.StatusCode.INTERNAL
+    #: Machine-readable reason sent in a google.rpc.ErrorInfo detail.
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason:
+            self.reason = reason
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[tuple[str, str]], message: str = "invalid request") -> None:
+        super().__init__(message + ": " + "; ".join(f"{f}: {d}" for f, d in violations))
+        self.violations = violations
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls([(field, description)])
+
+
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
