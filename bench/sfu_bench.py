@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -31,9 +30,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from bench._sfu_servers import BENCH_SECRET
 from parley import VideoGrants, create_join_token
 from parley._loadmedia import FrameCounter, audio_track, stop_decoding, video_track
+from parley._loadtest import inbound_counts, process_cpu_seconds
 from parley.room import Room
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -59,11 +57,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 class _Clients:
@@ -156,12 +149,8 @@ class _RelayClients(_Clients):
 
 
 async def _inbound_packets(pcs: list[RTCPeerConnection]) -> int:
-    total = 0
-    for pc in pcs:
-        for stats in (await pc.getStats()).values():
-            if getattr(stats, "type", "") == "inbound-rtp":
-                total += stats.packetsReceived
-    return total
+    counts = [await inbound_counts(pc) for pc in pcs]
+    return sum(packets for kinds in counts for packets, _ in kinds.values())
 
 
 async def measure(mode: str, subscribers: int, seconds: float) -> Result:
@@ -178,14 +167,14 @@ async def measure(mode: str, subscribers: int, seconds: float) -> Result:
         packets0, video0, cpu0, t0 = (
             await _inbound_packets(clients.subscriber_pcs),
             sum(c.frames for c in clients.video),
-            _cpu_seconds(server.pid),
+            process_cpu_seconds(server.pid),
             time.monotonic(),
         )
         await asyncio.sleep(seconds)
         packets1, video1, cpu1, t1 = (
             await _inbound_packets(clients.subscriber_pcs),
             sum(c.frames for c in clients.video),
-            _cpu_seconds(server.pid),
+            process_cpu_seconds(server.pid),
             time.monotonic(),
         )
     finally:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
+from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES
 from parley.control.v1 import resources_pb2 as res
 
 from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
@@ -18,13 +19,8 @@ ACCESS_LEVELS = {
 }
 ACCESS_LEVEL_NAMES = {v: k for k, v in ACCESS_LEVELS.items()}
 
-SOURCES = {
-    "camera": res.TRACK_SOURCE_CAMERA,
-    "microphone": res.TRACK_SOURCE_MICROPHONE,
-    "screen_share": res.TRACK_SOURCE_SCREEN_SHARE,
-    "screen_share_audio": res.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
-}
-SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
+SOURCES = TRACK_SOURCE_VALUES
+SOURCE_NAMES = TRACK_SOURCE_NAMES
 
 ROLES = {"member": res.ROLE_MEMBER, "administrator": res.ROLE_ADMINISTRATOR, "owner": res.ROLE_OWNER}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}

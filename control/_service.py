@@ -343,7 +343,7 @@ class ControlPlane:
             can_publish=grants.can_publish,
             can_subscribe=grants.can_subscribe,
             can_publish_data=grants.can_publish_data,
-            can_publish_sources=tuple(_mapper.SOURCE_NAMES[s] for s in grants.publish_sources),  # type: ignore[misc]
+            can_publish_sources=tuple(_mapper.SOURCE_NAMES[s] for s in grants.publish_sources),
             hidden=grants.hidden,
             recorder=grants.recorder,
             room_admin=grants.room_admin,

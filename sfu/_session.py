@@ -28,7 +28,7 @@ from aiortc import (
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, status_pb2
 
-from parley import JoinTokenClaims
+from parley import TRACK_SOURCE_NAMES, JoinTokenClaims
 from parley.control.v1 import resources_pb2 as control_res
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
@@ -43,12 +43,6 @@ SOURCE_KINDS: dict[int, int] = {
     control_res.TRACK_SOURCE_SCREEN_SHARE: res.TRACK_KIND_VIDEO,
     control_res.TRACK_SOURCE_MICROPHONE: res.TRACK_KIND_AUDIO,
     control_res.TRACK_SOURCE_SCREEN_SHARE_AUDIO: res.TRACK_KIND_AUDIO,
-}
-SOURCE_NAMES: dict[int, str] = {
-    control_res.TRACK_SOURCE_CAMERA: "camera",
-    control_res.TRACK_SOURCE_MICROPHONE: "microphone",
-    control_res.TRACK_SOURCE_SCREEN_SHARE: "screen_share",
-    control_res.TRACK_SOURCE_SCREEN_SHARE_AUDIO: "screen_share_audio",
 }
 KIND_NAMES: dict[int, str] = {res.TRACK_KIND_AUDIO: "audio", res.TRACK_KIND_VIDEO: "video"}
 #: Messages waiting for a slow client before its session is ended (reliable) or dropped (lossy).
@@ -121,7 +115,7 @@ class Session:
             can_subscribe=grants.can_subscribe or grants.recorder,
             can_publish=grants.can_publish,
             can_publish_data=grants.can_publish_data,
-            can_publish_sources=[s for s, n in SOURCE_NAMES.items() if n in grants.can_publish_sources],  # type: ignore[misc]
+            can_publish_sources=[s for s, n in TRACK_SOURCE_NAMES.items() if n in grants.can_publish_sources],  # type: ignore[misc]
             hidden=grants.hidden,
             recorder=grants.recorder,
             room_admin=grants.room_admin,
@@ -301,8 +295,8 @@ class Session:
     # --- publishing --------------------------------------------------------------------------
 
     def _on_publish_track(self, request: sig.PublishTrackRequest) -> None:
-        source = SOURCE_NAMES[request.source]
-        if not self.claims.grants.may_publish(source):  # type: ignore[arg-type]
+        source = TRACK_SOURCE_NAMES[request.source]
+        if not self.claims.grants.may_publish(source):
             raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, f"your token does not allow publishing {source}")
         if SOURCE_KINDS[request.source] != request.kind:
             raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"a {source} track is not {KIND_NAMES[request.kind]}")

@@ -13,6 +13,8 @@ def test_sdk_public_names() -> None:
             "MIN_SECRET_BYTES",
             "REDACTED",
             "TRACK_SOURCES",
+            "TRACK_SOURCE_NAMES",
+            "TRACK_SOURCE_VALUES",
             "WEBHOOK_CONTENT_TYPE",
             "ApiKeys",
             "Client",

@@ -22,6 +22,8 @@ from ._redact import REDACTED, redacted
 from ._tokens import (
     DEFAULT_TTL,
     MIN_SECRET_BYTES,
+    TRACK_SOURCE_NAMES,
+    TRACK_SOURCE_VALUES,
     TRACK_SOURCES,
     JoinTokenClaims,
     TrackSourceName,
@@ -36,6 +38,8 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "REDACTED",
     "TRACK_SOURCES",
+    "TRACK_SOURCE_NAMES",
+    "TRACK_SOURCE_VALUES",
     "WEBHOOK_CONTENT_TYPE",
     "ApiKeys",
     "Client",

@@ -44,13 +44,13 @@ class LoadReport:
     sfu_rss_mb: float | None = None
 
 
-def _proc_cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_rss_mb(pid: int) -> float:
+def process_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -58,7 +58,7 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _inbound(pc: RTCPeerConnection | None) -> dict[str, tuple[int, int]]:
+async def inbound_counts(pc: RTCPeerConnection | None) -> dict[str, tuple[int, int]]:
     """kind -> (packets received, packets lost) on a subscriber connection."""
     totals: dict[str, tuple[int, int]] = {}
     if pc is None:
@@ -115,17 +115,17 @@ async def run_load_test(
             listeners.append((room, SubscriberReport(f"load-subscriber-{index}", time.monotonic() - started), video))
             progress(f"subscriber {index + 1} joined")
         await asyncio.sleep(2)  # first keyframes
-        before = [await _inbound(room._subscriber) for room, _, _ in listeners]
+        before = [await inbound_counts(room._subscriber) for room, _, _ in listeners]
         frames_before = [sum(c.frames for c in video) for _, _, video in listeners]
-        cpu_before = _proc_cpu_seconds(sfu_pid) if sfu_pid else 0.0
+        cpu_before = process_cpu_seconds(sfu_pid) if sfu_pid else 0.0
         started = time.monotonic()
         progress(f"measuring for {seconds:g} s")
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - started
-        after = [await _inbound(room._subscriber) for room, _, _ in listeners]
+        after = [await inbound_counts(room._subscriber) for room, _, _ in listeners]
         if sfu_pid:
-            report.sfu_cpu_percent = 100 * (_proc_cpu_seconds(sfu_pid) - cpu_before) / elapsed
-            report.sfu_rss_mb = _proc_rss_mb(sfu_pid)
+            report.sfu_cpu_percent = 100 * (process_cpu_seconds(sfu_pid) - cpu_before) / elapsed
+            report.sfu_rss_mb = process_rss_mb(sfu_pid)
         for (_, sub, video), start, end, frames0 in zip(listeners, before, after, frames_before, strict=True):
             for kind, (packets, lost) in end.items():
                 packets0, lost0 = start.get(kind, (0, 0))

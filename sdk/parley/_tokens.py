@@ -15,9 +15,18 @@ from typing import Any, Literal, get_args
 import jwt
 
 from ._errors import InvalidTokenError
+from .control.v1 import resources_pb2
 
 TrackSourceName = Literal["camera", "microphone", "screen_share", "screen_share_audio"]
 TRACK_SOURCES: tuple[TrackSourceName, ...] = get_args(TrackSourceName)
+#: Each source's ``parley.control.v1.TrackSource`` value, and back.
+TRACK_SOURCE_VALUES: dict[str, resources_pb2.TrackSource.ValueType] = {
+    "camera": resources_pb2.TRACK_SOURCE_CAMERA,
+    "microphone": resources_pb2.TRACK_SOURCE_MICROPHONE,
+    "screen_share": resources_pb2.TRACK_SOURCE_SCREEN_SHARE,
+    "screen_share_audio": resources_pb2.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
+}
+TRACK_SOURCE_NAMES: dict[int, TrackSourceName] = {TRACK_SOURCE_VALUES[name]: name for name in TRACK_SOURCES}
 
 DEFAULT_TTL = timedelta(hours=6)
 MIN_SECRET_BYTES = 32

@@ -26,7 +26,7 @@ from parley.control.v1 import room_service_pb2 as room_pb
 
 from ._client import Client
 from ._errors import ParleyError
-from ._tokens import TRACK_SOURCES
+from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
 T = TypeVar("T")
 
@@ -42,12 +42,6 @@ _ACCESS = {
     "public": res.ACCESS_LEVEL_PUBLIC,
     "trusted": res.ACCESS_LEVEL_TRUSTED,
     "restricted": res.ACCESS_LEVEL_RESTRICTED,
-}
-_SOURCES = {
-    "camera": res.TRACK_SOURCE_CAMERA,
-    "microphone": res.TRACK_SOURCE_MICROPHONE,
-    "screen_share": res.TRACK_SOURCE_SCREEN_SHARE,
-    "screen_share_audio": res.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
 }
 
 
@@ -182,14 +176,14 @@ def token_create(
     ttl: Annotated[str, typer.Option(help="Validity, like 30m or 6h.")] = "6h",
 ) -> None:
     """Mint a join token and print it (the JWT alone, unless --json)."""
-    unknown = [s for s in source or [] if s not in _SOURCES]
+    unknown = [s for s in source or [] if s not in TRACK_SOURCE_VALUES]
     if unknown:
         raise typer.BadParameter(f"unknown source {unknown[0]!r}", param_hint="--source")
     grants = room_pb.JoinGrants(
         can_publish=publish,
         can_subscribe=subscribe,
         can_publish_data=data,
-        publish_sources=[_SOURCES[s] for s in source or []],
+        publish_sources=[TRACK_SOURCE_VALUES[s] for s in source or []],
         hidden=hidden,
         recorder=recorder,
         room_admin=admin,

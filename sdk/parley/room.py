@@ -28,8 +28,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from ._errors import ParleyError
-from ._tokens import TrackSourceName
-from .control.v1 import resources_pb2 as control_res
+from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
 from .sfu.v1 import resources_pb2 as sfu_res
 from .sfu.v1 import signal_service_pb2 as sig
 from .sfu.v1 import signal_service_pb2_grpc as sig_grpc
@@ -50,12 +49,6 @@ EventType = Literal[
     "left",
     "error",
 ]
-SOURCES: dict[str, control_res.TrackSource.ValueType] = {
-    "camera": control_res.TRACK_SOURCE_CAMERA,
-    "microphone": control_res.TRACK_SOURCE_MICROPHONE,
-    "screen_share": control_res.TRACK_SOURCE_SCREEN_SHARE,
-    "screen_share_audio": control_res.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
-}
 KINDS: dict[str, sfu_res.TrackKind.ValueType] = {"audio": sfu_res.TRACK_KIND_AUDIO, "video": sfu_res.TRACK_KIND_VIDEO}
 
 
@@ -228,7 +221,7 @@ class Room:
         async with self._publish_lock:
             cid = track.id
             announce = sig.PublishTrackRequest(
-                cid=cid, kind=KINDS[track.kind], source=SOURCES[source], name=name, muted=muted
+                cid=cid, kind=KINDS[track.kind], source=TRACK_SOURCE_VALUES[source], name=name, muted=muted
             )
             announce_id, refused = self._expect(lambda r: False)  # settles only on an error
             published = asyncio.ensure_future(
