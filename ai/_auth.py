@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from parley.control.v1 import user_service_pb2, user_service_pb2_grpc
+from parley.server import CallInput, inject_trace_context
 
 from ._errors import PermissionDenied, Unauthenticated, Unavailable
 
@@ -51,7 +52,8 @@ class ControlAuthenticator:
     async def aclose(self) -> None:
         await self._channel.close()
 
-    async def __call__(self, authorization: str) -> Caller:
+    async def __call__(self, call: CallInput) -> Caller:
+        authorization = call.authorization
         if not authorization:
             raise Unauthenticated("credentials required: send `authorization: Bearer ...`")
         key = hashlib.sha256(authorization.encode()).hexdigest()
@@ -61,9 +63,9 @@ class ControlAuthenticator:
             self._cache.move_to_end(key)
             return cached[1]
         try:
-            answer = await self._users.GetCaller(
-                user_service_pb2.GetCallerRequest(), metadata=(("authorization", authorization),), timeout=10
-            )
+            metadata = [("authorization", authorization)]
+            inject_trace_context(metadata)
+            answer = await self._users.GetCaller(user_service_pb2.GetCallerRequest(), metadata=metadata, timeout=10)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise Unauthenticated(error.details() or "invalid credentials") from None

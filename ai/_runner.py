@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from parley.server.db import Sessions
 
 from ._audio import MediaError, decode_audio, open_s3_object
 from ._chunking import Chunk, merge, plan_chunks
 from ._formats import to_json, to_text
+from ._metrics import JOB_STATES, JOBS_ACTIVE, REAL_TIME_FACTOR
 from ._models import SummaryRow, TranscriptionRow
 from ._pool import SpeechPool, SpeechPoolOptions, SummaryActor, stream_summary
 from ._settings import AiSettings
@@ -85,7 +87,7 @@ class JobRunner:
     def __init__(
         self,
         settings: AiSettings,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         store: BlobStore,
         s3: S3Client | None,
     ) -> None:
@@ -104,7 +106,7 @@ class JobRunner:
 
     async def resume(self) -> None:
         """Restarts jobs a previous process left unfinished (finished ones are stored)."""
-        async with self._sessions() as session:
+        async with self._sessions.reads() as session:
             transcriptions = (
                 await session.scalars(
                     select(TranscriptionRow.id).where(TranscriptionRow.state.in_(("PENDING", "RUNNING")))
@@ -133,15 +135,22 @@ class JobRunner:
         return len(self._tasks)
 
     def submit_transcription(self, job_id: str) -> None:
-        self._start(job_id, self._transcribe(job_id))
+        self._start(job_id, "transcription", self._transcribe(job_id))
 
     def submit_summary(self, job_id: str) -> None:
-        self._start(job_id, self._summarize(job_id))
+        self._start(job_id, "summary", self._summarize(job_id))
 
-    def _start(self, job_id: str, work: Any) -> None:
+    def _start(self, job_id: str, kind: str, work: Any) -> None:
         task = asyncio.create_task(work, name=f"job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+        active = JOBS_ACTIVE.labels(kind)
+        active.inc()
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(job_id, None)
+            active.dec()
+
+        task.add_done_callback(done)
 
     async def cancel(self, job_id: str) -> None:
         """Stops a job of this process (its row is already CANCELLED) and waits for it."""
@@ -154,12 +163,15 @@ class JobRunner:
 
     async def _update(self, model: type[TranscriptionRow | SummaryRow], job_id: str, **values: Any) -> bool:
         """Writes ``values`` unless the job has ended meanwhile (cancelled, deleted)."""
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             done = await session.execute(
                 update(model).where(model.id == job_id, model.state.not_in(ENDED)).values(updated_at=now(), **values)
             )
         await self.changes.notify()
-        return bool(done.rowcount)  # type: ignore[attr-defined]
+        changed = bool(done.rowcount)  # type: ignore[attr-defined]
+        if changed and "state" in values:
+            JOB_STATES.labels("transcription" if model is TranscriptionRow else "summary", values["state"]).inc()
+        return changed
 
     async def _end(self, model: type[TranscriptionRow | SummaryRow], job_id: str, state: str, **values: Any) -> None:
         await self._update(model, job_id, state=state, ended_at=now(), **values)
@@ -231,7 +243,7 @@ class JobRunner:
             raise JobFailed(str(error), code="INVALID_ARGUMENT", reason="MEDIA_UNREADABLE") from None
 
     async def _transcription(self, job_id: str) -> None:
-        async with self._sessions() as session:
+        async with self._sessions.reads() as session:
             row = await session.get(TranscriptionRow, job_id)
         if row is None or row.state in ENDED:
             return
@@ -268,6 +280,8 @@ class JobRunner:
         )
         await self._end(TranscriptionRow, job_id, "SUCCEEDED", progress=1.0, result_key=key, detected_language=language)
         elapsed = time.perf_counter() - started
+        if total:
+            REAL_TIME_FACTOR.observe(elapsed / total)
         log.info(
             "transcription %s succeeded: %d segments, %.1f s in %.1f s (real-time factor %.3f)",
             job_id,
@@ -316,7 +330,7 @@ class JobRunner:
     async def _wait_for_transcript(self, transcription_id: str) -> tuple[str, str]:
         """The transcript's text (speakers as ``Name: ``) and language, once it succeeded."""
         while True:
-            async with self._sessions() as session:
+            async with self._sessions.reads() as session:
                 source = await session.get(TranscriptionRow, transcription_id)
             if source is None:
                 raise JobFailed(f"transcriptions/{transcription_id} was deleted", code="FAILED_PRECONDITION")
@@ -331,7 +345,7 @@ class JobRunner:
             await self.changes.wait(1.0)
 
     async def _summary(self, job_id: str) -> None:
-        async with self._sessions() as session:
+        async with self._sessions.reads() as session:
             row = await session.get(SummaryRow, job_id)
         if row is None or row.state in ENDED:
             return

@@ -4,22 +4,21 @@ a valid job is, and which rows a caller sees. Executing jobs is the runner's bus
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley.ai.v1 import resources_pb2 as res
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
+from parley.server import decode_page_token, encode_page_token
+from parley.server import page_size as page_size_of
+from parley.server.db import Sessions
 
 from . import _formats
 from ._auth import Caller
@@ -34,7 +33,6 @@ from ._whisper import BUILTIN_MODELS, ModelNotFound, is_english_only, resolve_mo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE_SIZE = 50
 Job = TypeVar("Job", TranscriptionRow, SummaryRow)
 
 EXPORTS = {
@@ -50,9 +48,7 @@ def new_id() -> str:
 
 
 class AiService:
-    def __init__(
-        self, settings: AiSettings, sessions: async_sessionmaker[AsyncSession], store: BlobStore, runner: JobRunner
-    ) -> None:
+    def __init__(self, settings: AiSettings, sessions: Sessions, store: BlobStore, runner: JobRunner) -> None:
         self.settings = settings
         self._sessions = sessions
         self._store = store
@@ -62,7 +58,7 @@ class AiService:
     # -- access --------------------------------------------------------------------------
 
     async def _visible(self, caller: Caller, model: type[Job], job_id: str) -> Job:
-        async with self._sessions() as session:
+        async with self._sessions.reads() as session:
             row = await session.get(model, job_id)
         # Other people's jobs are reported missing: their existence is private too.
         if row is None or not (caller.sees_all() or row.owner == caller.owner):
@@ -89,7 +85,7 @@ class AiService:
         finally:
             await asyncio.to_thread(Path(staging).unlink, missing_ok=True)
         row = UploadRow(id=upload_id, owner=caller.owner, filename=filename, size_bytes=size, created_at=now())
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             session.add(row)
         log.info("upload %s: %d bytes from %s", upload_id, size, caller.owner)
         return row
@@ -137,12 +133,12 @@ class AiService:
             row.source_kind, row.s3_bucket, row.s3_key = "s3", source.s3_object.bucket, source.s3_object.key
         else:
             upload_id = source.upload.removeprefix("uploads/")
-            async with self._sessions() as session:
+            async with self._sessions.reads() as session:
                 upload = await session.get(UploadRow, upload_id)
             if upload is None or not (caller.sees_all() or upload.owner == caller.owner):
                 raise InvalidArgument.field("transcription.source.upload", f"{source.upload} not found")
             row.source_kind, row.upload_id = "upload", upload_id
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             session.add(row)
         self.runner.submit_transcription(row.id)
         log.info("transcription %s created by %s (model %s)", row.id, caller.owner, model)
@@ -178,19 +174,19 @@ class AiService:
     async def list_jobs(
         self, caller: Caller, model: type[Job], page_size: int, page_token: str
     ) -> tuple[list[Job], str]:
-        size = page_size or DEFAULT_PAGE_SIZE
+        size = page_size_of(page_size)
         scope = f"{model.__tablename__}:{caller.owner}:{caller.sees_all()}"
         query = select(model)
         if not caller.sees_all():
             query = query.where(model.owner == caller.owner)
-        after = _decode_token(page_token, scope)
+        after = decode_page_token(page_token, scope=scope)
         if after is not None:
             created, last_id = after
             query = query.where(or_(model.created_at < created, and_(model.created_at == created, model.id < last_id)))
         query = query.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1)
-        async with self._sessions() as session:
+        async with self._sessions.reads() as session:
             rows = list((await session.scalars(query)).all())
-        token = _encode_token(rows[size - 1].created_at, rows[size - 1].id, scope) if len(rows) > size else ""
+        token = encode_page_token(rows[size - 1].created_at, rows[size - 1].id, scope=scope) if len(rows) > size else ""
         return rows[:size], token
 
     async def cancel(self, caller: Caller, model: type[Job], job_id: str) -> Job:
@@ -198,7 +194,7 @@ class AiService:
         row = await self._visible(caller, model, job_id)
         if row.state in ENDED:
             return row
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             await session.execute(
                 update(model)
                 .where(model.id == job_id, model.state.not_in(ENDED))
@@ -211,7 +207,7 @@ class AiService:
 
     async def delete(self, caller: Caller, model: type[Job], job_id: str) -> None:
         row = await self.cancel(caller, model, job_id)
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             await session.execute(delete(model).where(model.id == job_id))
         if isinstance(row, TranscriptionRow) and row.result_key:
             await asyncio.to_thread(self._store.delete, row.result_key)
@@ -254,7 +250,7 @@ class AiService:
             if not request.text.strip():
                 raise InvalidArgument.field("summary.text", "must not be blank")
             row.source_text = request.text
-        async with self._sessions.begin() as session:
+        async with self._sessions.writes.begin() as session:
             session.add(row)
         self.runner.submit_summary(row.id)
         log.info("summary %s created by %s", row.id, caller.owner)
@@ -266,21 +262,3 @@ class AiService:
 
 def _collection(model: type[JobColumns]) -> str:
     return "transcriptions" if model is TranscriptionRow else "summaries"
-
-
-def _encode_token(created_at: datetime, row_id: str, scope: str) -> str:
-    payload = json.dumps({"c": created_at.isoformat(), "i": row_id, "s": scope}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, scope: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position, same_query = (datetime.fromisoformat(payload["c"]), str(payload["i"])), payload["s"] == scope
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidArgument.field("page_token", "not a page token of this list") from error
-    if not same_query:
-        raise InvalidArgument.field("page_token", "the token belongs to another list or caller")
-    return position

@@ -14,10 +14,11 @@ from parley.ai.v1 import summary_service_pb2 as summary_pb
 from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
+from parley.server import validate
 
 from . import _mapper
+from ._caller import current_caller
 from ._errors import InvalidArgument
-from ._interceptor import current_caller, validate
 from ._models import SummaryRow, TranscriptionRow
 from ._service import AiService
 

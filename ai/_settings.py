@@ -1,19 +1,19 @@
 """AI service configuration: explicit arguments, else ``PARLEY_AI_*`` environment variables,
-else a clear error. Loaded once into a frozen object."""
+else a clear error (the server kit's loader). Loaded once into a frozen object."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from parley.server import ConfigurationError, EnvSpec
+from parley.server.db import DATABASE_SCHEMES
+
+__all__ = ["ENV", "AiSettings", "ConfigurationError", "SummaryEngineKind"]
+
 SummaryEngineKind = Literal["light", "vllm", "openai"]
-
-
-class ConfigurationError(ValueError):
-    """A required setting is missing or malformed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +69,7 @@ class AiSettings:
     max_upload_bytes: int = 4 << 30
 
     def __post_init__(self) -> None:
-        if not self.database_url.startswith(
-            ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///", "sqlite+aiosqlite:///")
-        ):
+        if not self.database_url.startswith(DATABASE_SCHEMES):
             raise ConfigurationError("database_url must be postgresql://... or sqlite:///path")
         if self.summary_engine not in ("light", "vllm", "openai"):
             raise ConfigurationError(f"summary_engine must be light, vllm or openai, not {self.summary_engine!r}")
@@ -84,31 +82,9 @@ class AiSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> AiSettings:
         """Reads settings, explicit keyword arguments winning over ``PARLEY_AI_*`` variables
         (``PARLEY_AI_DATABASE_URL``, ``PARLEY_AI_STORAGE``, ``PARLEY_CONTROL_TARGET``,
-        ``PARLEY_AI_SPEECH_MODELS=name=/folder,other=/folder``...)."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        kinds = {f.name: f.type for f in fields(cls)}
-        for name, kind in kinds.items():
-            var = "PARLEY_CONTROL_TARGET" if name == "control_target" else f"PARLEY_AI_{name.upper()}"
-            if var not in env:
-                continue
-            raw = env[var]
-            try:
-                if kind == "int":
-                    values[name] = int(raw)
-                elif kind == "float":
-                    values[name] = float(raw)
-                elif kind == "Path":
-                    values[name] = Path(raw)
-                elif name == "speech_models":
-                    values[name] = dict(item.split("=", 1) for item in raw.split(",") if item)
-                else:
-                    values[name] = raw
-            except ValueError as error:
-                raise ConfigurationError(f"{var}: {error}") from None
-        values.update(explicit)
-        for required in ("database_url", "control_target", "storage"):
-            if not values.get(required):
-                var = "PARLEY_CONTROL_TARGET" if required == "control_target" else f"PARLEY_AI_{required.upper()}"
-                raise ConfigurationError(f"{required} is required: pass it or set {var}")
-        return cls(**values)  # type: ignore[arg-type]
+        ``PARLEY_AI_SPEECH_MODELS=name=/folder,other=/folder``...: ``ENV.variables(AiSettings)``)."""
+        return ENV.load(cls, env, explicit)
+
+
+#: Where each setting comes from: ``PARLEY_AI_<FIELD>`` unless named here.
+ENV = EnvSpec(prefix="PARLEY_AI_", names={"control_target": "PARLEY_CONTROL_TARGET"})

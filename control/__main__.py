@@ -1,27 +1,26 @@
 """``python -m control``: serve the control plane with settings from ``PARLEY_*`` variables
 (``PARLEY_DATABASE_URL``, ``PARLEY_TOKEN_SECRET``, ``PARLEY_OIDC_ISSUER`` / ``_AUDIENCE``,
-``PARLEY_SFU_URL``) and ``PARLEY_GRPC_ADDRESS`` (default ``0.0.0.0:50051``)."""
+``PARLEY_SFU_URL``...: ``control.ENV.variables(ControlSettings)``), ``PARLEY_GRPC_ADDRESS``
+(default ``0.0.0.0:50051``) and ``PARLEY_METRICS_ADDRESS`` (Prometheus ``/metrics``, default
+``0.0.0.0:9464``; empty: off). SIGTERM drains calls in flight, then exits."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
+
+from parley.server import run_service
 
 from ._server import ControlServer
 from ._settings import ControlSettings
 
 
-async def _serve() -> None:
-    server = ControlServer(ControlSettings.from_env(), address=os.environ.get("PARLEY_GRPC_ADDRESS", "0.0.0.0:50051"))
-    await server.start()
-    try:
-        await server.wait_for_termination()
-    finally:
-        await server.stop()
+def _server() -> ControlServer:
+    return ControlServer(
+        ControlSettings.from_env(),
+        address=os.environ.get("PARLEY_GRPC_ADDRESS", "0.0.0.0:50051"),
+        metrics_address=os.environ.get("PARLEY_METRICS_ADDRESS", "0.0.0.0:9464"),
+    )
 
 
 if __name__ == "__main__":
-    level = os.environ.get("PARLEY_LOG_LEVEL", "INFO").upper()  # INFO logs one line per call
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve())
+    run_service("control", _server)

@@ -1,13 +1,12 @@
-"""The control gRPC server: services, interceptor, health and reflection."""
+"""The control gRPC server: its five services on the server kit (``parley.server``), and how it
+authenticates callers (API keys, the dev login, OIDC)."""
 
 from __future__ import annotations
 
 import logging
-from types import TracebackType
+from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from parley.control.v1 import (
     api_key_service_pb2,
@@ -21,9 +20,10 @@ from parley.control.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
+from parley.server import AuthenticationInterceptor, CallInput, GrpcServer, db, standard_interceptors
 
-from . import _db
 from ._auth import (
+    ANONYMOUS,
     API_KEY_PREFIX,
     DEV_LOGIN_ISSUER,
     OidcVerifier,
@@ -32,13 +32,14 @@ from ._auth import (
     token_issuer,
     verify_dev_token,
 )
+from ._caller import CALLER, describe
 from ._errors import Unauthenticated
-from ._interceptor import ControlInterceptor
 from ._service import ControlPlane
 from ._servicers import ApiKeyServicer, LobbyServicer, RoomAccessServicer, RoomServicer, UserServicer
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
+_MIGRATIONS = Path(__file__).parent / "migrations"
 
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -52,25 +53,31 @@ SERVICE_NAMES = tuple(
 )
 
 
-class ControlServer:
+class ControlServer(GrpcServer):
     """Runs the control plane on one port until ``stop``.
 
-    Use as ``async with ControlServer(settings) as server:``; ``server.port`` is where it
+    Use as ``async with ControlServer(settings) as server:``; ``server.target`` is where it
     listens (port 0 picks a free one).
     """
 
-    def __init__(self, settings: ControlSettings, *, address: str = "127.0.0.1:0") -> None:
-        self.settings = settings
-        self._address = address
-        self._engine = _db.create_engine(settings.database_url)
-        self.control = ControlPlane(settings, _db.sessions(self._engine))
-        self._oidc = OidcVerifier(settings.oidc) if settings.oidc else None
-        self._server = grpc.aio.server(interceptors=[ControlInterceptor(self._authenticate)])
-        self._health = health.aio.HealthServicer()
-        self.port = 0
+    name = "control"
 
-    async def _authenticate(self, authorization: str) -> Principal:
-        credentials = parse_bearer(authorization)
+    def __init__(self, settings: ControlSettings, *, address: str = "127.0.0.1:0", metrics_address: str = "") -> None:
+        authentication = AuthenticationInterceptor(self._authenticate, CALLER, describe=describe)
+        super().__init__(
+            address,
+            interceptors=standard_interceptors(logging.getLogger("control.calls"), authentication),
+            metrics_address=metrics_address,
+        )
+        self.settings = settings
+        self._engine = db.create_engine(settings.database_url)
+        self.control = ControlPlane(settings, db.sessions(self._engine))
+        self._oidc = OidcVerifier(settings.oidc) if settings.oidc else None
+
+    async def _authenticate(self, call: CallInput) -> Principal:
+        if not call.authorization:
+            return ANONYMOUS
+        credentials = parse_bearer(call.authorization)
         if credentials.startswith(API_KEY_PREFIX):
             key_id, _, secret = credentials.partition(".")
             return await self.control.authenticate_api_key(key_id, secret)
@@ -84,45 +91,20 @@ class ControlServer:
         user = await self.control.user_for(identity)
         return Principal(kind="user", user_id=user.id, display_name=user.display_name, identity=identity)
 
-    async def start(self) -> int:
-        await _db.migrate(self._engine)
-        server = self._server
+    async def prepare(self) -> None:
+        await db.migrate(self._engine, _MIGRATIONS, version_table="alembic_version")
+
+    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
         user_service_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(self.control), server)
         room_service_pb2_grpc.add_RoomServiceServicer_to_server(RoomServicer(self.control), server)
         room_access_service_pb2_grpc.add_RoomAccessServiceServicer_to_server(RoomAccessServicer(self.control), server)
         lobby_service_pb2_grpc.add_LobbyServiceServicer_to_server(LobbyServicer(self.control), server)
         api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyServicer(self.control), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(self._address)
-        await server.start()
-        for name in (*SERVICE_NAMES, ""):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("control listening on %s", self.target)
-        return self.port
+        return SERVICE_NAMES
 
-    @property
-    def target(self) -> str:
-        host = self._address.rsplit(":", 1)[0]
-        return f"{host}:{self.port}"
-
-    async def stop(self, grace: float | None = 5.0) -> None:
-        await self._health.enter_graceful_shutdown()
-        await self._server.stop(grace)
+    async def stopped(self) -> None:
         if self._oidc is not None:
             await self._oidc.aclose()
         if self.control.sfu_registry is not None:
             await self.control.sfu_registry.aclose()
         await self._engine.dispose()
-
-    async def wait_for_termination(self) -> None:
-        await self._server.wait_for_termination()
-
-    async def __aenter__(self) -> ControlServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

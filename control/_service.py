@@ -23,9 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley import VideoGrants, create_join_token
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
+from parley.server import decode_page_token, encode_page_token
+from parley.server import page_size as page_size_of
+from parley.server.db import Sessions
 from parley.sfu_registry import NoSfuNode, SfuRegistry
 
-from . import _db, _filters, _mapper, _pagination
+from . import _filters, _mapper
 from ._auth import API_KEY_PREFIX, Identity, Principal, hash_secret, issue_dev_token
 from ._errors import (
     AlreadyExists,
@@ -83,7 +86,7 @@ class Page(Generic[T]):
 class ControlPlane:
     """Use cases of the control plane, over one database."""
 
-    def __init__(self, settings: ControlSettings, sessions: _db.Sessions) -> None:
+    def __init__(self, settings: ControlSettings, sessions: Sessions) -> None:
         self.settings = settings
         # Reads and writes open different transactions (on SQLite, only writes take the lock).
         self._reads = sessions.reads
@@ -265,12 +268,12 @@ class ControlPlane:
             member = caller.require_user()
         conditions = _filters.parse(filter, {"access_level": _access_level_filter, "slug": str, "display_name": str})
         scope = f"rooms|{filter}|{member}"
-        size = _pagination.page_size(page_size)
+        size = page_size_of(page_size)
         async with self._reads() as session:
             rows = await Rooms(session).page(
                 member_user_id=member,
                 conditions=conditions,
-                after=_pagination.decode(page_token, scope=scope),
+                after=decode_page_token(page_token, scope=scope),
                 limit=size + 1,
             )
         return _page(rows, size, scope)
@@ -491,13 +494,13 @@ class ControlPlane:
             room = await self._room(session, id_or_slug)
             await self._require_role(session, room, caller, at_least="member", scope="rooms:read")
             scope = f"accesses|{room.id}"
-            size = _pagination.page_size(page_size)
+            size = page_size_of(page_size)
             rows = await Accesses(session).page(
-                room.id, after=_pagination.decode(page_token, scope=scope), limit=size + 1
+                room.id, after=decode_page_token(page_token, scope=scope), limit=size + 1
             )
         more = len(rows) > size
         rows = rows[:size]
-        token = _pagination.encode(rows[-1][0].created_at, rows[-1][0].id, scope=scope) if more else ""
+        token = encode_page_token(rows[-1][0].created_at, rows[-1][0].id, scope=scope) if more else ""
         return Page(rows, token), room
 
     async def _access_for_change(
@@ -601,9 +604,9 @@ class ControlPlane:
             lobby = LobbyEntries(session)
             await lobby.purge_lapsed(room.id, now=now)
             scope = f"lobby|{room.id}"
-            size = _pagination.page_size(page_size)
+            size = page_size_of(page_size)
             rows = await lobby.page_waiting(
-                room.id, now=now, after=_pagination.decode(page_token, scope=scope), limit=size + 1
+                room.id, now=now, after=decode_page_token(page_token, scope=scope), limit=size + 1
             )
         return _page(rows, size, scope)
 
@@ -648,9 +651,9 @@ class ControlPlane:
 
     async def list_api_keys(self, caller: Principal, *, page_size: int, page_token: str) -> Page[ApiKeyRow]:
         _require_key_manager(caller)
-        size = _pagination.page_size(page_size)
+        size = page_size_of(page_size)
         async with self._reads() as session:
-            rows = await ApiKeys(session).page(after=_pagination.decode(page_token, scope="keys"), limit=size + 1)
+            rows = await ApiKeys(session).page(after=decode_page_token(page_token, scope="keys"), limit=size + 1)
         return _page(rows, size, "keys")
 
     async def delete_api_key(self, caller: Principal, key_id: str) -> None:
@@ -681,4 +684,4 @@ def _page(rows: list[R], size: int, scope: str) -> Page[R]:
     if len(rows) <= size:
         return Page(rows, "")
     rows = rows[:size]
-    return Page(rows, _pagination.encode(rows[-1].created_at, rows[-1].id, scope=scope))
+    return Page(rows, encode_page_token(rows[-1].created_at, rows[-1].id, scope=scope))

@@ -46,7 +46,7 @@ from parley.control.v1 import (
 
 from . import _mapper
 from ._auth import Identity
-from ._interceptor import current_caller
+from ._caller import current_caller
 from ._service import ControlPlane
 
 Context = grpc.aio.ServicerContext[Any, Any]

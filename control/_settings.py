@@ -1,18 +1,17 @@
 """Control-plane configuration: explicit arguments, else ``PARLEY_*`` environment variables,
-else a clear error. Loaded once into a frozen object."""
+else a clear error (the server kit's loader). Loaded once into a frozen object."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from parley import MIN_SECRET_BYTES
+from parley.server import ConfigurationError, EnvSpec, parse_value
+from parley.server.db import DATABASE_SCHEMES
 
-
-class ConfigurationError(ValueError):
-    """A required setting is missing or malformed."""
+__all__ = ["ENV", "ConfigurationError", "ControlSettings", "OidcSettings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,9 +54,7 @@ class ControlSettings:
     lobby_poll_interval: timedelta = field(default=timedelta(milliseconds=500))
 
     def __post_init__(self) -> None:
-        if not self.database_url.startswith(
-            ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///", "sqlite+aiosqlite:///")
-        ):
+        if not self.database_url.startswith(DATABASE_SCHEMES):
             raise ConfigurationError(
                 f"database_url must be postgresql://... or sqlite:///path, not {self.database_url.split(':')[0]}://..."
             )
@@ -72,27 +69,26 @@ class ControlSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> ControlSettings:
-        """Reads settings, explicit keyword arguments winning over ``PARLEY_*`` variables."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for key, var in (
-            ("database_url", "PARLEY_DATABASE_URL"),
-            ("token_secret", "PARLEY_TOKEN_SECRET"),
-            ("token_key_id", "PARLEY_TOKEN_KEY_ID"),
-            ("sfu_url", "PARLEY_SFU_URL"),
-            ("redis_url", "PARLEY_REDIS_URL"),
-            ("sfu_registry_prefix", "PARLEY_SFU_REGISTRY_PREFIX"),
-        ):
-            if var in env:
-                values[key] = env[var]
-        if "PARLEY_DEV_LOGIN" in env:
-            values["dev_login"] = env["PARLEY_DEV_LOGIN"].lower() in ("1", "true", "yes")
-        if env.get("PARLEY_OIDC_ISSUER"):
-            if not env.get("PARLEY_OIDC_AUDIENCE"):
-                raise ConfigurationError("PARLEY_OIDC_ISSUER is set but PARLEY_OIDC_AUDIENCE is not")
-            values["oidc"] = OidcSettings(issuer=env["PARLEY_OIDC_ISSUER"], audience=env["PARLEY_OIDC_AUDIENCE"])
-        values.update(explicit)
-        for required, var in (("database_url", "PARLEY_DATABASE_URL"), ("token_secret", "PARLEY_TOKEN_SECRET")):
-            if not values.get(required):
-                raise ConfigurationError(f"{required} is required: pass it or set {var}")
-        return cls(**values)  # type: ignore[arg-type]
+        """Reads settings, explicit keyword arguments winning over ``PARLEY_*`` variables
+        (``ENV.variables(ControlSettings)`` lists them; durations are in seconds)."""
+        return ENV.load(cls, env, explicit)
+
+
+def _oidc(env: Mapping[str, str]) -> OidcSettings | None:
+    if not env.get("PARLEY_OIDC_ISSUER"):
+        return None
+    if not env.get("PARLEY_OIDC_AUDIENCE"):
+        raise ConfigurationError("PARLEY_OIDC_ISSUER is set but PARLEY_OIDC_AUDIENCE is not")
+    leeway = env.get("PARLEY_OIDC_LEEWAY")
+    return OidcSettings(
+        issuer=env["PARLEY_OIDC_ISSUER"],
+        audience=env["PARLEY_OIDC_AUDIENCE"],
+        **({"leeway": parse_value(timedelta, leeway)} if leeway else {}),  # type: ignore[arg-type]
+    )
+
+
+#: Where each setting comes from: ``PARLEY_<FIELD>`` unless named here.
+ENV = EnvSpec(
+    prefix="PARLEY_",
+    readers={"oidc": (("PARLEY_OIDC_ISSUER", "PARLEY_OIDC_AUDIENCE", "PARLEY_OIDC_LEEWAY"), _oidc)},
+)

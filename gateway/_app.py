@@ -36,6 +36,7 @@ import parley
 from parley.sfu_registry import SfuRegistry
 
 from . import _routes
+from ._observability import HttpObservability, grpc_metadata, metrics, set_route
 from ._routes import Match, Router, routes_for
 from ._settings import GatewaySettings
 from ._signal_bridge import signal_route
@@ -151,7 +152,7 @@ class Gateway:
 
     async def call(self, grpc_path_match: Match, request: message.Message, authorization: str) -> message.Message:
         """One unary call to the route's backend (used by the login flow too)."""
-        metadata = (("authorization", authorization),) if authorization else ()
+        metadata = grpc_metadata(authorization)
         response: message.Message = await self._callable(grpc_path_match)(request, metadata=metadata)
         return response
 
@@ -196,6 +197,7 @@ class Gateway:
                 response.headers["allow"] = ", ".join(allowed)
                 return response
             return _error(404, grpc.StatusCode.NOT_FOUND, f"no API route for {request.method} {path}")
+        set_route(request, f"{match.route.http_method} {match.route.template}")
         unavailable = self.unconfigured(match.route)
         if unavailable is not None:
             return unavailable
@@ -228,8 +230,7 @@ class Gateway:
         ``{"error": Status}`` last. An error before the first message is a plain error answer.
         A stream of ``google.api.HttpBody`` is one body instead, as in grpc-gateway: the data of
         each message in turn, with the first one's content type."""
-        metadata = (("authorization", authorization),) if authorization else ()
-        call = self._callable(match)(rpc_request, metadata=metadata)
+        call = self._callable(match)(rpc_request, metadata=grpc_metadata(authorization))
         iterator = call.__aiter__()
         try:
             first = await iterator.__anext__()
@@ -352,6 +353,7 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Route("/auth/session", session_info),
         # POST only: the SameSite=Lax session cookie is not sent on cross-site POSTs, so another
         # site cannot log users out with a link or an image.
@@ -370,13 +372,14 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
         Mount("/", StaticFiles(directory=settings.static_dir, html=True)),
     ]
     middleware = [
+        Middleware(HttpObservability),
         Middleware(
             SessionMiddleware,
             secret_key=settings.session_secret,
             session_cookie=SESSION_COOKIE,
             same_site="lax",
             https_only=settings.secure_cookies,
-        )
+        ),
     ]
 
     async def not_routed(request: Request, exc: Exception) -> Response:

@@ -6,16 +6,15 @@ AI service's gRPC address) is optional, ``PARLEY_OIDC_*`` configure the browser 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parley.server import ConfigurationError, EnvSpec
+
+__all__ = ["ENV", "STATIC_DIR", "ConfigurationError", "GatewaySettings", "OidcClientSettings"]
+
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-class ConfigurationError(ValueError):
-    """A required gateway setting is missing or malformed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,33 +58,31 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> GatewaySettings:
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        if "PARLEY_CONTROL_TARGET" in env:
-            values["control_target"] = env["PARLEY_CONTROL_TARGET"]
-        if "PARLEY_SESSION_SECRET" in env:
-            values["session_secret"] = env["PARLEY_SESSION_SECRET"]
-        if env.get("PARLEY_OIDC_ISSUER"):
-            if not env.get("PARLEY_OIDC_CLIENT_ID"):
-                raise ConfigurationError("PARLEY_OIDC_ISSUER is set but PARLEY_OIDC_CLIENT_ID is not")
-            values["oidc"] = OidcClientSettings(
-                issuer=env["PARLEY_OIDC_ISSUER"],
-                client_id=env["PARLEY_OIDC_CLIENT_ID"],
-                client_secret=env.get("PARLEY_OIDC_CLIENT_SECRET", ""),
-                scopes=env.get("PARLEY_OIDC_SCOPES", "openid email profile"),
-            )
-        if "PARLEY_AI_TARGET" in env:
-            values["ai_target"] = env["PARLEY_AI_TARGET"]
-        if "PARLEY_SFU_TARGET" in env:
-            values["sfu_target"] = env["PARLEY_SFU_TARGET"]
-        if "PARLEY_REDIS_URL" in env:
-            values["redis_url"] = env["PARLEY_REDIS_URL"]
-        if "PARLEY_SFU_REGISTRY_PREFIX" in env:
-            values["sfu_registry_prefix"] = env["PARLEY_SFU_REGISTRY_PREFIX"]
-        if "PARLEY_SECURE_COOKIES" in env:
-            values["secure_cookies"] = env["PARLEY_SECURE_COOKIES"].lower() in ("1", "true", "yes")
-        values.update(explicit)
-        for required, var in (("control_target", "PARLEY_CONTROL_TARGET"), ("session_secret", "PARLEY_SESSION_SECRET")):
-            if not values.get(required):
-                raise ConfigurationError(f"{required} is required: pass it or set {var}")
-        return cls(**values)  # type: ignore[arg-type]
+        """Reads settings, explicit keyword arguments winning over ``PARLEY_*`` variables
+        (``ENV.variables(GatewaySettings)`` lists them)."""
+        return ENV.load(cls, env, explicit)
+
+
+def _oidc(env: Mapping[str, str]) -> OidcClientSettings | None:
+    if not env.get("PARLEY_OIDC_ISSUER"):
+        return None
+    if not env.get("PARLEY_OIDC_CLIENT_ID"):
+        raise ConfigurationError("PARLEY_OIDC_ISSUER is set but PARLEY_OIDC_CLIENT_ID is not")
+    return OidcClientSettings(
+        issuer=env["PARLEY_OIDC_ISSUER"],
+        client_id=env["PARLEY_OIDC_CLIENT_ID"],
+        client_secret=env.get("PARLEY_OIDC_CLIENT_SECRET", ""),
+        scopes=env.get("PARLEY_OIDC_SCOPES", "openid email profile"),
+    )
+
+
+#: Where each setting comes from: ``PARLEY_<FIELD>`` unless read from several variables.
+ENV = EnvSpec(
+    prefix="PARLEY_",
+    readers={
+        "oidc": (
+            ("PARLEY_OIDC_ISSUER", "PARLEY_OIDC_CLIENT_ID", "PARLEY_OIDC_CLIENT_SECRET", "PARLEY_OIDC_SCOPES"),
+            _oidc,
+        )
+    },
+)

@@ -5,14 +5,14 @@ API key created on first start and saved where the CLI finds it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import secrets
-import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ from ai import AiServer, AiSettings, start_runtime
 from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
 from gateway import GatewayServer, GatewaySettings
 from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
+from parley.server import configure_logging, configure_tracing, wait_for_signal
 from sfu import SfuServer, SfuSettings
 
 log = logging.getLogger("parley.up")
@@ -73,6 +74,15 @@ def _ai_settings(data_dir: Path, control_target: str) -> AiSettings:
     )
 
 
+async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, port: int) -> None:
+    """Starts ``server`` on the stack (stopped in reverse order on the way out); a taken port
+    is a clear error naming the option that chooses it."""
+    try:
+        await stack.enter_async_context(server)
+    except (RuntimeError, OSError) as exc:  # grpc reports a port it cannot bind as RuntimeError
+        raise _PortTaken(option, port) from exc
+
+
 async def _serve(
     data_dir: Path, grpc_port: int, http_port: int, ai_port: int, sfu_port: int, host: str, with_ai: bool
 ) -> None:
@@ -86,47 +96,46 @@ async def _serve(
         typer.echo("starting a local Ray for the AI service (a few seconds)...")
         # Before any gRPC server runs in this process (see start_runtime).
         start_runtime(os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
-    sfu = SfuServer(
-        SfuSettings(token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}")
-    )
-    try:
-        await sfu.start()
-    except RuntimeError as exc:
-        raise _PortTaken("--sfu-port", sfu_port) from exc
-    settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
-    server = ControlServer(settings, address=f"{host}:{grpc_port}")
-    try:
-        await server.start()
-    except RuntimeError as exc:  # grpc reports a port it cannot bind this way
-        await sfu.stop(grace=0)
-        raise _PortTaken("--grpc-port", grpc_port) from exc
-    ai: AiServer | None = None
-    if with_ai:
-        ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
+    async with contextlib.AsyncExitStack() as stack:
+        sfu = SfuServer(
+            SfuSettings(token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}")
+        )
+        await _start(stack, sfu, "--sfu-port", sfu_port)
+        settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
+        server = ControlServer(settings, address=f"{host}:{grpc_port}")
+        await _start(stack, server, "--grpc-port", grpc_port)
+        ai: AiServer | None = None
+        if with_ai:
+            ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
+            await _start(stack, ai, "--ai-port", ai_port)
+        gateway_settings = GatewaySettings(
+            control_target=server.target,
+            ai_target=ai.target if ai else "",
+            sfu_target=sfu.target,
+            session_secret=_secret(data_dir, "session_secret"),
+            dev_login=True,
+            secure_cookies=False,
+        )
         try:
-            await ai.start()
-        except RuntimeError as exc:
-            await server.stop(grace=0)
-            await sfu.stop(grace=0)
-            raise _PortTaken("--ai-port", ai_port) from exc
-    gateway_settings = GatewaySettings(
-        control_target=server.target,
-        ai_target=ai.target if ai else "",
-        sfu_target=sfu.target,
-        session_secret=_secret(data_dir, "session_secret"),
-        dev_login=True,
-        secure_cookies=False,
-    )
-    try:
-        gateway = GatewayServer(gateway_settings, host=host, port=http_port)
-    except OSError as exc:
-        if ai is not None:
-            await ai.stop(grace=0)
-        await server.stop(grace=0)
-        await sfu.stop(grace=0)
-        raise _PortTaken("--http-port", http_port) from exc
-    await gateway.start()
-    credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
+            gateway = GatewayServer(gateway_settings, host=host, port=http_port)
+        except OSError as exc:
+            raise _PortTaken("--http-port", http_port) from exc
+        await stack.enter_async_context(gateway)
+        credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
+        _print_addresses(server, sfu, ai, gateway, data_dir, credentials, created)
+        await wait_for_signal()
+        typer.echo("stopping")
+
+
+def _print_addresses(
+    server: ControlServer,
+    sfu: SfuServer,
+    ai: AiServer | None,
+    gateway: GatewayServer,
+    data_dir: Path,
+    credentials: Credentials,
+    created: bool,
+) -> None:
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
     typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu.target}")
     if ai is not None:
@@ -135,6 +144,7 @@ async def _serve(
         f"Parley REST API and web app on {gateway.url}  (API docs: {gateway.url}/api/docs, "
         f"dev login: {gateway.url}/auth/login)"
     )
+    typer.echo(f"  metrics:     {gateway.url}/metrics  (Prometheus; every service of this process)")
     typer.echo(f"  data folder: {data_dir}  (SQLite database, secrets, credentials)")
     typer.echo("  dev login:   enabled (UserService.DevLogin, /auth/login); OIDC not configured")
     typer.echo(f"  {'new ' if created else ''}development API key (all scopes), saved for the CLI:")
@@ -146,17 +156,6 @@ async def _serve(
     typer.echo("  try: parley rooms create --name 'Weekly sync'   (Ctrl-C stops)")
     if ai is not None:
         typer.echo("       parley transcribe meeting.wav --summarize")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    typer.echo("stopping")
-    await gateway.stop()
-    if ai is not None:
-        await ai.stop(grace=2)
-    await server.stop(grace=2)
-    await sfu.stop(grace=2)
 
 
 def up(
@@ -173,9 +172,8 @@ def up(
 ) -> None:
     """Run Parley on its embedded defaults: control (SQLite, dev login), the AI service (local
     Ray, Whisper tiny.en, a light summary model) and the REST gateway."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(logging.DEBUG if verbose else None)
+    configure_tracing("parley")
     try:
         asyncio.run(
             _serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, sfu_port, host, ai)

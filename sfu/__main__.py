@@ -1,23 +1,22 @@
 """Runs one SFU node: ``python -m sfu``. Settings come from ``PARLEY_TOKEN_SECRET`` (the secret
-control signs join tokens with), ``PARLEY_SFU_GRPC_ADDRESS`` and the other ``PARLEY_SFU_*``
-variables (see ``sfu/_settings.py``)."""
+control signs join tokens with), ``PARLEY_REDIS_URL``, the ``PARLEY_SFU_*`` variables
+(``sfu.ENV.variables(SfuSettings)``) and ``PARLEY_METRICS_ADDRESS`` (Prometheus ``/metrics``,
+default ``0.0.0.0:9466``; empty: off). SIGTERM tells every participant the server is shutting
+down, drains, then exits."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
+
+from parley.server import run_service
 
 from ._server import SfuServer
 from ._settings import SfuSettings
 
 
-async def _main() -> None:
-    async with SfuServer(SfuSettings.from_env()) as sfu:
-        await sfu.wait_for_termination()
+def _server() -> SfuServer:
+    return SfuServer(SfuSettings.from_env(), metrics_address=os.environ.get("PARLEY_METRICS_ADDRESS", "0.0.0.0:9466"))
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("PARLEY_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("aioice").setLevel(logging.WARNING)
-    asyncio.run(_main())
+    run_service("sfu", _server)

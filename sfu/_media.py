@@ -32,6 +32,8 @@ from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 from aiortc.utils import uint16_add, uint16_gt, uint32_add
 
+from ._metrics import MEDIA
+
 log = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
@@ -214,6 +216,7 @@ class UpTrack:
                 nack = self._nacks[packet.ssrc] = NackGenerator()
             if nack.add(packet):
                 self.stats.nacks_sent += 1
+                MEDIA.nacks_sent += 1
                 await self.receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         if not packet.payload:  # padding (bandwidth probes)
             return
@@ -264,6 +267,8 @@ class UpTrack:
             expected += stream.packets_expected - last_expected
             received += stream.packets_received - last_received
             self._loss_marks[ssrc] = (stream.packets_expected, stream.packets_received)
+        MEDIA.inbound_expected += max(0, expected)
+        MEDIA.inbound_received += max(0, received)
         if expected <= 0:
             return None
         return max(0.0, (expected - received) / expected)
@@ -277,6 +282,7 @@ class UpTrack:
             return
         self._last_keyframe_request = now
         self.stats.keyframe_requests += 1
+        MEDIA.plis_sent += 1
         task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self._media_ssrc))
         task.add_done_callback(_log_failure)
 
@@ -417,5 +423,7 @@ class DownTrack:
             self.stats.dropped += 1
             return
         self.stats.packets += 1
+        MEDIA.forwarded_packets += 1
+        MEDIA.forwarded_bytes += len(packet.payload)
         if self.stats.delays is not None:
             self.stats.delays.append(time.perf_counter() - self.up.arrival)

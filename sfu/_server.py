@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from parley import InvalidTokenError, JoinTokenClaims, verify_join_token
-from parley.server import error_status, field_violations, status_message
+from parley.server import (
+    AuthenticationInterceptor,
+    CallInput,
+    GrpcServer,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    error_status,
+    field_violations,
+    standard_interceptors,
+    status_message,
+)
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
 from parley.sfu_registry import NoSfuNode
 
+from . import _metrics as node_metrics
 from ._cluster import Cluster
 from ._media import check_aiortc
 from ._room import Room, Rooms
@@ -164,80 +174,55 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
 
 
 class RoomAdminServicer(sig_grpc.RoomAdminServiceServicer):
-    """Room admin calls authenticated by a join token of the same room with ``roomAdmin``."""
+    """Room admin calls, authenticated by the interceptor with a join token of the same room
+    carrying ``roomAdmin``; errors are the kit's (``google.rpc.Status`` with an ErrorInfo)."""
 
     def __init__(self, rooms: Rooms) -> None:
         self.rooms = rooms
 
-    async def _room(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Room:
-        if violations := _invalid(request):
-            await context.abort_with_status(
-                error_status(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "invalid request",
-                    reason="INVALID_ARGUMENT",
-                    violations=violations,
-                )
-            )
-        claims = await self._caller(context)
+    def _room(self, request: Any) -> Room:
+        claims = current_admin()
         if not claims.grants.room_admin or claims.grants.room != request.room:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"the token does not grant administering {request.room}"
-            )
+            raise PermissionDenied(f"the token does not grant administering {request.room}")
         room = self.rooms.rooms.get(request.room)
         if room is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no meeting in room {request.room} on this node")
+            raise NotFound(f"no meeting in room {request.room} on this node")
         return room
 
-    async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> JoinTokenClaims:
-        metadata = dict(context.invocation_metadata() or ())
-        header = str(metadata.get("authorization", ""))
-        if not header.lower().startswith("bearer "):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "send a room admin join token: authorization: Bearer ..."
-            )
-        try:
-            return verify_join_token(header[7:].strip(), secrets=self.rooms.settings.token_secrets)
-        except InvalidTokenError as error:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
-            raise
-
-    async def _session(self, room: Room, identity: str, context: grpc.aio.ServicerContext[Any, Any]) -> Session:
+    @staticmethod
+    def _session(room: Room, identity: str) -> Session:
         session = room.sessions.get(identity)
         if session is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"{identity} is not in the meeting")
+            raise NotFound(f"{identity} is not in the meeting")
         return session
 
     async def ListParticipants(
         self, request: sig.ListParticipantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> sig.ListParticipantsResponse:
-        room = await self._room(request, context)
+        room = self._room(request)
         return sig.ListParticipantsResponse(participants=[s.info() for s in room.sessions.values()])
 
     async def RemoveParticipant(
         self, request: sig.RemoveParticipantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> sig.RemoveParticipantResponse:
-        room = await self._room(request, context)
-        session = await self._session(room, request.identity, context)
+        session = self._session(self._room(request), request.identity)
         await session.end(res.LEAVE_REASON_REMOVED)
         return sig.RemoveParticipantResponse()
 
     async def MutePublishedTrack(
         self, request: sig.MutePublishedTrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> res.Track:
-        room = await self._room(request, context)
-        session = await self._session(room, request.identity, context)
+        session = self._session(self._room(request), request.identity)
         track = session.published.get(request.track_sid)
         if track is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.identity} publishes no track {request.track_sid}")
+            raise NotFound(f"{request.identity} publishes no track {request.track_sid}")
         session.set_muted(track, request.muted)
         return track.info()
 
     async def UpdateParticipant(
         self, request: sig.UpdateParticipantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> res.Participant:
-        room = await self._room(request, context)
-        session = await self._session(room, request.identity, context)
+        session = self._session(self._room(request), request.identity)
         if request.HasField("name"):
             session.name = request.name
         if request.HasField("metadata"):
@@ -250,56 +235,67 @@ class RoomAdminServicer(sig_grpc.RoomAdminServiceServicer):
     async def SendData(
         self, request: sig.SendDataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> sig.SendDataResponse:
-        room = await self._room(request, context)
-        deliver(room, request.data, sender=None)
+        deliver(self._room(request), request.data, sender=None)
         return sig.SendDataResponse()
 
 
-class SfuServer:
-    """One SFU node: ``async with SfuServer(settings) as sfu`` serves until the block ends."""
+_ADMIN: contextvars.ContextVar[JoinTokenClaims | None] = contextvars.ContextVar("parley_sfu_admin", default=None)
+_CONNECT = f"/{SERVICE_NAMES[0]}/Connect"
 
-    def __init__(self, settings: SfuSettings) -> None:
+
+def current_admin() -> JoinTokenClaims:
+    claims = _ADMIN.get()
+    if claims is None:  # pragma: no cover - the interceptor always sets it for room admin calls
+        raise Unauthenticated("send a room admin join token: authorization: Bearer ...")
+    return claims
+
+
+class SfuServer(GrpcServer):
+    """One SFU node: ``async with SfuServer(settings) as sfu`` serves until the block ends;
+    stopping tells every participant ``LEAVE_REASON_SERVER_SHUTDOWN`` before calls drain."""
+
+    name = "sfu"
+
+    def __init__(self, settings: SfuSettings, *, metrics_address: str = "") -> None:
         check_aiortc()
+        authentication = AuthenticationInterceptor(self._authenticate, _ADMIN, describe=_describe)
+        super().__init__(
+            settings.grpc_address,
+            interceptors=standard_interceptors(logging.getLogger("sfu.calls"), authentication),
+            metrics_address=metrics_address,
+        )
         self.settings = settings
         self.rooms = Rooms(settings)
         self.cluster = Cluster(settings, self.rooms)
-        self._server = grpc.aio.server()
-        self._health = health.aio.HealthServicer()
-        self.port = 0
 
-    async def start(self) -> int:
-        server = self._server
+    async def _authenticate(self, call: CallInput) -> JoinTokenClaims | None:
+        """Room admin calls carry a join token in ``authorization``; the signal stream carries
+        one in its join request instead."""
+        if call.method == _CONNECT:
+            return None
+        header = call.authorization
+        if not header.lower().startswith("bearer "):
+            raise Unauthenticated("send a room admin join token: authorization: Bearer ...")
+        try:
+            return verify_join_token(header[7:].strip(), secrets=self.settings.token_secrets)
+        except InvalidTokenError as error:
+            raise Unauthenticated(str(error)) from None
+
+    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
         sig_grpc.add_SignalServiceServicer_to_server(SignalServicer(self.rooms, self.cluster), server)
         sig_grpc.add_RoomAdminServiceServicer_to_server(RoomAdminServicer(self.rooms), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(self.settings.grpc_address)
-        await server.start()
+        return SERVICE_NAMES
+
+    async def started(self) -> None:
         await self.cluster.start(f"grpc://{self.target}")
         self.rooms.start()
-        for name in (*SERVICE_NAMES, ""):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("sfu listening on %s", self.target)
-        return self.port
+        node_metrics.watch(self)
 
-    @property
-    def target(self) -> str:
-        return f"{self.settings.grpc_address.rsplit(':', 1)[0]}:{self.port}"
-
-    async def stop(self, grace: float | None = 5.0) -> None:
-        await self._health.enter_graceful_shutdown()
+    async def draining(self) -> None:
+        node_metrics.unwatch(self)
         await self.cluster.aclose()
         await self.rooms.aclose()
-        await self._server.stop(grace)
 
-    async def wait_for_termination(self) -> None:
-        await self._server.wait_for_termination()
 
-    async def __aenter__(self) -> SfuServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+def _describe(claims: JoinTokenClaims | None) -> str:
+    return claims.identity if claims is not None else "participant"

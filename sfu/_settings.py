@@ -1,16 +1,20 @@
-"""The SFU's settings, from ``PARLEY_SFU_*`` environment variables."""
+"""The SFU's settings: explicit arguments, else ``PARLEY_SFU_*`` environment variables (and the
+``PARLEY_TOKEN_*`` / ``PARLEY_REDIS_URL`` ones it shares with control), else a clear error."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from parley.server import ConfigurationError, EnvSpec, parse_value
+
+__all__ = ["ENV", "ConfigurationError", "SfuSettings"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class SfuSettings:
     #: Join-token signing secrets by key id (control's ``PARLEY_TOKEN_SECRET`` is key ``parley``).
-    token_secrets: Mapping[str, str] = field(default_factory=dict)
+    token_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Where the signal and room-admin services listen.
     grpc_address: str = "127.0.0.1:7880"
     #: The most participants a room admits; 0: no limit.
@@ -27,7 +31,7 @@ class SfuSettings:
     ice_servers: tuple[str, ...] = ()
     #: Redis of a multi-node deployment (``redis://host:6379/0``); empty: one node, no Redis.
     redis_url: str = ""
-    #: Key prefix of the node registry in Redis.
+    #: Key prefix of the node registry in Redis (the same as control's and the gateway's).
     registry_prefix: str = "parley:sfu"
     #: How this node is reached by clients (``grpc://host:port``); default: its gRPC address.
     public_url: str = ""
@@ -35,17 +39,33 @@ class SfuSettings:
     heartbeat_interval: float = 2.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SfuSettings:
-        env = os.environ if env is None else env
-        secret = env.get("PARLEY_TOKEN_SECRET", "")
-        if not secret:
-            raise ValueError("PARLEY_TOKEN_SECRET is required: the secret control signs join tokens with")
-        return cls(
-            token_secrets={env.get("PARLEY_TOKEN_KEY_ID", "parley"): secret},
-            grpc_address=env.get("PARLEY_SFU_GRPC_ADDRESS", cls.grpc_address),
-            max_participants=int(env.get("PARLEY_SFU_MAX_PARTICIPANTS", cls.max_participants)),
-            empty_timeout=float(env.get("PARLEY_SFU_EMPTY_TIMEOUT", cls.empty_timeout)),
-            ice_servers=tuple(u for u in env.get("PARLEY_SFU_ICE_SERVERS", "").split(",") if u),
-            redis_url=env.get("PARLEY_REDIS_URL", ""),
-            public_url=env.get("PARLEY_SFU_PUBLIC_URL", ""),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> SfuSettings:
+        """Reads settings, explicit keyword arguments winning over the environment
+        (``ENV.variables(SfuSettings)`` lists the variables)."""
+        return ENV.load(cls, env, explicit)
+
+
+def _token_secrets(env: Mapping[str, str]) -> Mapping[str, str] | None:
+    """``PARLEY_SFU_TOKEN_SECRETS=kid=secret,...`` (several keys, during a rotation), else
+    control's ``PARLEY_TOKEN_SECRET`` under ``PARLEY_TOKEN_KEY_ID`` (default ``parley``)."""
+    if env.get("PARLEY_SFU_TOKEN_SECRETS"):
+        try:
+            secrets = parse_value(Mapping[str, str], env["PARLEY_SFU_TOKEN_SECRETS"])
+        except ValueError as error:
+            raise ConfigurationError(f"PARLEY_SFU_TOKEN_SECRETS: {error}") from None
+        assert isinstance(secrets, dict)
+        return secrets
+    if env.get("PARLEY_TOKEN_SECRET"):
+        return {env.get("PARLEY_TOKEN_KEY_ID", "parley"): env["PARLEY_TOKEN_SECRET"]}
+    return None
+
+
+#: Where each setting comes from: ``PARLEY_SFU_<FIELD>`` unless named here.
+ENV = EnvSpec(
+    prefix="PARLEY_SFU_",
+    names={"redis_url": "PARLEY_REDIS_URL"},
+    readers={
+        "token_secrets": (("PARLEY_TOKEN_SECRET", "PARLEY_SFU_TOKEN_SECRETS", "PARLEY_TOKEN_KEY_ID"), _token_secrets)
+    },
+    required=("token_secrets",),
+)

@@ -27,7 +27,7 @@ def test_nested_sensitive_fields_are_redacted() -> None:
 
 
 async def test_interceptor_logs_calls_without_secrets(callers: Callers, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="control._interceptor"):
+    with caplog.at_level(logging.DEBUG, logger="control.calls"):
         login = await callers.anonymous.users.dev_login("log-user", email="log-user@example.test")
         owner = callers.anonymous.with_bearer(login.access_token)
         room = await owner.rooms.create(access_level=res.ACCESS_LEVEL_RESTRICTED)

@@ -1,4 +1,5 @@
-"""Alembic environment: migrations run on a connection handed over by control._db."""
+"""Alembic environment: migrations run on a connection handed over by ``parley.server.db``;
+control's revisions are recorded in Alembic's default ``alembic_version`` table."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from alembic import context
 from control._models import Base
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=True,
+    version_table=context.config.attributes["version_table"],
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -1,7 +1,8 @@
-"""Opaque ``page_token``s for keyset pagination on (created_at, id).
+"""Opaque ``page_token``s for keyset pagination on (created_at, id), shared by every service.
 
-A token is bound to the query it came from (``scope``): reusing it with another filter or
-caller is an INVALID_ARGUMENT, not a silently wrong page.
+A token is bound to the query it came from (``scope``: the list, its filter, its caller), kept
+only as a short hash so that no owner id or filter is readable in it; reusing it with another
+filter or caller is an INVALID_ARGUMENT, not a silently wrong page.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from datetime import datetime
 
 from ._errors import InvalidArgument
 
+__all__ = ["DEFAULT_PAGE_SIZE", "decode_page_token", "encode_page_token", "page_size"]
+
 DEFAULT_PAGE_SIZE = 50
 
 
 def page_size(requested: int) -> int:
+    """The page size to serve: the requested one, or the default for 0."""
     return requested or DEFAULT_PAGE_SIZE
 
 
@@ -24,12 +28,12 @@ def _fingerprint(scope: str) -> str:
     return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
-def encode(created_at: datetime, row_id: str, *, scope: str) -> str:
+def encode_page_token(created_at: datetime, row_id: str, *, scope: str) -> str:
     payload = {"c": created_at.isoformat(), "i": row_id, "s": _fingerprint(scope)}
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode(token: str, *, scope: str) -> tuple[datetime, str] | None:
+def decode_page_token(token: str, *, scope: str) -> tuple[datetime, str] | None:
     """The position after which the next page starts; ``None`` for the first page."""
     if not token:
         return None

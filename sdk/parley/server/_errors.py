@@ -1,7 +1,17 @@
-"""Helpers for Parley's own gRPC servers (control, ai, ...), shared through the SDK so every
-service rejects bad input and reports errors the same way: protovalidate violations as
-``google.rpc.BadRequest`` field violations, and ``google.rpc.Status`` with an ``ErrorInfo``
-reason in the ``parley.dev`` domain."""
+"""The errors every Parley service answers with, and how they become ``google.rpc.Status``:
+protovalidate violations as ``google.rpc.BadRequest`` field violations, and an ``ErrorInfo``
+reason in the ``parley.dev`` domain on every error.
+
+    ServiceError             INTERNAL
+    ├── InvalidArgument      INVALID_ARGUMENT, with field violations (google.rpc.BadRequest)
+    ├── Unauthenticated      UNAUTHENTICATED: no valid credentials
+    ├── PermissionDenied     PERMISSION_DENIED: valid credentials, not allowed
+    ├── NotFound             NOT_FOUND
+    ├── AlreadyExists        ALREADY_EXISTS
+    ├── FailedPrecondition   FAILED_PRECONDITION: etag mismatch, a job not finished...
+    ├── ResourceExhausted    RESOURCE_EXHAUSTED: over a size, count or rate limit
+    └── Unavailable          UNAVAILABLE: a service it depends on cannot be reached
+"""
 
 from __future__ import annotations
 
@@ -14,7 +24,24 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-__all__ = ["ERROR_DOMAIN", "error_status", "field_violations"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "AlreadyExists",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "ServiceError",
+    "Unauthenticated",
+    "Unavailable",
+    "error_status",
+    "field_violations",
+    "status_message",
+    "to_status",
+    "to_status_message",
+    "validate",
+]
 
 ERROR_DOMAIN = "parley.dev"
 
@@ -33,6 +60,13 @@ def _field_path(violation: protovalidate.Violation) -> str:
 def field_violations(request: Message) -> list[tuple[str, str]]:
     """Every protovalidate rule ``request`` breaks, as ``(field path, description)``."""
     return [(_field_path(v), v.proto.message or v.proto.rule_id) for v in protovalidate.collect_violations(request)]
+
+
+def validate(request: Message) -> None:
+    """Raises InvalidArgument listing every protovalidate rule ``request`` breaks (for messages
+    a handler reads from a stream; the validation interceptor checks the others)."""
+    if violations := field_violations(request):
+        raise InvalidArgument(violations)
 
 
 def error_status(
@@ -68,18 +102,7 @@ def status_message(
 
 class ServiceError(Exception):
     """An error a Parley service answers with: its gRPC status code and an ErrorInfo reason
-    (the services' interceptors turn it into ``google.rpc.Status`` with details).
-
-        ServiceError             INTERNAL
-        ├── InvalidArgument      INVALID_ARGUMENT, with field violations (google.rpc.BadRequest)
-        ├── Unauthenticated      UNAUTHENTICATED: no valid credentials
-        ├── PermissionDenied     PERMISSION_DENIED: valid credentials, not allowed
-        ├── NotFound             NOT_FOUND
-        ├── AlreadyExists        ALREADY_EXISTS
-        ├── FailedPrecondition   FAILED_PRECONDITION: etag mismatch, a job not finished...
-        ├── ResourceExhausted    RESOURCE_EXHAUSTED: over a size or count limit
-        └── Unavailable          UNAVAILABLE: a service it depends on cannot be reached
-    """
+    (the kit's error interceptor turns it into ``google.rpc.Status`` with details)."""
 
     code = grpc.StatusCode.INTERNAL
     #: Machine-readable reason sent in a google.rpc.ErrorInfo detail.
@@ -138,3 +161,15 @@ class ResourceExhausted(ServiceError):
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+
+def to_status(error: ServiceError) -> grpc.Status:
+    """The ``grpc.Status`` (google.rpc.Status with details) a service error answers with."""
+    violations = error.violations if isinstance(error, InvalidArgument) else ()
+    return error_status(error.code, error.message, reason=error.reason, violations=violations)
+
+
+def to_status_message(error: ServiceError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of a service error, for errors sent inside a stream."""
+    violations = error.violations if isinstance(error, InvalidArgument) else ()
+    return status_message(error.code, error.message, reason=error.reason, violations=violations)

@@ -1,0 +1,82 @@
+"""The SFU's Prometheus metrics (``parley_sfu_*``), read when scraped: the rooms, participants
+and tracks of each node of this process, and media counters the forwarding path bumps as plain
+integers (no lock, no label lookup per packet)."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ._server import SfuServer
+
+
+@dataclass
+class MediaTotals:
+    """Since this process started, over every node in it."""
+
+    forwarded_packets: int = 0
+    forwarded_bytes: int = 0
+    #: NACKs the SFU sent publishers for packets that did not arrive.
+    nacks_sent: int = 0
+    #: Keyframe requests (PLI) the SFU sent publishers.
+    plis_sent: int = 0
+    #: Packets publishers sent (by their sequence numbers) and packets that arrived, counted
+    #: every connection-quality update; their difference is the inbound loss.
+    inbound_expected: int = 0
+    inbound_received: int = 0
+
+
+MEDIA = MediaTotals()
+_NODES: weakref.WeakSet[SfuServer] = weakref.WeakSet()
+
+
+def watch(node: SfuServer) -> None:
+    _NODES.add(node)
+
+
+def unwatch(node: SfuServer) -> None:
+    _NODES.discard(node)
+
+
+class _SfuCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        rooms = GaugeMetricFamily("parley_sfu_rooms", "Rooms meeting on the node.", labels=["node"])
+        participants = GaugeMetricFamily("parley_sfu_participants", "Participants in its rooms.", labels=["node"])
+        published = GaugeMetricFamily("parley_sfu_published_tracks", "Tracks published on the node.", labels=["node"])
+        subscribed = GaugeMetricFamily(
+            "parley_sfu_subscribed_tracks", "Track subscriptions served by the node.", labels=["node"]
+        )
+        for node in list(_NODES):
+            sessions = [s for room in list(node.rooms.rooms.values()) for s in list(room.sessions.values())]
+            label = [node.cluster.node_id]
+            rooms.add_metric(label, len(node.rooms.rooms))
+            participants.add_metric(label, len(sessions))
+            published.add_metric(label, sum(len(s.published) for s in sessions))
+            subscribed.add_metric(label, sum(len(s.subscriptions) for s in sessions))
+        yield from (rooms, participants, published, subscribed)
+        yield CounterMetricFamily(
+            "parley_sfu_forwarded_packets", "RTP packets forwarded to subscribers.", value=MEDIA.forwarded_packets
+        )
+        yield CounterMetricFamily(
+            "parley_sfu_forwarded_bytes", "RTP payload bytes forwarded to subscribers.", value=MEDIA.forwarded_bytes
+        )
+        yield CounterMetricFamily("parley_sfu_nacks_sent", "NACKs sent to publishers.", value=MEDIA.nacks_sent)
+        yield CounterMetricFamily("parley_sfu_plis_sent", "Keyframe requests to publishers.", value=MEDIA.plis_sent)
+        yield CounterMetricFamily(
+            "parley_sfu_inbound_packets_expected",
+            "Packets publishers sent, by sequence number (inbound loss: 1 - received / expected).",
+            value=MEDIA.inbound_expected,
+        )
+        yield CounterMetricFamily(
+            "parley_sfu_inbound_packets_received", "Packets that arrived from publishers.", value=MEDIA.inbound_received
+        )
+
+
+REGISTRY.register(_SfuCollector())
