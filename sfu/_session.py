@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -26,10 +25,18 @@ from aiortc import (
     sdp,
 )
 from google.protobuf import duration_pb2
-from google.rpc import code_pb2, status_pb2
 
 from parley import TRACK_SOURCE_NAMES, JoinTokenClaims
 from parley.control.v1 import resources_pb2 as control_res
+from parley.server import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    ServiceError,
+)
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
@@ -49,14 +56,6 @@ KIND_NAMES: dict[int, str] = {res.TRACK_KIND_AUDIO: "audio", res.TRACK_KIND_VIDE
 OUTBOX_LIMIT = 2000
 MAX_ATTRIBUTES = 32
 LOSSY_LIMIT = 200
-
-
-class SignalFailure(Exception):
-    """A request that fails without ending the session."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(eq=False)
@@ -265,23 +264,23 @@ class Session:
         elif kind == "ping":
             self.send(sig.ConnectResponse(pong=sig.Pong(last_ping_timestamp=request.ping.timestamp)))
         elif kind == "join":
-            raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "already joined")
+            raise FailedPrecondition("already joined")
         else:  # "leave" is handled by the stream
-            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"unknown request {kind!r}")
+            raise InvalidArgument.field("message", f"unknown request {kind!r}")
 
     async def _on_trickle(self, trickle: sig.IceCandidate) -> None:
         """A remote candidate (browsers trickle theirs; the SFU's own are in its SDP, as
         aiortc gathers before offering or answering)."""
         pc = self.publisher if trickle.target == sig.SIGNAL_TARGET_PUBLISHER else self.subscriber
         if pc is None:
-            raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "that connection is not negotiated yet")
+            raise FailedPrecondition("that connection is not negotiated yet")
         line = trickle.candidate.removeprefix("a=").removeprefix("candidate:")
         if not line:
             return  # end of candidates
         try:
             candidate = sdp.candidate_from_sdp(line)
         except (ValueError, IndexError) as error:
-            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"not an ICE candidate: {error}") from error
+            raise InvalidArgument([("trickle.candidate", str(error))], "not an ICE candidate") from error
         candidate.sdpMid = trickle.sdp_mid or None
         candidate.sdpMLineIndex = trickle.sdp_mline_index
         await pc.addIceCandidate(candidate)
@@ -289,7 +288,7 @@ class Session:
     def _own_track(self, track_sid: str) -> PublishedTrack:
         track = self.published.get(track_sid)
         if track is None:
-            raise SignalFailure(grpc.StatusCode.NOT_FOUND, f"you publish no track {track_sid}")
+            raise NotFound(f"you publish no track {track_sid}")
         return track
 
     # --- publishing --------------------------------------------------------------------------
@@ -297,13 +296,13 @@ class Session:
     def _on_publish_track(self, request: sig.PublishTrackRequest) -> None:
         source = TRACK_SOURCE_NAMES[request.source]
         if not self.claims.grants.may_publish(source):
-            raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, f"your token does not allow publishing {source}")
+            raise PermissionDenied(f"your token does not allow publishing {source}")
         if SOURCE_KINDS[request.source] != request.kind:
-            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"a {source} track is not {KIND_NAMES[request.kind]}")
+            raise InvalidArgument.field("publish_track.kind", f"a {source} track is not {KIND_NAMES[request.kind]}")
         if request.cid in self.announced or any(t.cid == request.cid for t in self.published.values()):
-            raise SignalFailure(grpc.StatusCode.ALREADY_EXISTS, f"track {request.cid} is already announced")
+            raise AlreadyExists(f"track {request.cid} is already announced")
         if len(self.published) + len(self.announced) >= self.room.settings.max_tracks_per_participant:
-            raise SignalFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many tracks")
+            raise ResourceExhausted("too many tracks")
         self.announced[request.cid] = PublishedTrack(
             sid=new_sid("TR"),
             cid=request.cid,
@@ -315,11 +314,11 @@ class Session:
 
     async def _on_offer(self, offer: sig.SessionDescription) -> None:
         if not self.permission.can_publish:
-            raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, "your token does not allow publishing")
+            raise PermissionDenied("your token does not allow publishing")
         # Tracks are matched to their announcement by the track id of each section's a=msid
         # (aiortc reads it only under an a=msid-semantic naming the stream; browsers often
         # publish without streams).
-        track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in _check_sdp(offer.sdp).media if m.msid}
+        track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in _check_sdp(offer.sdp, field="offer.sdp").media if m.msid}
         first = self.publisher is None
         pc = self.publisher if self.publisher is not None else RTCPeerConnection(self._configuration)
         self.publisher = pc
@@ -329,7 +328,7 @@ class Session:
             if first:
                 self.publisher = None
                 await pc.close()
-            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the offer was refused: {error}") from error
+            raise InvalidArgument([("offer.sdp", str(error))], "the offer was refused") from error
         new: list[PublishedTrack] = []
         refused: list[str] = []
         for transceiver in pc.getTransceivers():
@@ -360,7 +359,7 @@ class Session:
         for fresh in new:
             self._start_forwarding(fresh)
         if refused:
-            raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "; ".join(refused))
+            raise FailedPrecondition("; ".join(refused))
 
     def _start_forwarding(self, track: PublishedTrack) -> None:
         """A track's media is negotiated: forward it to everyone subscribed."""
@@ -437,11 +436,11 @@ class Session:
 
     async def _on_update_subscription(self, request: sig.UpdateSubscriptionRequest) -> None:
         if not self.permission.can_subscribe:
-            raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, "your token does not allow subscribing")
+            raise PermissionDenied("your token does not allow subscribing")
         owners = {sid: owner for owner, sid in self.room.tracks() if not owner.permission.hidden or owner is self}
         unknown = [sid for sid in request.track_sids if sid not in owners or owners[sid] is self]
         if unknown:
-            raise SignalFailure(grpc.StatusCode.NOT_FOUND, f"no such track: {', '.join(unknown)}")
+            raise NotFound(f"no such track: {', '.join(unknown)}")
         for track_sid in request.track_sids:
             if not request.subscribe:
                 self._unsubscribe(track_sid)
@@ -490,14 +489,14 @@ class Session:
     async def _on_answer(self, answer: sig.SessionDescription) -> None:
         pc = self.subscriber
         if pc is None or not self._awaiting_answer:
-            raise SignalFailure(grpc.StatusCode.FAILED_PRECONDITION, "no subscriber offer is waiting for an answer")
+            raise FailedPrecondition("no subscriber offer is waiting for an answer")
         try:
-            _check_sdp(answer.sdp)
+            _check_sdp(answer.sdp, field="answer.sdp")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
-        except SignalFailure:
+        except ServiceError:
             raise
         except Exception as error:  # the offer still waits for a good answer
-            raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the answer was refused: {error}") from error
+            raise InvalidArgument([("answer.sdp", str(error))], "the answer was refused") from error
         self._awaiting_answer = False
         if self._answer_due is not None:
             self._answer_due.cancel()
@@ -514,7 +513,7 @@ class Session:
 
     def _on_data(self, packet: res.DataPacket) -> None:
         if not self.permission.can_publish_data:
-            raise SignalFailure(grpc.StatusCode.PERMISSION_DENIED, "your token does not allow sending data")
+            raise PermissionDenied("your token does not allow sending data")
         deliver(self.room, packet, sender=self)
 
     def _on_update_metadata(self, request: sig.UpdateMetadataRequest) -> None:
@@ -525,7 +524,7 @@ class Session:
             else:
                 attributes.pop(key, None)
         if len(attributes) > MAX_ATTRIBUTES:  # checked before anything changes
-            raise SignalFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {MAX_ATTRIBUTES} attributes")
+            raise ResourceExhausted(f"at most {MAX_ATTRIBUTES} attributes")
         self.attributes = attributes
         if request.HasField("name"):
             self.name = request.name
@@ -539,15 +538,15 @@ class Session:
         self._tell_others(message)
 
 
-def _check_sdp(text: str) -> sdp.SessionDescription:
+def _check_sdp(text: str, *, field: str) -> sdp.SessionDescription:
     """Refuses a description that does not parse or carries no audio / video section (aiortc
-    would accept those, and answer with an empty session)."""
+    would accept those, and answer with an empty session). ``field``: where it was sent."""
     try:
         description = sdp.SessionDescription.parse(text)
     except Exception as error:
-        raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, f"the SDP does not parse: {error}") from error
+        raise InvalidArgument([(field, str(error))], "the SDP does not parse") from error
     if not any(m.kind in ("audio", "video") for m in description.media):
-        raise SignalFailure(grpc.StatusCode.INVALID_ARGUMENT, "the SDP has no audio or video section")
+        raise InvalidArgument([(field, "no audio or video section")], "the SDP has no media")
     return description
 
 
@@ -566,7 +565,3 @@ def deliver(room: Room, packet: res.DataPacket, *, sender: Session | None) -> No
 
 def res_ice(url: str) -> sig.IceServer:
     return sig.IceServer(urls=[url])
-
-
-def failure_status(error: SignalFailure) -> status_pb2.Status:
-    return status_pb2.Status(code=getattr(code_pb2, error.code.name), message=str(error))
