@@ -34,9 +34,10 @@ from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
 from parley.sfu_registry import NoSfuNode
 
 from ._cluster import Cluster
+from ._data import deliver
 from ._media import check_aiortc
 from ._room import Room, Rooms
-from ._session import Session, deliver
+from ._session import Session
 from ._settings import SfuSettings
 
 log = logging.getLogger(__name__)

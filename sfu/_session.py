@@ -22,7 +22,6 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
-    sdp,
 )
 from google.protobuf import duration_pb2
 
@@ -40,8 +39,10 @@ from parley.server import (
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
+from ._data import send_data, update_metadata
 from ._media import DownTrack, IdleTrack, UpTrack, forwardable_preferences, ignore_receiver, restrict_codecs
 from ._room import Room, new_sid, timestamp
+from ._sdp import check_sdp, ice_candidate
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ SOURCE_KINDS: dict[int, int] = {
 KIND_NAMES: dict[int, str] = {res.TRACK_KIND_AUDIO: "audio", res.TRACK_KIND_VIDEO: "video"}
 #: Messages waiting for a slow client before its session is ended (reliable) or dropped (lossy).
 OUTBOX_LIMIT = 2000
-MAX_ATTRIBUTES = 32
 LOSSY_LIMIT = 200
 
 
@@ -258,9 +258,9 @@ class Session:
         elif kind == "update_subscription":
             await self._on_update_subscription(request.update_subscription)
         elif kind == "data":
-            self._on_data(request.data)
+            send_data(self, request.data)
         elif kind == "update_metadata":
-            self._on_update_metadata(request.update_metadata)
+            update_metadata(self, request.update_metadata)
         elif kind == "ping":
             self.send(sig.ConnectResponse(pong=sig.Pong(last_ping_timestamp=request.ping.timestamp)))
         elif kind == "join":
@@ -274,16 +274,9 @@ class Session:
         pc = self.publisher if trickle.target == sig.SIGNAL_TARGET_PUBLISHER else self.subscriber
         if pc is None:
             raise FailedPrecondition("that connection is not negotiated yet")
-        line = trickle.candidate.removeprefix("a=").removeprefix("candidate:")
-        if not line:
-            return  # end of candidates
-        try:
-            candidate = sdp.candidate_from_sdp(line)
-        except (ValueError, IndexError) as error:
-            raise InvalidArgument([("trickle.candidate", str(error))], "not an ICE candidate") from error
-        candidate.sdpMid = trickle.sdp_mid or None
-        candidate.sdpMLineIndex = trickle.sdp_mline_index
-        await pc.addIceCandidate(candidate)
+        candidate = ice_candidate(trickle)
+        if candidate is not None:
+            await pc.addIceCandidate(candidate)
 
     def _own_track(self, track_sid: str) -> PublishedTrack:
         track = self.published.get(track_sid)
@@ -318,7 +311,7 @@ class Session:
         # Tracks are matched to their announcement by the track id of each section's a=msid
         # (aiortc reads it only under an a=msid-semantic naming the stream; browsers often
         # publish without streams).
-        track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in _check_sdp(offer.sdp, field="offer.sdp").media if m.msid}
+        track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in check_sdp(offer.sdp, field="offer.sdp").media if m.msid}
         first = self.publisher is None
         pc = self.publisher if self.publisher is not None else RTCPeerConnection(self._configuration)
         self.publisher = pc
@@ -491,7 +484,7 @@ class Session:
         if pc is None or not self._awaiting_answer:
             raise FailedPrecondition("no subscriber offer is waiting for an answer")
         try:
-            _check_sdp(answer.sdp, field="answer.sdp")
+            check_sdp(answer.sdp, field="answer.sdp")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
         except ServiceError:
             raise
@@ -509,58 +502,10 @@ class Session:
                 sub.down.set_paused(sub.paused)
         await self._negotiate()
 
-    # --- data and metadata ---------------------------------------------------------------------
-
-    def _on_data(self, packet: res.DataPacket) -> None:
-        if not self.permission.can_publish_data:
-            raise PermissionDenied("your token does not allow sending data")
-        deliver(self.room, packet, sender=self)
-
-    def _on_update_metadata(self, request: sig.UpdateMetadataRequest) -> None:
-        attributes = dict(self.attributes)
-        for key, value in request.attributes.items():
-            if value:
-                attributes[key] = value
-            else:
-                attributes.pop(key, None)
-        if len(attributes) > MAX_ATTRIBUTES:  # checked before anything changes
-            raise ResourceExhausted(f"at most {MAX_ATTRIBUTES} attributes")
-        self.attributes = attributes
-        if request.HasField("name"):
-            self.name = request.name
-        if request.HasField("metadata"):
-            self.metadata = request.metadata
-        self.announce_update()
-
     def announce_update(self) -> None:
         message = sig.ConnectResponse(participant_updated=sig.ParticipantUpdated(participant=self.info()))
         self.send(message)
         self._tell_others(message)
-
-
-def _check_sdp(text: str, *, field: str) -> sdp.SessionDescription:
-    """Refuses a description that does not parse or carries no audio / video section (aiortc
-    would accept those, and answer with an empty session). ``field``: where it was sent."""
-    try:
-        description = sdp.SessionDescription.parse(text)
-    except Exception as error:
-        raise InvalidArgument([(field, str(error))], "the SDP does not parse") from error
-    if not any(m.kind in ("audio", "video") for m in description.media):
-        raise InvalidArgument([(field, "no audio or video section")], "the SDP has no media")
-    return description
-
-
-def deliver(room: Room, packet: res.DataPacket, *, sender: Session | None) -> None:
-    """Hands a data message to its destinations (everyone else when it names none)."""
-    out = res.DataPacket()
-    out.CopyFrom(packet)
-    out.participant_identity = sender.identity if sender is not None else ""
-    message = sig.ConnectResponse(data=out)
-    lossy = packet.kind == res.DATA_KIND_LOSSY
-    targets = set(packet.destination_identities)
-    for session in list(room.sessions.values()):
-        if session is not sender and (not targets or session.identity in targets):
-            session.send(message, lossy=lossy)
 
 
 def res_ice(url: str) -> sig.IceServer:
