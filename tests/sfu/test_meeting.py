@@ -146,7 +146,7 @@ async def test_manual_subscribers_choose_their_tracks(sfu: SfuServer, token: Min
         camera = await alice.publish(ColourTrack(), source="camera")
         microphone = await alice.publish(ToneTrack(), source="microphone")
         await bob.wait_for("track_published", lambda e: e.track is not None and e.track.sid == microphone.sid)
-        subscriptions = sfu.rooms.rooms[room_id].sessions["bob"].subscriptions
+        subscriptions = sfu.rooms.rooms[room_id].sessions["bob"].subscriber.subscriptions
         assert not subscriptions
 
         await bob.subscribe(["TR_nothing", camera.sid])  # all or nothing
