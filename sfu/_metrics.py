@@ -59,7 +59,7 @@ class _SfuCollector(Collector):
             rooms.add_metric(label, len(node.rooms.rooms))
             participants.add_metric(label, len(sessions))
             published.add_metric(label, sum(len(s.published) for s in sessions))
-            subscribed.add_metric(label, sum(len(s.subscriptions) for s in sessions))
+            subscribed.add_metric(label, sum(len(s.subscriber.subscriptions) for s in sessions))
         yield from (rooms, participants, published, subscribed)
         yield CounterMetricFamily(
             "parley_sfu_forwarded_packets", "RTP packets forwarded to subscribers.", value=MEDIA.forwarded_packets

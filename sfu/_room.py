@@ -7,19 +7,21 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from google.protobuf import timestamp_pb2
 
+from parley.server import NotFound
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._settings import SfuSettings
 
 if TYPE_CHECKING:
+    from ._publisher import PublishedTrack
     from ._session import Session
 
 log = logging.getLogger(__name__)
@@ -92,10 +94,52 @@ class Room:
         """Empty for longer than the settings allow."""
         return self._empty_since is not None and now - self._empty_since >= self.settings.empty_timeout
 
-    def tracks(self) -> Iterable[tuple[Session, str]]:
-        for session in self.sessions.values():
-            for track_sid in session.published:
-                yield session, track_sid
+    def tracks(self) -> Iterable[tuple[Session, PublishedTrack]]:
+        for session in list(self.sessions.values()):
+            for track in list(session.published.values()):
+                yield session, track
+
+    # --- who receives what ---------------------------------------------------------------------
+
+    def _subscribable(self, session: Session, track_sids: Sequence[str]) -> list[PublishedTrack]:
+        """The tracks ``session`` may ask for (published here by others, not hidden), all or
+        none: NotFound names every one it may not."""
+        tracks = {t.sid: t for owner, t in self.tracks() if owner is not session and not owner.permission.hidden}
+        unknown = [sid for sid in track_sids if sid not in tracks]
+        if unknown:
+            raise NotFound(f"no such track: {', '.join(unknown)}")
+        return [tracks[sid] for sid in track_sids]
+
+    def subscribe(self, session: Session, track_sids: Sequence[str], *, paused: bool = False) -> None:
+        """Subscribes ``session`` to tracks others publish here (its next subscriber offer
+        carries them), paused or not."""
+        for track in self._subscribable(session, track_sids):
+            session.subscriber.add(track)
+            session.subscriber.set_paused(track.sid, paused)
+
+    def unsubscribe(self, session: Session, track_sids: Sequence[str]) -> None:
+        """Ends subscriptions of ``session`` (its next subscriber offer drops them)."""
+        for track in self._subscribable(session, track_sids):
+            session.subscriber.remove(track.sid)
+
+    def subscribe_to_all(self, session: Session) -> None:
+        """A joining session that subscribes automatically receives what is already published."""
+        for owner, track in self.tracks():
+            if owner is not session:
+                session.subscriber.add(track)
+
+    def track_published(self, owner: Session, track: PublishedTrack) -> None:
+        """Subscribes every session that subscribes automatically, each negotiating anew."""
+        for session in list(self.sessions.values()):
+            if session is not owner and session.subscribes_automatically:
+                session.subscriber.add(track)
+                session.subscriber.negotiate_soon()
+
+    def track_unpublished(self, track: PublishedTrack) -> None:
+        """Ends every subscription to a track, each subscriber negotiating anew."""
+        for session in list(self.sessions.values()):
+            if session.subscriber.remove(track.sid):
+                session.subscriber.negotiate_soon()
 
     def update_speakers(self) -> None:
         """Sends ``speakers_changed`` when the set of people speaking changed."""

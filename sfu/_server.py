@@ -15,14 +15,18 @@ from parley import InvalidTokenError, JoinTokenClaims, verify_join_token
 from parley.server import (
     AuthenticationInterceptor,
     CallInput,
+    FailedPrecondition,
     GrpcServer,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
+    ServiceError,
     Unauthenticated,
-    error_status,
+    Unavailable,
     field_violations,
     standard_interceptors,
-    status_message,
+    to_status_message,
 )
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
@@ -31,9 +35,10 @@ from parley.sfu_registry import NoSfuNode
 
 from . import _metrics as node_metrics
 from ._cluster import Cluster
+from ._data import deliver
 from ._media import check_aiortc
 from ._room import Room, Rooms
-from ._session import Session, SignalFailure, deliver
+from ._session import Session
 from ._settings import SfuSettings
 
 log = logging.getLogger(__name__)
@@ -44,12 +49,6 @@ SERVICE_NAMES = (
 )
 #: Signal requests one session may send per second on average (bursts of twice that pass).
 REQUEST_RATE = 50.0
-
-
-class _Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, violations: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status = error_status(code, message, reason=code.name, violations=violations or [])
 
 
 def _invalid(request: Any) -> list[tuple[str, str]]:
@@ -64,11 +63,7 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
     async def Connect(
         self, request_iterator: AsyncIterator[sig.ConnectRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[sig.ConnectResponse]:
-        try:
-            session = await self._join(request_iterator)
-        except _Abort as abort:
-            await context.abort_with_status(abort.status)
-            return
+        session = await self._join(request_iterator)  # a refusal ends the call (error interceptor)
         reader = asyncio.create_task(self._read(session, request_iterator))
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, (session.claims.expires_at - datetime.now(UTC)).total_seconds()),
@@ -90,29 +85,27 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
         try:
             first = await asyncio.wait_for(anext(requests), timeout=self.rooms.settings.ping_interval)
         except (StopAsyncIteration, TimeoutError) as error:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "send join first") from error
+            raise InvalidArgument.field("join", "send join first") from error
         if first.WhichOneof("message") != "join":
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must be join")
+            raise InvalidArgument.field("join", "the first request must be join")
         if violations := _invalid(first):
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid join request", violations)
+            raise InvalidArgument(violations, "invalid join request")
         try:
             claims = verify_join_token(first.join.token, secrets=self.rooms.settings.token_secrets)
         except InvalidTokenError as error:
-            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, str(error)) from error
+            raise Unauthenticated(str(error)) from error
         if not claims.grants.room_join:
-            raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "the token does not grant joining the room")
+            raise PermissionDenied("the token does not grant joining the room")
         try:
             elsewhere = await self.cluster.owner_elsewhere(claims.grants.room)
         except NoSfuNode as error:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(error)) from error
+            raise Unavailable(str(error)) from error
         if elsewhere is not None:
-            raise _Abort(
-                grpc.StatusCode.FAILED_PRECONDITION, f"room {claims.grants.room} meets on another node: {elsewhere}"
-            )
+            raise FailedPrecondition(f"room {claims.grants.room} meets on another node: {elsewhere}")
         room = self.rooms.get_or_create(claims.grants.room)
         limit = self.rooms.settings.max_participants
         if limit and claims.identity not in room.sessions and len(room.sessions) >= limit:
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the room is full ({limit} participants)")
+            raise ResourceExhausted(f"the room is full ({limit} participants)")
         replaced = room.sessions.get(claims.identity)
         if replaced is not None:  # ended before the new one is in: a cancelled join leaves no ghost
             await replaced.end(res.LEAVE_REASON_DUPLICATE_IDENTITY)
@@ -140,37 +133,30 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
                 budget = min(2 * REQUEST_RATE, budget + (now - last) * REQUEST_RATE) - 1
                 last = now
                 if budget < 0:
-                    failure = SignalFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many signal requests; slow down")
-                    self._fail(session, request, failure)
+                    self._fail(session, request, ResourceExhausted("too many signal requests; slow down"))
                     continue
                 if request.WhichOneof("message") == "leave":
                     break
                 if violations := _invalid(request):
-                    status = status_message(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "invalid request",
-                        reason="INVALID_ARGUMENT",
-                        violations=violations,
-                    )
-                    session.send(
-                        sig.ConnectResponse(error=sig.SignalError(request_id=request.request_id, status=status))
-                    )
+                    self._fail(session, request, InvalidArgument(violations))
                     continue
                 try:
                     await session.handle(request)
-                except SignalFailure as failure:
-                    self._fail(session, request, failure)
+                except ServiceError as error:
+                    self._fail(session, request, error)
                 except Exception:
                     log.exception("request %s of %s failed", request.WhichOneof("message"), session.identity)
-                    self._fail(session, request, SignalFailure(grpc.StatusCode.INTERNAL, "the SFU failed this request"))
+                    self._fail(session, request, ServiceError("the SFU failed this request"))
         except grpc.RpcError:
             reason = res.LEAVE_REASON_CONNECTION_FAILED
         await session.end(reason)
 
     @staticmethod
-    def _fail(session: Session, request: sig.ConnectRequest, failure: SignalFailure) -> None:
-        status = status_message(failure.code, str(failure), reason=failure.code.name)
-        session.send(sig.ConnectResponse(error=sig.SignalError(request_id=request.request_id, status=status)))
+    def _fail(session: Session, request: sig.ConnectRequest, error: ServiceError) -> None:
+        """Answers one request with its error; the session goes on."""
+        session.send(
+            sig.ConnectResponse(error=sig.SignalError(request_id=request.request_id, status=to_status_message(error)))
+        )
 
 
 class RoomAdminServicer(sig_grpc.RoomAdminServiceServicer):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import grpc
+
 from parley.control.v1 import resources_pb2 as control_res
 from parley.room import RemoteTrack, Room
 from parley.sfu.v1 import signal_service_pb2 as sig
@@ -131,6 +133,37 @@ async def test_connection_quality_is_reported(sfu: SfuServer, token: Mint) -> No
         event = await bob.wait_for("connection_quality", lambda e: any(q.identity == "alice" for q in e.qualities))
         quality = next(q.quality for q in event.qualities if q.identity == "alice")
         assert quality == sig.CONNECTION_QUALITY_EXCELLENT  # loopback loses nothing
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_manual_subscribers_choose_their_tracks(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    bob = await Room.connect(sfu.target, token("bob", room_id), auto_subscribe=False)
+    try:
+        camera = await alice.publish(ColourTrack(), source="camera")
+        microphone = await alice.publish(ToneTrack(), source="microphone")
+        await bob.wait_for("track_published", lambda e: e.track is not None and e.track.sid == microphone.sid)
+        subscriptions = sfu.rooms.rooms[room_id].sessions["bob"].subscriber.subscriptions
+        assert not subscriptions
+
+        await bob.subscribe(["TR_nothing", camera.sid])  # all or nothing
+        refused = await bob.wait_for("error")
+        assert refused.error is not None and refused.error.code == grpc.StatusCode.NOT_FOUND
+        assert "TR_nothing" in str(refused.error) and not subscriptions
+
+        await bob.subscribe([camera.sid])
+        got = await bob.wait_for("track_subscribed")
+        assert got.track is not None and got.track.sid == camera.sid and got.track.track is not None
+        assert mean_colour(await asyncio.wait_for(got.track.track.recv(), 10))  # decodes
+
+        await bob.subscribe([camera.sid], subscribe=False)
+        await bob.subscribe([microphone.sid])
+        got = await bob.wait_for("track_subscribed")
+        assert got.track is not None and got.track.sid == microphone.sid
+        assert list(subscriptions) == [microphone.sid]
     finally:
         await alice.close()
         await bob.close()

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from parley import VideoGrants, create_join_token
 from parley.control.v1 import resources_pb2 as control_res
@@ -24,6 +25,15 @@ from .conftest import KEY_ID, ColourTrack, Mint, ToneTrack
 
 def _room() -> str:
     return f"rules-{uuid.uuid4().hex[:8]}"
+
+
+def _details(status: status_pb2.Status) -> tuple[str, list[str]]:
+    """An error status's ErrorInfo reason and the fields its BadRequest names."""
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    for packed in status.details:
+        _ = packed.Unpack(info) or packed.Unpack(bad)
+    assert info.domain == "parley.dev"
+    return info.reason, [v.field for v in bad.field_violations]
 
 
 async def test_publishing_needs_the_grant_and_an_allowed_source(sfu: SfuServer, token: Mint) -> None:
@@ -211,6 +221,7 @@ async def test_bad_signal_requests_fail_that_peer_only(sfu: SfuServer, token: Mi
         for sdp_text in ("v=0\r\nnonsense", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:x"):
             bad_sdp = await error_for(sig.ConnectRequest(request_id=1, offer=sig.SessionDescription(sdp=sdp_text)))
             assert bad_sdp.request_id == 1 and bad_sdp.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            assert _details(bad_sdp.status) == ("INVALID_ARGUMENT", ["offer.sdp"])
         unknown = await error_for(sig.ConnectRequest(request_id=2))
         assert unknown.request_id == 2 and unknown.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         huge = await error_for(sig.ConnectRequest(request_id=3, data=res.DataPacket(payload=b"x" * 20000)))
@@ -218,6 +229,7 @@ async def test_bad_signal_requests_fail_that_peer_only(sfu: SfuServer, token: Mi
         assert b"data.payload" in huge.status.SerializeToString()
         stray_answer = await error_for(sig.ConnectRequest(request_id=4, answer=sig.SessionDescription(sdp="v=0")))
         assert stray_answer.status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert _details(stray_answer.status) == ("FAILED_PRECONDITION", [])
         for i in range(300):  # a flood: refused past the rate limit, the session survives
             await call.write(sig.ConnectRequest(request_id=100 + i, ping=sig.Ping(timestamp=i)))
         codes = set()

@@ -1,0 +1,226 @@
+"""The subscriber connection: the peer connection the SFU offers a participant to send it the
+tracks it subscribes to, renegotiated as subscriptions come and go.
+
+One offer at a time, in the manner of LiveKit's ``PCTransport``: changes made while an offer
+waits for its answer are batched into the next offer, sent once the answer is in::
+
+    STABLE ──change──► OFFER_DUE ──negotiate()──► AWAITING_ANSWER ──answer──► STABLE
+                           ▲                             │ change
+                           │                             ▼
+                           └───answer─── AWAITING_ANSWER_THEN_OFFER
+
+A client that leaves an offer unanswered for ``answer_timeout`` seconds would receive nothing
+new again: ``on_answer_overdue`` is called (the session ends).
+
+A transceiver whose subscription ended is made inactive and reused for a later subscription
+only once an answer has seen it inactive: reused sooner, a browser would see the same mid and
+msid and not announce a new track."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+
+from parley.server import FailedPrecondition, InvalidArgument
+from parley.sfu.v1 import signal_service_pb2 as sig
+
+from ._media import DownTrack, IdleTrack, forwardable_preferences
+from ._publisher import PublishedTrack
+from ._sdp import check_sdp
+
+log = logging.getLogger(__name__)
+
+
+class Negotiation(enum.Enum):
+    """Where the subscriber connection's offer / answer exchange stands."""
+
+    #: Nothing changed since the last answer.
+    STABLE = "stable"
+    #: Subscriptions changed; the next ``negotiate()`` offers them.
+    OFFER_DUE = "offer due"
+    #: An offer is out (from the moment it is being created); nothing changed since.
+    AWAITING_ANSWER = "awaiting answer"
+    #: An offer is out and subscriptions changed since: offer again once it is answered.
+    AWAITING_ANSWER_THEN_OFFER = "awaiting answer, then offer"
+
+
+@dataclass(eq=False)
+class Subscription:
+    track: PublishedTrack
+    transceiver: RTCRtpTransceiver
+    #: Forwards the track once an answer negotiated the transceiver.
+    down: DownTrack | None = None
+    paused: bool = False
+
+
+class Subscriber:
+    """One participant's subscriber connection, created with its first subscription."""
+
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        *,
+        answer_timeout: float,
+        send_offer: Callable[[sig.SessionDescription], None],
+        on_answer_overdue: Callable[[], None],
+        label: str = "",
+    ) -> None:
+        self._configuration = configuration
+        self._answer_timeout = answer_timeout
+        self._send_offer = send_offer
+        self._on_answer_overdue = on_answer_overdue
+        self._label = label
+        self.pc: RTCPeerConnection | None = None
+        self.state = Negotiation.STABLE
+        self.subscriptions: dict[str, Subscription] = {}
+        #: Transceivers reusable (their inactivity answered), made inactive since the last
+        #: offer, and made inactive by the offer waiting for its answer.
+        self._free: list[RTCRtpTransceiver] = []
+        self._retiring: list[RTCRtpTransceiver] = []
+        self._offered_inactive: list[RTCRtpTransceiver] = []
+        #: The last numbering sent on each reusable transceiver (its SRTP context expects it).
+        self._numbering: dict[RTCRtpTransceiver, tuple[int, int]] = {}
+        self._lock = asyncio.Lock()
+        self._answer_due: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ended = False
+
+    @property
+    def awaiting_answer(self) -> bool:
+        return self.state in (Negotiation.AWAITING_ANSWER, Negotiation.AWAITING_ANSWER_THEN_OFFER)
+
+    def _changed(self) -> None:
+        if self.state is Negotiation.STABLE:
+            self.state = Negotiation.OFFER_DUE
+        elif self.state is Negotiation.AWAITING_ANSWER:
+            self.state = Negotiation.AWAITING_ANSWER_THEN_OFFER
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def add(self, track: PublishedTrack) -> None:
+        """Subscribes to a track (the next offer carries it); nothing when already subscribed."""
+        if track.sid in self.subscriptions or self._ended:
+            return
+        if self.pc is None:
+            self.pc = RTCPeerConnection(self._configuration)
+        kind = track.media_kind
+        transceiver = next((t for t in self._free if t.kind == kind), None)
+        if transceiver is not None:  # an inactive one, its inactivity already answered
+            self._free.remove(transceiver)
+            transceiver.direction = "sendonly"
+        else:
+            transceiver = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+            transceiver.setCodecPreferences(forwardable_preferences(kind))
+        self.subscriptions[track.sid] = Subscription(track, transceiver)
+        self._changed()
+
+    def remove(self, track_sid: str) -> bool:
+        """Unsubscribes from a track (the next offer makes its transceiver inactive); False
+        when not subscribed."""
+        sub = self.subscriptions.pop(track_sid, None)
+        if sub is None:
+            return False
+        if sub.down is not None:
+            sub.down.detach()
+            self._numbering[sub.transceiver] = sub.down.numbering
+        sub.transceiver.direction = "inactive"
+        self._retiring.append(sub.transceiver)
+        self._changed()
+        return True
+
+    def set_paused(self, track_sid: str, paused: bool) -> None:
+        sub = self.subscriptions[track_sid]
+        sub.paused = paused
+        if sub.down is not None:
+            sub.down.set_paused(paused)
+
+    # --- negotiation -------------------------------------------------------------------------
+
+    async def negotiate(self) -> None:
+        """Sends an offer if one is due; otherwise nothing (an offer waiting for its answer is
+        followed by another once answered)."""
+        async with self._lock:
+            pc = self.pc
+            if pc is None or self.state is not Negotiation.OFFER_DUE or self._ended:
+                return
+            # The offer counts as out from here: changes made while it is created may miss it,
+            # so they are offered again once it is answered.
+            self.state = Negotiation.AWAITING_ANSWER
+            try:
+                offer = await pc.createOffer()
+                await pc.setLocalDescription(offer)
+            except BaseException:
+                self.state = Negotiation.OFFER_DUE
+                raise
+            self._answer_due = asyncio.get_running_loop().call_later(self._answer_timeout, self._answer_overdue)
+            self._offered_inactive, self._retiring = self._retiring, []
+            track_sids = {s.transceiver.mid: sid for sid, s in self.subscriptions.items() if s.transceiver.mid}
+            self._send_offer(sig.SessionDescription(sdp=pc.localDescription.sdp, track_sids=track_sids))
+
+    def negotiate_soon(self) -> None:
+        """Negotiates in the background (for changes others made: failures are logged)."""
+        if self._ended:
+            return
+        task = asyncio.ensure_future(self._negotiate_logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _negotiate_logged(self) -> None:
+        try:
+            await self.negotiate()
+        except Exception:
+            log.exception("subscriber negotiation failed for %s", self._label)
+
+    def _answer_overdue(self) -> None:
+        if self.awaiting_answer and not self._ended:
+            self._on_answer_overdue()
+
+    async def apply_answer(self, answer: str) -> None:
+        """Applies the client's answer to the waiting offer: newly negotiated subscriptions
+        start forwarding, and changes made meanwhile are offered."""
+        pc = self.pc
+        if pc is None or not self.awaiting_answer or pc.signalingState != "have-local-offer":
+            raise FailedPrecondition("no subscriber offer is waiting for an answer")
+        check_sdp(answer, field="answer.sdp")
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        except Exception as error:  # the offer still waits for a good answer
+            raise InvalidArgument([("answer.sdp", str(error))], "the answer was refused") from error
+        if self._answer_due is not None:
+            self._answer_due.cancel()
+        if self.state is Negotiation.AWAITING_ANSWER_THEN_OFFER:
+            self.state = Negotiation.OFFER_DUE
+        else:
+            self.state = Negotiation.STABLE
+        self._free += self._offered_inactive
+        self._offered_inactive = []
+        for sub in self.subscriptions.values():
+            up = sub.track.up
+            if sub.down is None and up is not None and not sub.track.unpublished:
+                sub.down = DownTrack(up, sub.transceiver, self._numbering.get(sub.transceiver))
+                sub.down.set_paused(sub.paused)
+        await self.negotiate()
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def end(self) -> None:
+        """Stops forwarding and negotiating (the connection itself closes with ``close``)."""
+        self._ended = True
+        for sub in self.subscriptions.values():
+            if sub.down is not None:
+                sub.down.detach()
+        self.subscriptions.clear()
+        if self._answer_due is not None:
+            self._answer_due.cancel()
+        current = asyncio.current_task()
+        for task in [t for t in self._tasks if t is not current]:
+            task.cancel()
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
