@@ -2,7 +2,6 @@
 own process on free loopback ports, torn down when the block ends (Temporal's
 ``temporalio.testing`` is the model).
 
-    import parley
     from parley.room import Room
     from parley.testing import ParleyTestEnvironment
 
