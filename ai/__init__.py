@@ -1,8 +1,34 @@
 """Parley's AI service: transcription (faster-whisper) and summaries (a light llama.cpp engine,
-vLLM or an OpenAI-compatible endpoint), as jobs whose work runs on Ray actors."""
+vLLM or an OpenAI-compatible endpoint), as jobs whose work runs on Ray actors.
 
+Besides the server, the building blocks of its pipeline are public for benchmarks and custom
+deployments: audio decoding, speech chunking, the speech model and its pool of Ray actors, the
+light summary engine and its speed measure."""
+
+from ._audio import decode_audio
+from ._chunking import plan_chunks
 from ._errors import AiError
+from ._pool import SpeechPool, SpeechPoolOptions, start_ray
 from ._server import SERVICE_NAMES, AiServer, start_runtime
 from ._settings import AiSettings, ConfigurationError
+from ._summary import LlamaCppEngine, smollm2_gguf_path, tokens_per_second
+from ._whisper import SpeechModel, resolve_model
 
-__all__ = ["SERVICE_NAMES", "AiError", "AiServer", "AiSettings", "ConfigurationError", "start_runtime"]
+__all__ = [
+    "SERVICE_NAMES",
+    "AiError",
+    "AiServer",
+    "AiSettings",
+    "ConfigurationError",
+    "LlamaCppEngine",
+    "SpeechModel",
+    "SpeechPool",
+    "SpeechPoolOptions",
+    "decode_audio",
+    "plan_chunks",
+    "resolve_model",
+    "smollm2_gguf_path",
+    "start_ray",
+    "start_runtime",
+    "tokens_per_second",
+]

@@ -32,14 +32,14 @@ async def _until_term() -> None:
 
 
 async def parley(port: int) -> dict[str, Any]:
-    from sfu import SfuServer, SfuSettings, _media
+    from sfu import SfuServer, SfuSettings, record_forwarding_delays
 
-    _media.RECORD_DELAYS = True
+    delays = record_forwarding_delays()
     settings = SfuSettings(token_secrets={"bench": BENCH_SECRET}, grpc_address=f"127.0.0.1:{port}")
     async with SfuServer(settings):
         print("ready", flush=True)
         await _until_term()
-        return _percentiles(_media.DELAYS)
+        return _percentiles(delays)
 
 
 async def relay(port: int) -> dict[str, Any]:

@@ -25,11 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ai._audio import decode_audio
-from ai._chunking import plan_chunks
-from ai._pool import SpeechPool, SpeechPoolOptions, start_ray
-from ai._summary import LlamaCppEngine, smollm2_gguf_path, tokens_per_second
-from ai._whisper import SpeechModel, resolve_model
+from ai import (
+    LlamaCppEngine,
+    SpeechModel,
+    SpeechPool,
+    SpeechPoolOptions,
+    decode_audio,
+    plan_chunks,
+    resolve_model,
+    smollm2_gguf_path,
+    start_ray,
+    tokens_per_second,
+)
 from tests.ai.speech import MEETING, three_voices
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from parley.server import db
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Brings control's tables to the newest migration (the server at start, ``keys`` commands)."""
+    await db.migrate(engine, _MIGRATIONS, version_table="alembic_version")
 
 
 class Base(DeclarativeBase):

@@ -4,7 +4,6 @@ authenticates callers (API keys, the dev login, OIDC)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import grpc
 
@@ -34,12 +33,12 @@ from ._auth import (
 )
 from ._caller import CALLER, describe
 from ._errors import Unauthenticated
+from ._models import migrate
 from ._service import ControlPlane
 from ._servicers import ApiKeyServicer, LobbyServicer, RoomAccessServicer, RoomServicer, UserServicer
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
-_MIGRATIONS = Path(__file__).parent / "migrations"
 
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -92,7 +91,7 @@ class ControlServer(GrpcServer):
         return Principal(kind="user", user_id=user.id, display_name=user.display_name, identity=identity)
 
     async def prepare(self) -> None:
-        await db.migrate(self._engine, _MIGRATIONS, version_table="alembic_version")
+        await migrate(self._engine)
 
     def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
         user_service_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(self.control), server)

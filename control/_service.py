@@ -649,15 +649,19 @@ class ControlPlane:
             ApiKeys(session).add(row)
         return row, secret
 
-    async def list_api_keys(self, caller: Principal, *, page_size: int, page_token: str) -> Page[ApiKeyRow]:
-        _require_key_manager(caller)
+    async def list_api_keys(self, caller: Principal | None, *, page_size: int, page_token: str) -> Page[ApiKeyRow]:
+        """Lists keys; ``caller`` None is the operator (``python -m control keys list``)."""
+        if caller is not None:
+            _require_key_manager(caller)
         size = page_size_of(page_size)
         async with self._reads() as session:
             rows = await ApiKeys(session).page(after=decode_page_token(page_token, scope="keys"), limit=size + 1)
         return _page(rows, size, "keys")
 
-    async def delete_api_key(self, caller: Principal, key_id: str) -> None:
-        _require_key_manager(caller)
+    async def delete_api_key(self, caller: Principal | None, key_id: str) -> None:
+        """Deletes a key; ``caller`` None is the operator (``python -m control keys revoke``)."""
+        if caller is not None:
+            _require_key_manager(caller)
         async with self._writes.begin() as session:
             keys = ApiKeys(session)
             row = await keys.get(key_id)

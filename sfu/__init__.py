@@ -1,6 +1,7 @@
 """Parley's SFU: WebRTC rooms whose media it forwards at the RTP level, never decoding it."""
 
+from ._media import record_forwarding_delays
 from ._server import SERVICE_NAMES, SfuServer
 from ._settings import SfuSettings
 
-__all__ = ["SERVICE_NAMES", "SfuServer", "SfuSettings"]
+__all__ = ["SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"]

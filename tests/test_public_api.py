@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ai
 import control
 import parley
+import sfu
 
 
 def test_sdk_public_names() -> None:
@@ -72,6 +74,38 @@ def test_control_public_names() -> None:
             "Unauthenticated",
         ]
     )
+
+
+def test_sfu_public_names() -> None:
+    assert sorted(sfu.__all__) == sorted(["SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"])
+    for name in sfu.__all__:
+        assert hasattr(sfu, name), name
+
+
+def test_ai_public_names() -> None:
+    assert sorted(ai.__all__) == sorted(
+        [
+            "SERVICE_NAMES",
+            "AiError",
+            "AiServer",
+            "AiSettings",
+            "ConfigurationError",
+            "start_runtime",
+            # the pipeline's building blocks, which the benchmarks use
+            "LlamaCppEngine",
+            "SpeechModel",
+            "SpeechPool",
+            "SpeechPoolOptions",
+            "decode_audio",
+            "plan_chunks",
+            "resolve_model",
+            "smollm2_gguf_path",
+            "start_ray",
+            "tokens_per_second",
+        ]
+    )
+    for name in ai.__all__:
+        assert hasattr(ai, name), name
 
 
 def test_resource_names_round_trip() -> None:
