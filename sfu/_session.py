@@ -191,7 +191,7 @@ class Session:
                 participant=self.info(),
                 other_participants=others,
                 ice_servers=[res_ice(u) for u in self.room.settings.ice_servers],
-                ping_interval=duration_pb2.Duration(seconds=int(self.room.settings.ping_interval)),
+                ping_interval=_duration(self.room.settings.ping_interval),
             )
         )
 
@@ -566,6 +566,13 @@ def deliver(room: Room, packet: res.DataPacket, *, sender: Session | None) -> No
 
 def res_ice(url: str) -> sig.IceServer:
     return sig.IceServer(urls=[url])
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    """A Duration of fractional seconds (``Duration(seconds=int(...))`` would turn 0.3 s into 0)."""
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
 
 
 def failure_status(error: SignalFailure) -> status_pb2.Status:
