@@ -26,8 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+
+try:
+    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamTrack
+except ModuleNotFoundError as missing:  # `pip install parley` alone
+    raise ModuleNotFoundError(
+        f"parley.room needs the bot extra (no {missing.name!r}): pip install 'parley[bot]'", name=missing.name
+    ) from missing
 
 from ._errors import ParleyError
 from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
