@@ -15,11 +15,12 @@ from typing import Any
 import grpc
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor, json_format, message
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2
+
+from parley import ParleyError
 
 from ._routes import Match
 
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _WELL_KNOWN_SCALARS = {
     "google.protobuf.Timestamp",
     "google.protobuf.Duration",
@@ -65,14 +66,11 @@ def status_body(code: grpc.StatusCode, text: str, details: list[Any] | None = No
 
 
 def error_from_rpc(error: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
-    """HTTP status and Status JSON of a failed call, details included."""
-    code = error.code()
-    for key, value in error.trailing_metadata() or ():
-        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            body = json_format.MessageToDict(status, always_print_fields_with_no_presence=True)
-            return HTTP_STATUS.get(code, 500), body
-    return HTTP_STATUS.get(code, 500), status_body(code, error.details() or "")
+    """HTTP status and Status JSON of a failed call, details included (read by the SDK's one
+    parser of ``google.rpc.Status``)."""
+    status = ParleyError.from_rpc_error(error).grpc_status
+    body = json_format.MessageToDict(status, always_print_fields_with_no_presence=True)
+    return HTTP_STATUS.get(error.code(), 500), body
 
 
 def bad_request_body(error: TranscodeError) -> dict[str, Any]:

@@ -1,27 +1,33 @@
 """``parley up``: control on embedded defaults (SQLite in the data folder, dev login), the AI
 service (local Ray, packaged models) and the REST gateway in front of both, with a development
-API key created on first start and saved where the CLI finds it."""
+API key created on first start and saved where the CLI finds it.
+
+The services are imported only when ``parley up`` runs, so that the ``parley`` command works
+with the SDK alone (``pip install parley``); ``parley up`` needs ``parley[server]`` (and
+``parley[ai]`` for the AI service)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ai import AiServer, AiSettings, start_runtime
-from control import ALL_SCOPES, ControlServer, ControlSettings, Unauthenticated
-from gateway import GatewayServer, GatewaySettings
 from parley import Credentials, ParleyError, default_data_dir, load_credentials, save_credentials
-from parley.server import configure_logging, configure_tracing, wait_for_signal
-from sfu import SfuServer, SfuSettings
+
+if TYPE_CHECKING:
+    from ai import AiServer, AiSettings
+    from control import ControlServer
+    from gateway import GatewayServer
+    from sfu import SfuServer
 
 log = logging.getLogger("parley.up")
 
@@ -42,6 +48,8 @@ def _secret(data_dir: Path, name: str) -> str:
 
 async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) -> tuple[Credentials, bool]:
     """The saved development key if it still works, else a new one (all scopes)."""
+    from control import ALL_SCOPES, Unauthenticated
+
     try:
         saved = load_credentials(data_dir=data_dir, env={})
         await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
@@ -66,6 +74,8 @@ def _ai_settings(data_dir: Path, control_target: str) -> AiSettings:
     """The AI service on embedded defaults: SQLite and a folder in the data folder, a local Ray
     with the machine's CPUs, Whisper tiny.en and the light summary engine (all from packages).
     ``PARLEY_AI_*`` variables still apply (e.g. PARLEY_AI_RAY_ADDRESS for a cluster)."""
+    from ai import AiSettings
+
     return AiSettings.from_env(
         database_url=os.environ.get("PARLEY_AI_DATABASE_URL", f"sqlite:///{data_dir / 'ai.db'}"),
         control_target=control_target,
@@ -86,6 +96,14 @@ async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, por
 async def _serve(
     data_dir: Path, grpc_port: int, http_port: int, ai_port: int, sfu_port: int, host: str, with_ai: bool
 ) -> None:
+    from control import ControlServer, ControlSettings
+    from gateway import GatewayServer, GatewaySettings
+    from parley.server import wait_for_signal
+    from sfu import SfuServer, SfuSettings
+
+    if with_ai:
+        from ai import AiServer, start_runtime
+
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
     settings = ControlSettings(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
@@ -158,6 +176,24 @@ def _print_addresses(
         typer.echo("       parley transcribe meeting.wav --summarize")
 
 
+#: The packages each part of ``parley up`` imports, and the extra that installs them.
+_EXTRAS = {"server": ("control", "sfu", "gateway"), "ai": ("ai",)}
+
+
+def _missing_extra(with_ai: bool) -> tuple[str, str] | None:
+    """The extra to install and the package missing when a service cannot be imported here
+    (the SDK alone installs none of their packages), else None."""
+    for extra, modules in _EXTRAS.items():
+        if extra == "ai" and not with_ai:
+            continue
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as error:
+                return extra, error.name or str(error)
+    return None
+
+
 def up(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where data lives; default $PARLEY_DATA_DIR or ~/.local/share/parley.")
@@ -172,6 +208,18 @@ def up(
 ) -> None:
     """Run Parley on its embedded defaults: control (SQLite, dev login), the AI service (local
     Ray, Whisper tiny.en, a light summary model) and the REST gateway."""
+    missing = _missing_extra(ai)
+    if missing is not None:
+        extra, package = missing
+        hint = " (or run without the AI service: parley up --no-ai)" if extra == "ai" else ""
+        typer.echo(
+            f"error: `parley up` runs Parley's services, whose packages are not installed here "
+            f"(no {package!r}): pip install 'parley[{extra}]'{hint}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    from parley.server import configure_logging, configure_tracing
+
     configure_logging(logging.DEBUG if verbose else None)
     configure_tracing("parley")
     try:

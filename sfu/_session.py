@@ -141,7 +141,7 @@ class Session:
                 participant=self.info(),
                 other_participants=others,
                 ice_servers=[sig.IceServer(urls=[u]) for u in settings.ice_servers],
-                ping_interval=duration_pb2.Duration(seconds=int(settings.ping_interval)),
+                ping_interval=_duration(settings.ping_interval),
             )
         )
 
@@ -274,3 +274,10 @@ class Session:
         self.send(sig.ConnectResponse(track_unpublished=message))  # nothing once left
         self._tell_others(sig.ConnectResponse(track_unpublished=message))
         self.room.track_unpublished(track)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    """A Duration of fractional seconds (``Duration(seconds=int(...))`` would turn 0.3 s into 0)."""
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value

@@ -18,17 +18,32 @@ def test_sdk_public_names() -> None:
             "TRACK_SOURCE_NAMES",
             "TRACK_SOURCE_VALUES",
             "WEBHOOK_CONTENT_TYPE",
+            "Aborted",
+            "AlreadyExists",
             "ApiKeys",
+            "Cancelled",
             "Client",
             "Credentials",
+            "DataLoss",
+            "DeadlineExceeded",
+            "FailedPrecondition",
             "FieldViolation",
+            "Internal",
+            "InvalidArgument",
             "InvalidTokenError",
             "JoinTokenClaims",
             "Lobby",
+            "NotFound",
+            "OutOfRange",
             "ParleyError",
+            "PermissionDenied",
+            "ResourceExhausted",
             "RoomAccesses",
             "Rooms",
             "TrackSourceName",
+            "Unauthenticated",
+            "Unavailable",
+            "Unimplemented",
             "Users",
             "VideoGrants",
             "api_key_path",
@@ -128,3 +143,20 @@ def test_credentials_precedence(tmp_path: object) -> None:
     explicit = parley.load_credentials(url="arg:3", data_dir=folder, env=env)
     assert explicit.url == "arg:3" and explicit.bearer == "pk_env.s2"
     assert (folder / "credentials.json").stat().st_mode & 0o077 == 0
+
+
+def test_the_sdk_and_cli_import_no_service_packages() -> None:
+    """`import parley` and the `parley` command stay light: the services' packages (and the
+    room client's aiortc) are imported only by what needs them (tests/test_wheel.py checks
+    that they are not even installed)."""
+    import subprocess
+    import sys
+
+    heavy = ["ai", "aiortc", "alembic", "av", "boto3", "control", "faster_whisper", "gateway", "numpy", "psycopg"]
+    heavy += ["ray", "redis", "sfu", "sqlalchemy", "starlette", "uvicorn", "authlib", "httpx", "protovalidate"]
+    heavy += ["prometheus_client", "opentelemetry"]
+    script = "import sys, parley, parley.cli, launcher; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()
+    )
+    assert loaded & set(heavy) == set()

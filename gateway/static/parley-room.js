@@ -39,6 +39,7 @@ export class ParleyRoom extends EventTarget {
     this.chain = Promise.resolve(); // publisher negotiations, one at a time
     ws.onmessage = (event) => this.#onMessage(JSON.parse(event.data));
     ws.onclose = (event) => {
+      clearInterval(this.pinger);
       for (const waiter of this.waiters) waiter.reject(new Error(`signal closed (${event.code})`));
       this.dispatchEvent(new CustomEvent("left", { detail: { code: event.code, reason: event.reason } }));
     };
@@ -62,7 +63,8 @@ export class ParleyRoom extends EventTarget {
     this.iceServers = (joined.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
     for (const p of joined.otherParticipants || []) this.participants.set(p.identity, p);
     this.dispatchEvent(new CustomEvent("joined", { detail: joined }));
-    const interval = parseFloat(joined.pingInterval || "10s") * 1000;
+    // The SFU ends a session it hears nothing from for three ping intervals: ping at its pace.
+    const interval = parseFloat(joined.pingInterval || "10s") * 1000 || 10000;
     this.pinger = setInterval(() => this.ws.readyState === 1 && this.#send({ ping: { timestamp: String(Date.now()) } }), interval);
   }
 

@@ -1,11 +1,31 @@
-"""Parley's Python SDK: the async client, join tokens, webhook verification and resource names.
+"""Parley's Python SDK: the async client, typed errors, join tokens, webhook verification and
+resource names.
 
 The generated protocol package lives beside it as ``parley.<domain>.v1``.
 """
 
 from ._client import ApiKeys, Client, Lobby, RoomAccesses, Rooms, Users
 from ._config import Credentials, default_data_dir, load_credentials, save_credentials
-from ._errors import FieldViolation, InvalidTokenError, ParleyError
+from ._errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    InvalidTokenError,
+    NotFound,
+    OutOfRange,
+    ParleyError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 from ._names import (
     api_key_path,
     lobby_entry_path,
@@ -41,17 +61,32 @@ __all__ = [
     "TRACK_SOURCE_NAMES",
     "TRACK_SOURCE_VALUES",
     "WEBHOOK_CONTENT_TYPE",
+    "Aborted",
+    "AlreadyExists",
     "ApiKeys",
+    "Cancelled",
     "Client",
     "Credentials",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
     "FieldViolation",
+    "Internal",
+    "InvalidArgument",
     "InvalidTokenError",
     "JoinTokenClaims",
     "Lobby",
+    "NotFound",
+    "OutOfRange",
     "ParleyError",
+    "PermissionDenied",
+    "ResourceExhausted",
     "RoomAccesses",
     "Rooms",
     "TrackSourceName",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
     "Users",
     "VideoGrants",
     "api_key_path",

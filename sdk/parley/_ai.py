@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-import grpc
+from typing import Literal
 
 from parley.ai.v1 import resources_pb2 as ai
 from parley.ai.v1 import summary_service_pb2 as summary_pb
@@ -22,10 +20,7 @@ from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
 
-from ._errors import ParleyError
-
-if TYPE_CHECKING:
-    from ._client import Client
+from ._service import Connection, ServiceClient
 
 #: Bytes per UploadMedia message (the contract allows up to 2 MiB).
 UPLOAD_CHUNK = 1 << 20
@@ -38,30 +33,25 @@ _FORMATS = {
 }
 
 
-def _ai_channel(client: Client) -> grpc.aio.Channel:
-    if client.ai_channel is None:
-        raise ParleyError("no AI service configured: pass ai_target, set PARLEY_AI_URL, or run `parley up`")
-    return client.ai_channel
+#: The error of a call to the AI service when none is configured.
+AI_NOT_CONFIGURED = "no AI service configured: pass ai_target, set PARLEY_AI_URL, or run `parley up`"
 
 
 def _name(collection: str, value: str) -> str:
     return value if value.startswith(collection + "/") else f"{collection}/{value}"
 
 
-class Transcriptions:
+class Transcriptions(ServiceClient):
     """``TranscriptionService``: speech to text, as jobs."""
 
-    def __init__(self, client: Client) -> None:
-        from ._client import _Service
-
-        self._service = _Service(client)
-        self._client = client
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
         self._stub_value: transcription_grpc.TranscriptionServiceAsyncStub | None = None
 
     @property
     def _stub(self) -> transcription_grpc.TranscriptionServiceAsyncStub:
         if self._stub_value is None:
-            self._stub_value = transcription_grpc.TranscriptionServiceStub(_ai_channel(self._client))
+            self._stub_value = transcription_grpc.TranscriptionServiceStub(self._connection.require())
         return self._stub_value
 
     async def upload(self, path: str | Path, *, on_progress: Callable[[int, int], None] | None = None) -> ai.Upload:
@@ -84,10 +74,7 @@ class Transcriptions:
             finally:
                 media.close()
 
-        try:
-            return await self._stub.UploadMedia(parts(), metadata=self._client._metadata)
-        except grpc.aio.AioRpcError as error:
-            raise ParleyError.from_rpc_error(error) from None
+        return await self._call(self._stub.UploadMedia, parts())
 
     async def create(
         self,
@@ -106,7 +93,7 @@ class Transcriptions:
             else ai.MediaSource(s3_object=ai.S3Object(bucket=s3_bucket, key=s3_key))
         )
         job = ai.Transcription(source=source, language=language, model=model, speaker_timeline=list(speaker_timeline))
-        return await self._service._call(
+        return await self._call(
             self._stub.CreateTranscription, transcription_pb.CreateTranscriptionRequest(transcription=job)
         )
 
@@ -118,50 +105,47 @@ class Transcriptions:
     async def get(self, name: str, *, full: bool = False) -> ai.Transcription:
         view = ai.TRANSCRIPTION_VIEW_FULL if full else ai.TRANSCRIPTION_VIEW_BASIC
         request = transcription_pb.GetTranscriptionRequest(name=_name("transcriptions", name), view=view)
-        return await self._service._call(self._stub.GetTranscription, request)
+        return await self._call(self._stub.GetTranscription, request)
 
     def list(self, *, page_size: int = 0) -> AsyncIterator[ai.Transcription]:
         request = transcription_pb.ListTranscriptionsRequest(page_size=page_size)
-        return self._service._pages(self._stub.ListTranscriptions, request, "transcriptions")
+        return self._pages(self._stub.ListTranscriptions, request, "transcriptions")
 
     async def watch(self, name: str) -> AsyncIterator[ai.Transcription]:
         """The job's state, then every change, until it ends."""
         request = transcription_pb.WatchTranscriptionRequest(name=_name("transcriptions", name))
-        async for update in self._service._stream(self._stub.WatchTranscription, request):
+        async for update in self._stream(self._stub.WatchTranscription, request):
             yield update
 
     async def cancel(self, name: str) -> ai.Transcription:
         request = transcription_pb.CancelTranscriptionRequest(name=_name("transcriptions", name))
-        return await self._service._call(self._stub.CancelTranscription, request)
+        return await self._call(self._stub.CancelTranscription, request)
 
     async def delete(self, name: str) -> None:
         request = transcription_pb.DeleteTranscriptionRequest(name=_name("transcriptions", name))
-        await self._service._call(self._stub.DeleteTranscription, request)
+        await self._call(self._stub.DeleteTranscription, request)
 
     async def export(self, name: str, format: ExportFormat = "text") -> str:
         """The transcript as JSON, plain text, SRT or WebVTT."""
         request = transcription_pb.ExportTranscriptionRequest(
             name=_name("transcriptions", name), format=_FORMATS[format]
         )
-        body = await self._service._call(self._stub.ExportTranscription, request)
+        body = await self._call(self._stub.ExportTranscription, request)
         data: bytes = body.data
         return data.decode()
 
 
-class Summaries:
+class Summaries(ServiceClient):
     """``SummaryService``: Markdown summaries of transcripts, as jobs."""
 
-    def __init__(self, client: Client) -> None:
-        from ._client import _Service
-
-        self._service = _Service(client)
-        self._client = client
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
         self._stub_value: summary_grpc.SummaryServiceAsyncStub | None = None
 
     @property
     def _stub(self) -> summary_grpc.SummaryServiceAsyncStub:
         if self._stub_value is None:
-            self._stub_value = summary_grpc.SummaryServiceStub(_ai_channel(self._client))
+            self._stub_value = summary_grpc.SummaryServiceStub(self._connection.require())
         return self._stub_value
 
     async def create(self, *, transcription: str = "", text: str = "", language: str = "") -> ai.Summary:
@@ -171,32 +155,26 @@ class Summaries:
             if transcription
             else ai.Summary(text=text, language=language)
         )
-        return await self._service._call(self._stub.CreateSummary, summary_pb.CreateSummaryRequest(summary=job))
+        return await self._call(self._stub.CreateSummary, summary_pb.CreateSummaryRequest(summary=job))
 
     async def get(self, name: str) -> ai.Summary:
-        return await self._service._call(
-            self._stub.GetSummary, summary_pb.GetSummaryRequest(name=_name("summaries", name))
-        )
+        return await self._call(self._stub.GetSummary, summary_pb.GetSummaryRequest(name=_name("summaries", name)))
 
     def list(self, *, page_size: int = 0) -> AsyncIterator[ai.Summary]:
-        return self._service._pages(
-            self._stub.ListSummaries, summary_pb.ListSummariesRequest(page_size=page_size), "summaries"
-        )
+        return self._pages(self._stub.ListSummaries, summary_pb.ListSummariesRequest(page_size=page_size), "summaries")
 
     async def watch(self, name: str) -> AsyncIterator[ai.Summary]:
         request = summary_pb.WatchSummaryRequest(name=_name("summaries", name))
-        async for update in self._service._stream(self._stub.WatchSummary, request):
+        async for update in self._stream(self._stub.WatchSummary, request):
             yield update
 
     async def cancel(self, name: str) -> ai.Summary:
-        return await self._service._call(
+        return await self._call(
             self._stub.CancelSummary, summary_pb.CancelSummaryRequest(name=_name("summaries", name))
         )
 
     async def delete(self, name: str) -> None:
-        await self._service._call(
-            self._stub.DeleteSummary, summary_pb.DeleteSummaryRequest(name=_name("summaries", name))
-        )
+        await self._call(self._stub.DeleteSummary, summary_pb.DeleteSummaryRequest(name=_name("summaries", name)))
 
 
 __all__: Sequence[str] = ("Summaries", "Transcriptions")

@@ -9,14 +9,13 @@ async with Client.connect() as parley:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import duration_pb2, field_mask_pb2, message
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from parley.control.v1 import api_key_service_pb2 as keys_pb
 from parley.control.v1 import api_key_service_pb2_grpc as keys_grpc
@@ -30,54 +29,18 @@ from parley.control.v1 import room_service_pb2_grpc as room_grpc
 from parley.control.v1 import user_service_pb2 as user_pb
 from parley.control.v1 import user_service_pb2_grpc as user_grpc
 
-from ._ai import Summaries, Transcriptions
+from ._ai import AI_NOT_CONFIGURED, Summaries, Transcriptions
 from ._config import load_credentials
-from ._errors import ParleyError
 from ._names import api_key_path, room_path, user_path
-
-Req = TypeVar("Req", bound=message.Message)
-Resp = TypeVar("Resp", bound=message.Message)
-Item = TypeVar("Item", bound=message.Message)
+from ._service import Connection, ServiceClient, bearer_metadata
 
 
-class _Service:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    async def _call(self, method: Callable[..., Awaitable[Resp]], request: message.Message) -> Resp:
-        try:
-            return await method(request, metadata=self._client._metadata)
-        except grpc.aio.AioRpcError as error:
-            raise ParleyError.from_rpc_error(error) from None
-
-    async def _stream(self, method: Callable[..., Any], request: message.Message) -> AsyncIterator[Any]:
-        """The messages of a server stream; errors as ParleyError; cancelled when left early."""
-        call = method(request, metadata=self._client._metadata)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as error:
-            raise ParleyError.from_rpc_error(error) from None
-        finally:
-            call.cancel()
-
-    async def _pages(self, method: Callable[..., Awaitable[Any]], request: Any, items: str) -> AsyncIterator[Any]:
-        """Follows ``next_page_token`` until the last page."""
-        while True:
-            response = await self._call(method, request)
-            for item in getattr(response, items):
-                yield item
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
-
-
-class Rooms(_Service):
+class Rooms(ServiceClient):
     """``RoomService``: rooms and joining them."""
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
-        self._stub = room_grpc.RoomServiceStub(client.channel)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = room_grpc.RoomServiceStub(connection.require())
 
     async def create(
         self,
@@ -134,12 +97,12 @@ class Rooms(_Service):
         return await self._call(self._stub.CreateJoinToken, request)
 
 
-class RoomAccesses(_Service):
+class RoomAccesses(ServiceClient):
     """``RoomAccessService``: who holds which role on a room."""
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
-        self._stub = access_grpc.RoomAccessServiceStub(client.channel)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = access_grpc.RoomAccessServiceStub(connection.require())
 
     async def create(self, room: str, *, user: str, role: res.Role.ValueType) -> res.RoomAccess:
         request = access_pb.CreateRoomAccessRequest(
@@ -161,12 +124,12 @@ class RoomAccesses(_Service):
         await self._call(self._stub.DeleteRoomAccess, access_pb.DeleteRoomAccessRequest(name=name))
 
 
-class Lobby(_Service):
+class Lobby(ServiceClient):
     """``LobbyService``: people waiting to be let in."""
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
-        self._stub = lobby_grpc.LobbyServiceStub(client.channel)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = lobby_grpc.LobbyServiceStub(connection.require())
 
     async def get(self, name: str, *, ticket: str = "") -> res.LobbyEntry:
         return await self._call(self._stub.GetLobbyEntry, lobby_pb.GetLobbyEntryRequest(name=name, ticket=ticket))
@@ -188,12 +151,12 @@ class Lobby(_Service):
         return await self._call(self._stub.DenyLobbyEntry, lobby_pb.DenyLobbyEntryRequest(name=name))
 
 
-class Users(_Service):
+class Users(ServiceClient):
     """``UserService``: the caller's profile and the dev login."""
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
-        self._stub = user_grpc.UserServiceStub(client.channel)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = user_grpc.UserServiceStub(connection.require())
 
     async def get(self, user: str = "me") -> res.User:
         return await self._call(self._stub.GetUser, user_pb.GetUserRequest(name=user_path(user)))
@@ -207,12 +170,12 @@ class Users(_Service):
         return await self._call(self._stub.DevLogin, request)
 
 
-class ApiKeys(_Service):
+class ApiKeys(ServiceClient):
     """``ApiKeyService``: credentials for services (needs ``keys:manage``)."""
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
-        self._stub = keys_grpc.ApiKeyServiceStub(client.channel)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = keys_grpc.ApiKeyServiceStub(connection.require())
 
     async def create(self, *, display_name: str, scopes: Sequence[str]) -> keys_pb.CreateApiKeyResponse:
         request = keys_pb.CreateApiKeyRequest(api_key=res.ApiKey(display_name=display_name, scopes=list(scopes)))
@@ -254,14 +217,16 @@ class Client:
         self.ai_target = ai_target.removeprefix("grpc://")
         self._owns_ai_channel = ai_channel is None and bool(self.ai_target)
         self.ai_channel = ai_channel or (grpc.aio.insecure_channel(self.ai_target) if self.ai_target else None)
-        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {bearer}"),) if bearer else ()
-        self.rooms = Rooms(self)
-        self.accesses = RoomAccesses(self)
-        self.lobby = Lobby(self)
-        self.users = Users(self)
-        self.api_keys = ApiKeys(self)
-        self.transcriptions = Transcriptions(self)
-        self.summaries = Summaries(self)
+        self._metadata = bearer_metadata(bearer)
+        control = Connection(self.channel, self._metadata)
+        self.rooms = Rooms(control)
+        self.accesses = RoomAccesses(control)
+        self.lobby = Lobby(control)
+        self.users = Users(control)
+        self.api_keys = ApiKeys(control)
+        ai = Connection(self.ai_channel, self._metadata, missing=AI_NOT_CONFIGURED)
+        self.transcriptions = Transcriptions(ai)
+        self.summaries = Summaries(ai)
 
     @classmethod
     def connect(

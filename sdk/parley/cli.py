@@ -315,7 +315,11 @@ def load_test(
 ) -> None:
     """Load a room like `lk load-test`: publishers of pre-encoded media, subscribers that count
     what arrives; prints per-subscriber fps, packet loss and join time."""
-    from ._loadtest import format_report, run_load_test  # aiortc: only for this command
+    try:
+        from ._loadtest import format_report, run_load_test  # aiortc: only for this command
+    except ModuleNotFoundError as missing:
+        typer.echo(f"error: load-test needs the bot extra (no {missing.name!r}): pip install 'parley[bot]'", err=True)
+        raise typer.Exit(1) from None
 
     async def work(client: Client) -> None:
         async def tokens(identity: str) -> tuple[str, str]:

@@ -8,7 +8,10 @@
 
 Remote tracks arrive as aiortc ``MediaStreamTrack``\\ s (decoded by aiortc); local tracks are
 any aiortc ``MediaStreamTrack``. Signaling runs over ``SignalService.Connect``; media over two
-peer connections (publisher: offered here; subscriber: offered by the SFU).
+peer connections (publisher: offered here; subscriber: offered by the SFU). The room pings the
+SFU at the interval the SFU announces, so a bot that only listens stays in the meeting.
+
+Needs the ``bot`` extra (``pip install 'parley[bot]'``: aiortc, PyAV, numpy).
 """
 
 from __future__ import annotations
@@ -17,15 +20,20 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
-from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
+
+try:
+    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamTrack
+except ModuleNotFoundError as missing:  # `pip install parley` alone
+    raise ModuleNotFoundError(
+        f"parley.room needs the bot extra (no {missing.name!r}): pip install 'parley[bot]'", name=missing.name
+    ) from missing
 
 from ._errors import ParleyError
 from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
@@ -52,20 +60,13 @@ EventType = Literal[
 KINDS: dict[str, sfu_res.TrackKind.ValueType] = {"audio": sfu_res.TRACK_KIND_AUDIO, "video": sfu_res.TRACK_KIND_VIDEO}
 
 
-class SignalRequestError(ParleyError):
-    """The SFU refused a request or the join (its gRPC code, message and details)."""
+#: How often to ping when the SFU does not say (its default).
+DEFAULT_PING_INTERVAL = 10.0
 
-    @classmethod
-    def from_status(cls, status: status_pb2.Status) -> SignalRequestError:
-        details: list[Message] = []
-        for packed in status.details:
-            for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
-                if packed.Is(kind.DESCRIPTOR):
-                    detail = kind()
-                    packed.Unpack(detail)
-                    details.append(detail)
-        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
-        return cls(status.message, code=code, details=tuple(details))
+#: What the SFU's refusals of a request or of the join raise: the :class:`ParleyError` subclass
+#: of their code (``parley.PermissionDenied``, ``parley.ResourceExhausted``...). An alias kept
+#: for code written before the typed errors.
+SignalRequestError = ParleyError
 
 
 @dataclass
@@ -101,7 +102,7 @@ class RoomEvent:
     speakers: list[sig.SpeakerInfo] = field(default_factory=list)
     qualities: list[sig.ConnectionQualityInfo] = field(default_factory=list)
     reason: int = 0
-    error: SignalRequestError | None = None
+    error: ParleyError | None = None
     #: For events about this client's own tracks (a room admin muting one).
     local_track: sfu_res.Track | None = None
 
@@ -134,12 +135,16 @@ class Room:
         self._events: asyncio.Queue[RoomEvent] = asyncio.Queue()
         self._waiters: list[tuple[Callable[[sig.ConnectResponse], bool], int, asyncio.Future[sig.ConnectResponse]]] = []
         self._ids = itertools.count(1)
+        self._write_lock = asyncio.Lock()  # one message at a time on the stream
         self._publish_lock = asyncio.Lock()
         self._mids: dict[str, str] = {}
         self.published: dict[str, sfu_res.Track] = {}
         self.closed = asyncio.Event()
         self._closing = False
+        #: Seconds between pings: the SFU ends a session it hears nothing from for three.
+        self.ping_interval = joined.ping_interval.ToTimedelta().total_seconds() or DEFAULT_PING_INTERVAL
         self._reader = asyncio.create_task(self._read())
+        self._pinger = asyncio.create_task(self._keep_alive())
 
     # --- connecting --------------------------------------------------------------------------
 
@@ -158,7 +163,7 @@ class Room:
             first = await asyncio.wait_for(call.read(), join_timeout)
         except grpc.aio.AioRpcError as error:
             await channel.close()
-            raise SignalRequestError(error.details() or "", code=error.code()) from error
+            raise ParleyError.from_rpc_error(error) from error
         except BaseException:
             await channel.close()
             raise
@@ -172,10 +177,14 @@ class Room:
         self._closing = True
         if not self.closed.is_set():
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await self._call.write(sig.ConnectRequest(leave=sig.LeaveRequest()))
-                await self._call.done_writing()
+                async with self._write_lock:
+                    await self._call.write(sig.ConnectRequest(leave=sig.LeaveRequest()))
+                    await self._call.done_writing()
+        # No await between the lock's release and these: the pinger is asleep or waiting for the
+        # lock, never halfway through a write (cancelling a write would cancel the whole call).
+        self._pinger.cancel()
         self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
+        await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
         for pc in (self._publisher, self._subscriber):
             if pc is not None:
                 await pc.close()
@@ -190,10 +199,26 @@ class Room:
 
     # --- requests ------------------------------------------------------------------------------
 
+    async def _write(self, request: sig.ConnectRequest) -> None:
+        async with self._write_lock:
+            await self._call.write(request)
+
     async def _send(self, **message: Any) -> int:
         request_id = next(self._ids)
-        await self._call.write(sig.ConnectRequest(request_id=request_id, **message))
+        await self._write(sig.ConnectRequest(request_id=request_id, **message))
         return request_id
+
+    async def _keep_alive(self) -> None:
+        """Pings every ``ping_interval`` until the session ends, so that the SFU, which ends
+        sessions silent for three intervals, keeps a client that only listens."""
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if self._closing or self.closed.is_set():
+                return  # ends by itself within an interval of the session's end
+            try:
+                await self._send(ping=sig.Ping(timestamp=int(time.time() * 1000)))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                return  # the stream ended; the reader reports how
 
     def _expect(
         self, predicate: Callable[[sig.ConnectResponse], bool]
@@ -209,7 +234,7 @@ class Room:
     ) -> sig.ConnectResponse:
         request_id, future = self._expect(predicate)
         try:
-            await self._call.write(sig.ConnectRequest(request_id=request_id, **message))
+            await self._write(sig.ConnectRequest(request_id=request_id, **message))
             return await asyncio.wait_for(future, within)
         finally:
             self._waiters = [w for w in self._waiters if w[2] is not future]
@@ -228,7 +253,7 @@ class Room:
                 self._wait(lambda r: r.WhichOneof("message") == "track_published" and r.track_published.cid == cid)
             )
             try:
-                await self._call.write(sig.ConnectRequest(request_id=announce_id, publish_track=announce))
+                await self._write(sig.ConnectRequest(request_id=announce_id, publish_track=announce))
                 if self._publisher is None:
                     self._publisher = RTCPeerConnection(self._configuration)
                 pc = self._publisher
@@ -302,6 +327,7 @@ class Room:
         )
 
     async def ping(self, timestamp: int = 0) -> None:
+        """Pings the SFU and waits for its pong (the room also pings by itself)."""
         await self._request(lambda r: r.WhichOneof("message") == "pong", ping=sig.Ping(timestamp=timestamp))
 
     # --- events --------------------------------------------------------------------------------
@@ -417,7 +443,7 @@ class Room:
         elif kind == "connection_quality":
             self._emit(RoomEvent("connection_quality", qualities=list(response.connection_quality.updates)))
         elif kind == "error":
-            error = SignalRequestError.from_status(response.error.status)
+            error = ParleyError.from_status(response.error.status)
             for _, request_id, future in self._waiters:
                 if request_id == response.error.request_id and not future.done():
                     future.set_exception(error)

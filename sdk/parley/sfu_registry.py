@@ -9,6 +9,9 @@ is its own. Keys (under ``prefix``):
 * ``{prefix}:node:{id}``: the node's URL and load (JSON), expiring ``ttl`` after its last heartbeat;
 * ``{prefix}:rooms``: sorted set, node id -> rooms assigned to it;
 * ``{prefix}:room:{room}``: the id of the node a room lives on.
+
+Server-side (control, the SFU and the gateway use it): needs ``parley[server]`` (redis), and
+``import parley`` does not import it.
 """
 
 from __future__ import annotations
