@@ -205,7 +205,7 @@ async def ai_stack(
             chunk_seconds=12.0,
             model_cache_dir=MODEL_CACHE,
         )
-        async with AiServer(settings) as ai:
+        async with AiServer(settings, metrics_address="127.0.0.1:0") as ai:
             key, secret = await control.control.create_api_key(None, "ai test bootstrap", ALL_SCOPES)
             anonymous = Client(control.target, ai_target=ai.target)
             admin_key = anonymous.with_bearer(f"{key.id}.{secret}")

@@ -1,11 +1,12 @@
 """The AI service's rules: who sees and may change which jobs, input validation, bad media,
-summaries of transcriptions."""
+summaries of transcriptions; its ``/metrics`` following a job."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from parley import Client, ParleyError
@@ -13,6 +14,7 @@ from parley.ai.v1 import resources_pb2 as ai_res
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
 
+from ..test_observability import scrape, value
 from .conftest import MEDIA_BUCKET, AiStack
 from .media import write_video_only
 from .speech import MEETING
@@ -208,3 +210,25 @@ async def test_deleting_removes_the_job_and_its_transcript(ai_stack: AiStack, sh
     assert gone.value.code == grpc.StatusCode.NOT_FOUND
     key = f"jobs/transcriptions/{job.name.split('/')[1]}/transcript.json"
     assert "Contents" not in ai_stack.s3.list_objects_v2(Bucket="parley-ai", Prefix=key)
+
+
+async def test_metrics_count_jobs_and_their_speed(ai_stack: AiStack, short_wav: Path) -> None:
+    assert ai_stack.ai.metrics is not None
+    url = ai_stack.ai.metrics.url
+    async with httpx.AsyncClient() as http:
+        before = scrape((await http.get(url)).text)
+        client, _ = await ai_stack.user()
+        job = await ai_stack.wait(client, (await client.transcriptions.create_from_file(short_wav)).name)
+        assert job.state == ai_res.JOB_STATE_SUCCEEDED
+        after = scrape((await http.get(url)).text)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("parley_ai_jobs_total", kind="transcription", state="RUNNING") >= 1
+    assert moved("parley_ai_jobs_total", kind="transcription", state="SUCCEEDED") >= 1
+    assert moved("parley_ai_transcription_real_time_factor_count") >= 1
+    create = {"service": "parley.ai.v1.TranscriptionService", "method": "CreateTranscription", "code": "OK"}
+    upload = {"service": "parley.ai.v1.TranscriptionService", "method": "UploadMedia", "code": "OK"}
+    assert moved("parley_rpc_requests_total", **create) == 1
+    assert moved("parley_rpc_requests_total", **upload) == 1
