@@ -11,8 +11,9 @@ import httpx
 from parley.room import Room
 from sfu import SfuServer, SfuSettings
 
+from ..conftest import TOKEN_SECRET
 from ..test_observability import scrape, value
-from .conftest import KEY_ID, TOKEN_SECRET, Mint, ToneTrack
+from .conftest import KEY_ID, Mint, ToneTrack
 
 
 async def test_metrics_follow_a_meeting(token: Mint) -> None:
