@@ -187,73 +187,57 @@ class AuthenticationInterceptor(ServerInterceptor, Generic[T]):
             yield response
 
 
-class LoggingInterceptor(ServerInterceptor):
+class _TimedInterceptor(ServerInterceptor):
+    """Times each call and hands ``finished`` its outcome (a streaming call: its whole life)."""
+
+    def finished(self, input: CallInput, seconds: float, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+    async def intercept_unary(self, input: CallInput, next: UnaryNext) -> Any:
+        started, failure = time.perf_counter(), None
+        try:
+            return await next(input)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            self.finished(input, time.perf_counter() - started, failure)
+
+    async def intercept_stream(self, input: CallInput, next: StreamNext) -> AsyncIterator[Any]:
+        started, failure = time.perf_counter(), None
+        try:
+            async for response in next(input):
+                yield response
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            self.finished(input, time.perf_counter() - started, failure)
+
+
+class LoggingInterceptor(_TimedInterceptor):
     """One INFO line per call (method, code, milliseconds, caller); the request, with its
     sensitive fields redacted, at DEBUG."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self._log = logger
 
-    def _line(self, input: CallInput, started: float, error: BaseException | None) -> None:
+    def finished(self, input: CallInput, seconds: float, error: BaseException | None) -> None:
         if self._log.isEnabledFor(logging.INFO):
             code = outcome(error, input.context).name
-            ms = (time.perf_counter() - started) * 1000
-            self._log.info("%s %s %.1f ms caller=%s", input.method, code, ms, input.caller_name)
+            self._log.info("%s %s %.1f ms caller=%s", input.method, code, seconds * 1000, input.caller_name)
         if self._log.isEnabledFor(logging.DEBUG) and not input.request_streaming:
             self._log.debug("%s request %s", input.method, redacted(input.request))
 
-    async def intercept_unary(self, input: CallInput, next: UnaryNext) -> Any:
-        started, failure = time.perf_counter(), None
-        try:
-            return await next(input)
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            self._line(input, started, failure)
 
-    async def intercept_stream(self, input: CallInput, next: StreamNext) -> AsyncIterator[Any]:
-        started, failure = time.perf_counter(), None
-        try:
-            async for response in next(input):
-                yield response
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            self._line(input, started, failure)
-
-
-class MetricsInterceptor(ServerInterceptor):
+class MetricsInterceptor(_TimedInterceptor):
     """``parley_rpc_requests_total`` and ``parley_rpc_duration_seconds`` by service, method and
     code."""
 
-    @staticmethod
-    def _observe(input: CallInput, started: float, error: BaseException | None) -> None:
-        service, method, code = input.service, input.method_name, outcome(error, input.context).name
-        RPC_TOTAL.labels(service, method, code).inc()
-        RPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
-
-    async def intercept_unary(self, input: CallInput, next: UnaryNext) -> Any:
-        started, failure = time.perf_counter(), None
-        try:
-            return await next(input)
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            self._observe(input, started, failure)
-
-    async def intercept_stream(self, input: CallInput, next: StreamNext) -> AsyncIterator[Any]:
-        started, failure = time.perf_counter(), None
-        try:
-            async for response in next(input):
-                yield response
-        except BaseException as error:
-            failure = error
-            raise
-        finally:
-            self._observe(input, started, failure)
+    def finished(self, input: CallInput, seconds: float, error: BaseException | None) -> None:
+        service, method = input.service, input.method_name
+        RPC_TOTAL.labels(service, method, outcome(error, input.context).name).inc()
+        RPC_DURATION.labels(service, method).observe(seconds)
 
 
 class TracingInterceptor(ServerInterceptor):
