@@ -91,6 +91,8 @@ def _control(database_url: str) -> Iterator[str]:
         "PARLEY_TOKEN_SECRET": secrets.token_urlsafe(40),
         "PARLEY_DEV_LOGIN": "1",
         "PARLEY_GRPC_ADDRESS": address,
+        # Metrics on, as in production, on a free port.
+        "PARLEY_METRICS_ADDRESS": "127.0.0.1:0",
     }
     # Its per-call log lines go nowhere: an unread pipe would fill and block the server.
     with subprocess.Popen(
