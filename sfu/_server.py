@@ -24,6 +24,7 @@ from parley.server import (
     ServiceError,
     Unauthenticated,
     Unavailable,
+    bind_log_context,
     field_violations,
     standard_interceptors,
     to_status_message,
@@ -64,6 +65,9 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[sig.ConnectRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[sig.ConnectResponse]:
         session = await self._join(request_iterator)  # a refusal ends the call (error interceptor)
+        # Every line logged for this session from here on (its tasks included, and the call's
+        # own line at the end) says whose it is.
+        bind_log_context(room=session.room.id, participant=session.identity)
         reader = asyncio.create_task(self._read(session, request_iterator))
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, (session.claims.expires_at - datetime.now(UTC)).total_seconds()),
