@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from parley.server import ConfigurationError, configure_logging, configure_tracing, wait_for_signal
+from parley.server import ConfigurationError, configure_logging, configure_tracing, stop_signals
 
 from ._server import GatewayServer
 from ._settings import GatewaySettings
@@ -19,8 +19,9 @@ from ._settings import GatewaySettings
 
 async def _serve() -> None:
     host, _, port = os.environ.get("PARLEY_HTTP_ADDRESS", "0.0.0.0:8080").rpartition(":")
-    async with GatewayServer(GatewaySettings.from_env(), host=host, port=int(port)):
-        await wait_for_signal()
+    with stop_signals() as stop:
+        async with GatewayServer(GatewaySettings.from_env(), host=host, port=int(port)):
+            await stop
 
 
 if __name__ == "__main__":

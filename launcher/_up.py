@@ -98,7 +98,7 @@ async def _serve(
 ) -> None:
     from control import ControlServer, ControlSettings
     from gateway import GatewayServer, GatewaySettings
-    from parley.server import wait_for_signal
+    from parley.server import stop_signals
     from sfu import SfuServer, SfuSettings
 
     if with_ai:
@@ -115,6 +115,7 @@ async def _serve(
         # Before any gRPC server runs in this process (see start_runtime).
         start_runtime(os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
     async with contextlib.AsyncExitStack() as stack:
+        stop = stack.enter_context(stop_signals())  # before the servers: a Ctrl-C in start-up stops them
         sfu = SfuServer(
             SfuSettings(token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}")
         )
@@ -141,7 +142,7 @@ async def _serve(
         await stack.enter_async_context(gateway)
         credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
         _print_addresses(server, sfu, ai, gateway, data_dir, credentials, created)
-        await wait_for_signal()
+        await stop
         typer.echo("stopping")
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ._base import GrpcServer, wait_for_signal
+from ._base import GrpcServer, stop_signals
 from ._errors import (
     ERROR_DOMAIN,
     AlreadyExists,
@@ -101,10 +101,10 @@ __all__ = [
     "run_service",
     "standard_interceptors",
     "status_message",
+    "stop_signals",
     "to_status",
     "to_status_message",
     "validate",
-    "wait_for_signal",
 ]
 
 

@@ -11,9 +11,10 @@ in flight get ``grace`` seconds to finish, and then the service closes what it h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,14 +27,20 @@ from ._metrics import MetricsEndpoint
 
 log = logging.getLogger("parley.server")
 
-__all__ = ["GrpcServer", "wait_for_signal"]
+__all__ = ["GrpcServer", "stop_signals"]
 
 
-async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
-    """Waits until the process receives one of ``signals`` (default SIGTERM and SIGINT)."""
+@contextlib.contextmanager
+def stop_signals(
+    *signals: signal.Signals, received: asyncio.Future[signal.Signals] | None = None
+) -> Iterator[asyncio.Future[signal.Signals]]:
+    """Catches ``signals`` (default SIGTERM and SIGINT) while the block runs: the future
+    (``received``, or a new one) completes with the first one. Enter it before starting
+    servers, so that a signal sent as soon as they listen stops them instead of killing the
+    process."""
     signals = signals or (signal.SIGTERM, signal.SIGINT)
     loop = asyncio.get_running_loop()
-    received: asyncio.Future[signal.Signals] = loop.create_future()
+    received = received if received is not None else loop.create_future()
 
     def receive(sig: signal.Signals) -> None:
         if not received.done():
@@ -42,7 +49,7 @@ async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
     for sig in signals:
         loop.add_signal_handler(sig, receive, sig)
     try:
-        return await received
+        yield received
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -153,9 +160,13 @@ class GrpcServer:
 
     async def serve(self) -> None:
         """Serves until SIGTERM or SIGINT, then stops gracefully."""
-        async with self:
-            received = await wait_for_signal()
-            log.info("%s: %s received, draining (grace %.0f s)", self.name, received.name, self.grace)
+        with stop_signals() as stop:
+            async with self:
+                # A runtime started with the server (Ray installs its own SIGTERM handler) may
+                # have replaced ours: put them back.
+                with stop_signals(received=stop):
+                    received = await stop
+                log.info("%s: %s received, draining (grace %.0f s)", self.name, received.name, self.grace)
 
     async def __aenter__(self) -> Self:
         try:
