@@ -24,14 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
-from ai._summary import (
-    EngineKind,
-    engine_from_settings,
-    hf_folder_from_gguf,
-    smollm2_gguf_path,
-    summarize,
-    tokens_per_second,
-)
+from ai._summarize import summarize
+from ai._summary_engines import EngineKind, engine_from_settings, tokens_per_second
+from ai._summary_models import hf_folder_from_gguf, smollm2_gguf_path
 
 #: Prompt of the speed measurement: asks for a long answer so that generation runs to max tokens.
 SPEED_PROMPT = (

@@ -25,16 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ai._summary import (
-    _COMBINE,
-    _PIECE,
-    LlamaCppEngine,
-    OpenAIEngine,
-    SummaryEngine,
-    SummaryError,
-    smollm2_gguf_path,
-    summarize,
-)
+from ai._summarize import _COMBINE, _PIECE, summarize
+from ai._summary_engines import LlamaCppEngine, OpenAIEngine, SummaryEngine, SummaryError
+from ai._summary_models import smollm2_gguf_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Converted models, kept between runs (git-ignored) so a CI run converts SmolLM2 once.
