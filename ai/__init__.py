@@ -11,7 +11,8 @@ from ._errors import AiError
 from ._pool import SpeechPool, SpeechPoolOptions, start_ray
 from ._server import SERVICE_NAMES, AiServer, start_runtime
 from ._settings import AiSettings, ConfigurationError
-from ._summary import LlamaCppEngine, smollm2_gguf_path, tokens_per_second
+from ._summary_engines import LlamaCppEngine, tokens_per_second
+from ._summary_models import smollm2_gguf_path
 from ._whisper import SpeechModel, resolve_model
 
 __all__ = [

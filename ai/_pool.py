@@ -189,7 +189,7 @@ class SummaryActor:
         import queue
         import threading
 
-        from ._summary import summarize
+        from ._summarize import summarize
 
         updates: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop = threading.Event()

@@ -305,7 +305,7 @@ class JobRunner:
     async def summary_actor(self) -> Any:
         async with self._pool_lock:
             if self._summary_actor is None:
-                from ._summary import engine_from_settings
+                from ._summary_engines import engine_from_settings
 
                 s = self.settings
                 factory = functools.partial(

@@ -137,7 +137,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         transcript, result = Path(tmp) / "transcript.txt", Path(tmp) / "result.json"
         transcript.write_text(" ".join(MEETING))
-        command = [sys.executable, "-m", "ai._summary_check", "--engine", "vllm", "--transcript", str(transcript)]
+        command = [sys.executable, str(ROOT / "scripts" / "summary_check.py"), "--engine", "vllm"]
+        command += ["--transcript", str(transcript)]
         command += ["--cache-dir", str(CACHE), "--output", str(result)]
         # vLLM logs to stdout: the figures come back through --output.
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)

@@ -9,8 +9,9 @@ from ._errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from ._policy import ALL_SCOPES
 from ._server import SERVICE_NAMES, ControlServer
-from ._service import ALL_SCOPES, ControlPlane
+from ._service import ControlPlane
 from ._settings import ConfigurationError, ControlSettings, OidcSettings
 
 __all__ = [

@@ -31,8 +31,9 @@ from parley.server import db, field_violations
 
 from ._errors import ControlError
 from ._models import ApiKeyRow, migrate
+from ._policy import ALL_SCOPES
 from ._repos import aware
-from ._service import ALL_SCOPES, ControlPlane
+from ._service import ControlPlane
 from ._settings import ConfigurationError, ControlSettings
 
 

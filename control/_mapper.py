@@ -6,8 +6,9 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES
+from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES, VideoGrants
 from parley.control.v1 import resources_pb2 as res
+from parley.control.v1 import room_service_pb2 as room_pb
 
 from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
 from ._repos import aware
@@ -98,3 +99,55 @@ def api_key(row: ApiKeyRow) -> res.ApiKey:
         scopes=row.scopes,
         create_time=timestamp(row.created_at),
     )
+
+
+def join_grants(room: RoomRow, *, moderator: bool) -> room_pb.JoinGrants:
+    """Grants of a participant: moderators may do everything; others what the room allows."""
+    sources = [] if moderator else [SOURCES[s] for s in room.publish_sources]
+    return room_pb.JoinGrants(
+        can_publish=moderator or bool(sources),
+        can_subscribe=True,
+        can_publish_data=True,
+        publish_sources=sources,
+        room_admin=moderator,
+        can_mute_others=moderator or room.everyone_can_mute,
+    )
+
+
+def video_grants(room: RoomRow, grants: room_pb.JoinGrants) -> VideoGrants:
+    """The join token's claims for ``grants`` in ``room``."""
+    return VideoGrants(
+        room=room.id,
+        can_publish=grants.can_publish,
+        can_subscribe=grants.can_subscribe,
+        can_publish_data=grants.can_publish_data,
+        can_publish_sources=tuple(SOURCE_NAMES[s] for s in grants.publish_sources),
+        hidden=grants.hidden,
+        recorder=grants.recorder,
+        room_admin=grants.room_admin,
+        can_mute_others=grants.can_mute_others,
+    )
+
+
+def join_grant(
+    room: RoomRow, *, token: str, sfu_url: str, identity: str, grants: room_pb.JoinGrants, expires: datetime
+) -> room_pb.JoinGrant:
+    return room_pb.JoinGrant(
+        room=f"rooms/{room.id}",
+        token=token,
+        sfu_url=sfu_url,
+        identity=identity,
+        grants=grants,
+        expire_time=timestamp(expires),
+    )
+
+
+def lobby_ticket(entry: LobbyEntryRow, ticket: str) -> room_pb.LobbyTicket:
+    return room_pb.LobbyTicket(entry=lobby_entry(entry), ticket=ticket)
+
+
+def join_response(outcome: room_pb.JoinGrant | room_pb.LobbyTicket) -> room_pb.JoinRoomResponse:
+    """What JoinRoom answers: a grant to enter with, or a ticket to wait in the lobby with."""
+    if isinstance(outcome, room_pb.JoinGrant):
+        return room_pb.JoinRoomResponse(grant=outcome)
+    return room_pb.JoinRoomResponse(lobby=outcome)

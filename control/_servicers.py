@@ -61,7 +61,7 @@ class UserServicer(user_grpc.UserServiceServicer):
         self._control = control
 
     async def GetUser(self, request: user_pb.GetUserRequest, context: Context) -> res.User:
-        return _mapper.user(await self._control.get_user(current_caller(), request.name.removeprefix("users/")))
+        return _mapper.user(await self._control.users.get_user(current_caller(), request.name.removeprefix("users/")))
 
     async def GetCaller(self, request: user_pb.GetCallerRequest, context: Context) -> user_pb.Caller:
         caller = current_caller()
@@ -73,7 +73,7 @@ class UserServicer(user_grpc.UserServiceServicer):
         return user_pb.Caller(user=f"users/{caller.user_id}", display_name=caller.display_name)
 
     async def UpdateUser(self, request: user_pb.UpdateUserRequest, context: Context) -> res.User:
-        row = await self._control.update_user(
+        row = await self._control.users.update_user(
             current_caller(), request.user.name.removeprefix("users/"), request.user, list(request.update_mask.paths)
         )
         return _mapper.user(row)
@@ -82,7 +82,7 @@ class UserServicer(user_grpc.UserServiceServicer):
         identity = Identity(
             subject=request.subject, email=request.email, display_name=request.display_name.strip() or request.subject
         )
-        token, expires, user = await self._control.dev_login(identity)
+        token, expires, user = await self._control.users.dev_login(identity)
         return user_pb.DevLoginResponse(
             access_token=token, expire_time=_mapper.timestamp(expires), user=_mapper.user(user)
         )
@@ -93,13 +93,13 @@ class RoomServicer(room_grpc.RoomServiceServicer):
         self._control = control
 
     async def CreateRoom(self, request: room_pb.CreateRoomRequest, context: Context) -> res.Room:
-        return _mapper.room(await self._control.create_room(current_caller(), request.room))
+        return _mapper.room(await self._control.rooms.create_room(current_caller(), request.room))
 
     async def GetRoom(self, request: room_pb.GetRoomRequest, context: Context) -> res.Room:
-        return _mapper.room(await self._control.get_room(current_caller(), _room_id(request.name)))
+        return _mapper.room(await self._control.rooms.get_room(current_caller(), _room_id(request.name)))
 
     async def ListRooms(self, request: room_pb.ListRoomsRequest, context: Context) -> room_pb.ListRoomsResponse:
-        page = await self._control.list_rooms(
+        page = await self._control.rooms.list_rooms(
             current_caller(), page_size=request.page_size, page_token=request.page_token, filter=request.filter
         )
         return room_pb.ListRoomsResponse(
@@ -108,15 +108,15 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     async def UpdateRoom(self, request: room_pb.UpdateRoomRequest, context: Context) -> res.Room:
         return _mapper.room(
-            await self._control.update_room(current_caller(), request.room, list(request.update_mask.paths))
+            await self._control.rooms.update_room(current_caller(), request.room, list(request.update_mask.paths))
         )
 
     async def DeleteRoom(self, request: room_pb.DeleteRoomRequest, context: Context) -> empty_pb2.Empty:
-        await self._control.delete_room(current_caller(), _room_id(request.name), request.etag)
+        await self._control.rooms.delete_room(current_caller(), _room_id(request.name), request.etag)
         return empty_pb2.Empty()
 
     async def JoinRoom(self, request: room_pb.JoinRoomRequest, context: Context) -> room_pb.JoinRoomResponse:
-        return await self._control.join_room(
+        return await self._control.joining.join_room(
             current_caller(),
             _room_id(request.name),
             display_name=request.display_name,
@@ -125,7 +125,7 @@ class RoomServicer(room_grpc.RoomServiceServicer):
 
     async def CreateJoinToken(self, request: room_pb.CreateJoinTokenRequest, context: Context) -> room_pb.JoinGrant:
         ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
-        return await self._control.create_join_token(
+        return await self._control.joining.create_join_token(
             current_caller(),
             _room_id(request.room),
             identity=request.identity,
@@ -141,7 +141,7 @@ class RoomAccessServicer(access_grpc.RoomAccessServiceServicer):
         self._control = control
 
     async def CreateRoomAccess(self, request: access_pb.CreateRoomAccessRequest, context: Context) -> res.RoomAccess:
-        row, user = await self._control.create_access(
+        row, user = await self._control.accesses.create_access(
             current_caller(), _room_id(request.parent), request.room_access.user, request.room_access.role
         )
         return _mapper.room_access(row, user)
@@ -149,7 +149,7 @@ class RoomAccessServicer(access_grpc.RoomAccessServiceServicer):
     async def ListRoomAccesses(
         self, request: access_pb.ListRoomAccessesRequest, context: Context
     ) -> access_pb.ListRoomAccessesResponse:
-        page, _room = await self._control.list_accesses(
+        page, _room = await self._control.accesses.list_accesses(
             current_caller(), _room_id(request.parent), page_size=request.page_size, page_token=request.page_token
         )
         return access_pb.ListRoomAccessesResponse(
@@ -158,12 +158,12 @@ class RoomAccessServicer(access_grpc.RoomAccessServiceServicer):
 
     async def UpdateRoomAccess(self, request: access_pb.UpdateRoomAccessRequest, context: Context) -> res.RoomAccess:
         room, access = parse_room_access_path(request.room_access.name)
-        row, user = await self._control.update_access(current_caller(), room, access, request.room_access.role)
+        row, user = await self._control.accesses.update_access(current_caller(), room, access, request.room_access.role)
         return _mapper.room_access(row, user)
 
     async def DeleteRoomAccess(self, request: access_pb.DeleteRoomAccessRequest, context: Context) -> empty_pb2.Empty:
         room, access = parse_room_access_path(request.name)
-        await self._control.delete_access(current_caller(), room, access)
+        await self._control.accesses.delete_access(current_caller(), room, access)
         return empty_pb2.Empty()
 
 
@@ -172,7 +172,7 @@ class LobbyServicer(lobby_grpc.LobbyServiceServicer):
         self._control = control
 
     async def GetLobbyEntry(self, request: lobby_pb.GetLobbyEntryRequest, context: Context) -> res.LobbyEntry:
-        row = await self._control.get_lobby_entry(
+        row = await self._control.lobby.get_lobby_entry(
             current_caller(), parse_lobby_entry_path(request.name), request.ticket
         )
         return _mapper.lobby_entry(row)
@@ -180,7 +180,7 @@ class LobbyServicer(lobby_grpc.LobbyServiceServicer):
     async def WatchLobbyEntry(
         self, request: lobby_pb.WatchLobbyEntryRequest, context: Context
     ) -> AsyncIterator[res.LobbyEntry]:
-        async for row in self._control.watch_lobby_entry(
+        async for row in self._control.lobby.watch_lobby_entry(
             current_caller(), parse_lobby_entry_path(request.name), request.ticket
         ):
             yield _mapper.lobby_entry(row)
@@ -188,7 +188,7 @@ class LobbyServicer(lobby_grpc.LobbyServiceServicer):
     async def ListLobbyEntries(
         self, request: lobby_pb.ListLobbyEntriesRequest, context: Context
     ) -> lobby_pb.ListLobbyEntriesResponse:
-        page = await self._control.list_lobby(
+        page = await self._control.lobby.list_lobby(
             current_caller(), _room_id(request.parent), page_size=request.page_size, page_token=request.page_token
         )
         return lobby_pb.ListLobbyEntriesResponse(
@@ -196,11 +196,13 @@ class LobbyServicer(lobby_grpc.LobbyServiceServicer):
         )
 
     async def AdmitLobbyEntry(self, request: lobby_pb.AdmitLobbyEntryRequest, context: Context) -> res.LobbyEntry:
-        row = await self._control.decide_lobby_entry(current_caller(), parse_lobby_entry_path(request.name), admit=True)
+        row = await self._control.lobby.decide_lobby_entry(
+            current_caller(), parse_lobby_entry_path(request.name), admit=True
+        )
         return _mapper.lobby_entry(row)
 
     async def DenyLobbyEntry(self, request: lobby_pb.DenyLobbyEntryRequest, context: Context) -> res.LobbyEntry:
-        row = await self._control.decide_lobby_entry(
+        row = await self._control.lobby.decide_lobby_entry(
             current_caller(), parse_lobby_entry_path(request.name), admit=False
         )
         return _mapper.lobby_entry(row)
@@ -213,13 +215,13 @@ class ApiKeyServicer(keys_grpc.ApiKeyServiceServicer):
     async def CreateApiKey(
         self, request: keys_pb.CreateApiKeyRequest, context: Context
     ) -> keys_pb.CreateApiKeyResponse:
-        row, secret = await self._control.create_api_key(
+        row, secret = await self._control.api_keys.create_api_key(
             current_caller(), request.api_key.display_name, list(request.api_key.scopes)
         )
         return keys_pb.CreateApiKeyResponse(api_key=_mapper.api_key(row), secret=secret)
 
     async def ListApiKeys(self, request: keys_pb.ListApiKeysRequest, context: Context) -> keys_pb.ListApiKeysResponse:
-        page = await self._control.list_api_keys(
+        page = await self._control.api_keys.list_api_keys(
             current_caller(), page_size=request.page_size, page_token=request.page_token
         )
         return keys_pb.ListApiKeysResponse(
@@ -227,5 +229,5 @@ class ApiKeyServicer(keys_grpc.ApiKeyServiceServicer):
         )
 
     async def DeleteApiKey(self, request: keys_pb.DeleteApiKeyRequest, context: Context) -> empty_pb2.Empty:
-        await self._control.delete_api_key(current_caller(), request.name.removeprefix("apiKeys/"))
+        await self._control.api_keys.delete_api_key(current_caller(), request.name.removeprefix("apiKeys/"))
         return empty_pb2.Empty()

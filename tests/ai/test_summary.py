@@ -2,7 +2,7 @@
 
 The light engine (llama.cpp running the packaged SmolLM2-135M GGUF) runs in this process. vLLM
 runs in subprocesses only — ``vllm.LLM`` starts worker processes and ``import vllm`` warns,
-which this suite turns into errors — both as ``python -m ai._summary_check --engine vllm`` and as
+which this suite turns into errors — both as ``python scripts/summary_check.py --engine vllm`` and as
 vLLM's own OpenAI-compatible server, the real endpoint for :class:`OpenAIEngine`. Those tests
 carry the ``vllm`` marker and are skipped where the ``vllm`` extra is not installed.
 """
@@ -25,18 +25,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ai._summary import (
-    _COMBINE,
-    _PIECE,
-    LlamaCppEngine,
-    OpenAIEngine,
-    SummaryEngine,
-    SummaryError,
-    smollm2_gguf_path,
-    summarize,
-)
+from ai._summarize import _COMBINE, _PIECE, summarize
+from ai._summary_engines import LlamaCppEngine, OpenAIEngine, SummaryEngine, SummaryError
+from ai._summary_models import smollm2_gguf_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_CHECK = REPO_ROOT / "scripts" / "summary_check.py"
 #: Converted models, kept between runs (git-ignored) so a CI run converts SmolLM2 once.
 MODEL_CACHE = REPO_ROOT / ".cache" / "parley-models"
 
@@ -343,7 +337,7 @@ def _summary_check(*args: str, output: Path, timeout: float) -> dict[str, object
     log_path = output.with_suffix(".log")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ai._summary_check", *args, "--output", str(output)],
+            [sys.executable, str(SUMMARY_CHECK), *args, "--output", str(output)],
             cwd=REPO_ROOT,
             env=VLLM_ENV,
             stdout=log,
@@ -353,7 +347,7 @@ def _summary_check(*args: str, output: Path, timeout: float) -> dict[str, object
     try:
         returncode = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"ai._summary_check did not finish in {timeout} s:\n{log_path.read_text()[-5000:]}")
+        pytest.fail(f"scripts/summary_check.py did not finish in {timeout} s:\n{log_path.read_text()[-5000:]}")
     finally:
         _stop(process, grace=10)
     assert returncode == 0, log_path.read_text()[-5000:]

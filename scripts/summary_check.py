@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m ai._summary_check --engine light --transcript meeting.txt
-    python -m ai._summary_check --engine vllm --cache-dir .cache/parley-models --transcript meeting.txt
-    python -m ai._summary_check --engine openai --base-url http://llm:8000/v1 --model smollm2 --transcript meeting.txt
-    python -m ai._summary_check --engine vllm --resolve-model   # convert / locate the model only
+    python scripts/summary_check.py --engine light --transcript meeting.txt
+    python scripts/summary_check.py --engine vllm --cache-dir .cache/parley-models --transcript meeting.txt
+    python scripts/summary_check.py --engine openai --base-url http://llm/v1 --model smollm2 --transcript meeting.txt
+    python scripts/summary_check.py --engine vllm --resolve-model   # convert / locate the model only
 
 Prints one JSON object on the last line of stdout (and writes it to ``--output`` if given, which
 is the robust way to read it: vLLM logs to stdout): ``summary``, ``tokens_per_second``,
@@ -24,14 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
-from ai._summary import (
-    EngineKind,
-    engine_from_settings,
-    hf_folder_from_gguf,
-    smollm2_gguf_path,
-    summarize,
-    tokens_per_second,
-)
+from ai._summarize import summarize
+from ai._summary_engines import EngineKind, engine_from_settings, tokens_per_second
+from ai._summary_models import hf_folder_from_gguf, smollm2_gguf_path
 
 #: Prompt of the speed measurement: asks for a long answer so that generation runs to max tokens.
 SPEED_PROMPT = (
@@ -46,7 +41,7 @@ def _default_cache_dir() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ai._summary_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/summary_check.py", description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=get_args(EngineKind), required=True)
     parser.add_argument("--model-path", default="", help="GGUF file or model folder (default: packaged SmolLM2)")
     parser.add_argument("--base-url", default="", help="openai: API root, e.g. http://localhost:8000/v1")
