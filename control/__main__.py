@@ -1,6 +1,6 @@
 """``python -m control``: serve the control plane with settings from ``PARLEY_*`` variables
 (``PARLEY_DATABASE_URL``, ``PARLEY_TOKEN_SECRET``, ``PARLEY_OIDC_ISSUER`` / ``_AUDIENCE``,
-``PARLEY_SFU_URL``...: ``control.ENV.variables(ControlSettings)``), ``PARLEY_GRPC_ADDRESS``
+``PARLEY_SFU_URL``...: ``control._settings.ENV.variables(ControlSettings)``), ``PARLEY_GRPC_ADDRESS``
 (default ``0.0.0.0:50051``) and ``PARLEY_METRICS_ADDRESS`` (Prometheus ``/metrics``, default
 ``0.0.0.0:9464``; empty: off). SIGTERM drains calls in flight, then exits.
 

@@ -37,7 +37,7 @@ class ControlSettings:
     #: Names ``token_secret`` in tokens (the JWT ``iss``), for rotation.
     token_key_id: str = "parley"
     #: Where participants connect, returned with join tokens (single-node deployments).
-    sfu_url: str = "ws://127.0.0.1:7880"
+    sfu_url: str = "grpc://127.0.0.1:7880"
     #: Redis of a multi-node SFU deployment: join tokens then come with the URL of the node
     #: the room meets on (``parley.sfu_registry``), not ``sfu_url``.
     redis_url: str = ""

@@ -1,7 +1,7 @@
 """``python -m gateway``: serve the REST facade with settings from ``PARLEY_*`` variables
 (``PARLEY_CONTROL_TARGET``, ``PARLEY_SESSION_SECRET``, ``PARLEY_AI_TARGET`` (optional: the AI
 service's gRPC address; without it the transcription and summary routes answer 503),
-``PARLEY_OIDC_ISSUER`` / ``_CLIENT_ID`` / ``_CLIENT_SECRET``...: ``gateway.ENV``) and
+``PARLEY_OIDC_ISSUER`` / ``_CLIENT_ID`` / ``_CLIENT_SECRET``...: ``gateway._settings.ENV``) and
 ``PARLEY_HTTP_ADDRESS`` (default ``0.0.0.0:8080``). Its metrics are on ``/metrics``. SIGTERM
 stops it after the requests in flight."""
 

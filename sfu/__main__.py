@@ -1,6 +1,6 @@
 """Runs one SFU node: ``python -m sfu``. Settings come from ``PARLEY_TOKEN_SECRET`` (the secret
 control signs join tokens with), ``PARLEY_REDIS_URL``, the ``PARLEY_SFU_*`` variables
-(``sfu.ENV.variables(SfuSettings)``) and ``PARLEY_METRICS_ADDRESS`` (Prometheus ``/metrics``,
+(``sfu._settings.ENV.variables(SfuSettings)``) and ``PARLEY_METRICS_ADDRESS`` (Prometheus ``/metrics``,
 default ``0.0.0.0:9466``; empty: off). SIGTERM tells every participant the server is shutting
 down, drains, then exits."""
 
