@@ -39,13 +39,13 @@ from ._errors import (
     Unauthenticated,
     Unavailable,
 )
-from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
+from ._models import AccessLevel, ApiKeyRow, LobbyEntryRow, LobbyState, Role, RoomAccessRow, RoomRow, UserRow
 from ._repos import Accesses, ApiKeys, LobbyEntries, Rooms, Users, aware
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
 
-_RANK = {"member": 1, "administrator": 2, "owner": 3}
+_RANK = {Role.MEMBER: 1, Role.ADMINISTRATOR: 2, Role.OWNER: 3}
 _ALL_SOURCES = list(_mapper.SOURCES)
 _SLUG_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ALL_SCOPES: tuple[str, ...] = tuple(
@@ -194,14 +194,14 @@ class ControlPlane:
             raise NotFound(f"room {id_or_slug!r} not found")
         return row
 
-    async def _role(self, session: AsyncSession, room: RoomRow, caller: Principal) -> str | None:
+    async def _role(self, session: AsyncSession, room: RoomRow, caller: Principal) -> Role | None:
         if not caller.is_user:
             return None
         return await Accesses(session).role_of(room.id, caller.user_id)
 
     async def _require_role(
-        self, session: AsyncSession, room: RoomRow, caller: Principal, *, at_least: str, scope: str
-    ) -> str | None:
+        self, session: AsyncSession, room: RoomRow, caller: Principal, *, at_least: Role, scope: str
+    ) -> Role | None:
         """Allows API keys holding ``scope`` and users ranking at least ``at_least``."""
         if caller.is_api_key:
             caller.require_scope(scope)
@@ -224,7 +224,7 @@ class ControlPlane:
             if room.HasField("configuration")
             else _ALL_SOURCES
         )
-        level = _mapper.ACCESS_LEVEL_NAMES.get(room.access_level, "public")
+        level = _mapper.ACCESS_LEVEL_NAMES.get(room.access_level, AccessLevel.PUBLIC)
         for _attempt in range(5):
             now = _now()
             row = RoomRow(
@@ -245,7 +245,7 @@ class ControlPlane:
                     if caller.is_user:
                         Accesses(session).add(
                             RoomAccessRow(
-                                id=_new_id(), room_id=row.id, user_id=caller.user_id, role="owner", created_at=now
+                                id=_new_id(), room_id=row.id, user_id=caller.user_id, role=Role.OWNER, created_at=now
                             )
                         )
                 return row
@@ -282,7 +282,7 @@ class ControlPlane:
         id_or_slug = room.name.removeprefix("rooms/")
         async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
-            await self._require_role(session, row, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, row, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             if room.etag and room.etag != _mapper.etag(row):
                 raise FailedPrecondition("the room changed since it was read (etag mismatch)", reason="ETAG_MISMATCH")
             if "display_name" in paths:
@@ -302,16 +302,16 @@ class ControlPlane:
     async def delete_room(self, caller: Principal, id_or_slug: str, etag: str) -> None:
         async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
-            await self._require_role(session, row, caller, at_least="owner", scope="rooms:delete")
+            await self._require_role(session, row, caller, at_least=Role.OWNER, scope="rooms:delete")
             if etag and etag != _mapper.etag(row):
                 raise FailedPrecondition("the room changed since it was read (etag mismatch)", reason="ETAG_MISMATCH")
             await Rooms(session).delete(row)
 
     # -- joining -------------------------------------------------------------------------
 
-    def _grants(self, room: RoomRow, role: str | None) -> room_pb.JoinGrants:
+    def _grants(self, room: RoomRow, role: Role | None) -> room_pb.JoinGrants:
         """Grants of a participant: moderators may do everything; others what the room allows."""
-        moderator = role in ("administrator", "owner")
+        moderator = role in (Role.ADMINISTRATOR, Role.OWNER)
         sources = [] if moderator else [_mapper.SOURCES[s] for s in room.publish_sources]
         return room_pb.JoinGrants(
             can_publish=moderator or bool(sources),
@@ -385,9 +385,9 @@ class ControlPlane:
             raise NotFound(f"room {id_or_slug!r} not found")
         room, role = found
         may_enter = (
-            room.access_level == "public"
+            room.access_level == AccessLevel.PUBLIC
             or role is not None
-            or (room.access_level == "trusted" and user_id is not None)
+            or (room.access_level == AccessLevel.TRUSTED and user_id is not None)
         )
         if not name and (may_enter or not lobby_ticket):
             raise InvalidArgument.field("display_name", "anonymous guests must give a display name")
@@ -416,7 +416,7 @@ class ControlPlane:
                 identity=user_id or f"guest-{secrets.token_hex(8)}",
                 display_name=name,
                 ticket_hash="",
-                state="waiting",
+                state=LobbyState.WAITING,
                 created_at=now,
                 expires_at=now,
             )
@@ -431,9 +431,9 @@ class ControlPlane:
         self, session: AsyncSession, room: RoomRow, ticket: str, now: datetime
     ) -> room_pb.JoinRoomResponse:
         entry = await self._entry_by_ticket(session, room, ticket, now)
-        if entry.state == "denied":
+        if entry.state == LobbyState.DENIED:
             raise PermissionDenied("entry to this room was refused", reason="LOBBY_DENIED")
-        if entry.state == "waiting":
+        if entry.state == LobbyState.WAITING:
             entry.expires_at = now + self.settings.lobby_wait
             return room_pb.JoinRoomResponse(lobby=room_pb.LobbyTicket(entry=_mapper.lobby_entry(entry), ticket=ticket))
         role = await Accesses(session).role_of(room.id, entry.user_id) if entry.user_id else None
@@ -461,7 +461,7 @@ class ControlPlane:
     ) -> room_pb.JoinGrant:
         async with self._reads() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="administrator", scope="tokens:create")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="tokens:create")
         if not caller.is_api_key and (grants.hidden or grants.recorder):
             raise PermissionDenied("hidden and recorder grants need an API key with tokens:create")
         return await self._join_grant(room, identity, display_name or identity, grants, metadata=metadata, ttl=ttl)
@@ -474,8 +474,8 @@ class ControlPlane:
         role_name = _mapper.ROLE_NAMES[role]
         async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug, for_update=True)
-            mine = await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
-            if role_name == "owner" and mine not in (None, "owner"):
+            mine = await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
+            if role_name == Role.OWNER and mine not in (None, Role.OWNER):
                 raise PermissionDenied("only owners grant the owner role")
             target = await Users(session).get(user.removeprefix("users/"))
             if target is None:
@@ -492,7 +492,7 @@ class ControlPlane:
     ) -> tuple[Page[tuple[RoomAccessRow, UserRow]], RoomRow]:
         async with self._reads() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="member", scope="rooms:read")
+            await self._require_role(session, room, caller, at_least=Role.MEMBER, scope="rooms:read")
             scope = f"accesses|{room.id}"
             size = page_size_of(page_size)
             rows = await Accesses(session).page(
@@ -505,20 +505,20 @@ class ControlPlane:
 
     async def _access_for_change(
         self, session: AsyncSession, caller: Principal, id_or_slug: str, access_id: str
-    ) -> tuple[RoomAccessRow, str | None]:
+    ) -> tuple[RoomAccessRow, Role | None]:
         room = await self._room(session, id_or_slug, for_update=True)
         row = await Accesses(session).get(room.id, access_id)
         if row is None:
             raise NotFound("room access not found")
         if caller.is_user and row.user_id == caller.user_id:
             return row, row.role  # giving up or lowering one's own role
-        mine = await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
-        if row.role == "owner" and mine not in (None, "owner"):
+        mine = await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
+        if row.role == Role.OWNER and mine not in (None, Role.OWNER):
             raise PermissionDenied("only owners change or remove owners")
         return row, mine
 
     async def _keep_an_owner(self, session: AsyncSession, row: RoomAccessRow) -> None:
-        if row.role == "owner" and await Accesses(session).count_owners(row.room_id) <= 1:
+        if row.role == Role.OWNER and await Accesses(session).count_owners(row.room_id) <= 1:
             raise FailedPrecondition(
                 "a room keeps at least one owner; make someone else owner first", reason="LAST_OWNER"
             )
@@ -533,7 +533,7 @@ class ControlPlane:
                 pass
             elif caller.is_user and row.user_id == caller.user_id and _RANK[role_name] > _RANK[row.role]:
                 raise PermissionDenied("users cannot raise their own role")
-            elif role_name == "owner" and mine not in (None, "owner"):
+            elif role_name == Role.OWNER and mine not in (None, Role.OWNER):
                 raise PermissionDenied("only owners grant the owner role")
             else:
                 await self._keep_an_owner(session, row)
@@ -559,10 +559,10 @@ class ControlPlane:
             entry = await self._entry_by_ticket(session, room, ticket, now)
             if entry.id != name[1]:
                 raise PermissionDenied("the ticket is for another lobby entry")
-            if entry.state == "waiting":
+            if entry.state == LobbyState.WAITING:
                 entry.expires_at = now + self.settings.lobby_wait  # still there: keep the place
             return entry
-        await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+        await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
         found = await LobbyEntries(session).get(room.id, name[1], now=now)
         if found is None:
             raise NotFound("lobby entry not found or lapsed")
@@ -590,7 +590,7 @@ class ControlPlane:
             if entry.state != last_state:
                 last_state = entry.state
                 yield entry
-            if entry.state != "waiting":
+            if entry.state != LobbyState.WAITING:
                 return
             await asyncio.sleep(self.settings.lobby_poll_interval.total_seconds())
 
@@ -600,7 +600,7 @@ class ControlPlane:
         now = _now()
         async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             lobby = LobbyEntries(session)
             await lobby.purge_lapsed(room.id, now=now)
             scope = f"lobby|{room.id}"
@@ -615,14 +615,14 @@ class ControlPlane:
         async with self._writes.begin() as session:
             # The room lock makes concurrent admit / deny of one entry decide once.
             room = await self._room(session, name[0], for_update=True)
-            await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             entry = await LobbyEntries(session).get(room.id, name[1], now=now)
             if entry is None:
                 raise NotFound("lobby entry not found or lapsed")
-            decided = "accepted" if admit else "denied"
-            if entry.state not in ("waiting", decided):
+            decided = LobbyState.ACCEPTED if admit else LobbyState.DENIED
+            if entry.state not in (LobbyState.WAITING, decided):
                 raise FailedPrecondition(f"the entry was already {entry.state}", reason="LOBBY_ALREADY_DECIDED")
-            if entry.state == "waiting":
+            if entry.state == LobbyState.WAITING:
                 entry.state = decided
                 entry.expires_at = now + self.settings.lobby_admitted
             return entry
@@ -677,7 +677,7 @@ def _require_key_manager(caller: Principal) -> None:
     caller.require_scope("keys:manage")
 
 
-def _access_level_filter(value: str) -> str:
+def _access_level_filter(value: str) -> AccessLevel:
     enum_value = res.AccessLevel.Value(value) if value in res.AccessLevel.keys() else None  # noqa: SIM118 (enum wrapper, not a dict)
     if enum_value is None or enum_value not in _mapper.ACCESS_LEVEL_NAMES:
         raise ValueError(f"unknown access level {value!r}")
