@@ -9,8 +9,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
 from parley.ai.v1 import resources_pb2 as res
+from parley.server import EnumNames
 
-from ._models import JobColumns, SummaryRow, TranscriptionRow, UploadRow
+from ._models import JobColumns, JobState, SummaryRow, TranscriptionRow, UploadRow
 from ._types import Segment
 
 
@@ -30,13 +31,13 @@ def seconds(value: duration_pb2.Duration) -> float:
     return value.ToNanoseconds() / 1e9
 
 
-def _state(row: JobColumns) -> res.JobState.ValueType:
-    return res.JobState.Value(f"JOB_STATE_{row.state}")
+#: The stored job states ↔ the contract's, read from its descriptor.
+JOB_STATES = EnumNames(res.JobState, JobState)
 
 
 def _job_fields(row: JobColumns) -> dict[str, object]:
     fields: dict[str, object] = {
-        "state": _state(row),
+        "state": JOB_STATES.value(row.state),
         "progress": row.progress,
         "creator": row.owner,
         "create_time": timestamp(row.created_at),
@@ -44,10 +45,10 @@ def _job_fields(row: JobColumns) -> dict[str, object]:
     }
     if row.ended_at is not None:
         fields["end_time"] = timestamp(row.ended_at)
-    if row.state == "FAILED":
-        fields["error"] = status_pb2.Status(
-            code=code_pb2.Code.Value(row.error_code or "INTERNAL"), message=row.error_message
-        )
+    if row.state == JobState.FAILED:
+        # error_code holds a grpc.StatusCode's name, which google.rpc.Code shares.
+        code = code_pb2.Code.Value(row.error_code) if row.error_code else code_pb2.INTERNAL
+        fields["error"] = status_pb2.Status(code=code, message=row.error_message)
     return fields
 
 

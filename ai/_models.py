@@ -4,14 +4,32 @@ may share a database with control). Schema changes go through ai/migrations."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from parley.server.db import StrEnumColumn
+
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class JobState(StrEnum):
+    """Where a job stands, as its ``state`` column stores it: the ``parley.ai.v1.JobState``
+    value's name less ``JOB_STATE_`` (the mapper pairs the two through EnumNames)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+#: The states a job does not leave.
+ENDED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class JobColumns:
@@ -20,10 +38,9 @@ class JobColumns:
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     #: ``users/{id}`` or ``apiKeys/{id}``.
     owner: Mapped[str] = mapped_column(String(120))
-    #: A JobState name without its prefix: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED.
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[JobState] = mapped_column(StrEnumColumn(JobState, 16))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
-    #: For FAILED: the gRPC code name, a reason and a message for people.
+    #: For FAILED: the gRPC code's name (``grpc.StatusCode.X.name``), a reason and a message for people.
     error_code: Mapped[str] = mapped_column(String(32), default="")
     error_reason: Mapped[str] = mapped_column(String(64), default="")
     error_message: Mapped[str] = mapped_column(Text, default="")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from grpc import StatusCode
 from sqlalchemy import select, update
 
 from parley.server.db import Sessions
@@ -31,7 +32,7 @@ from ._audio import MediaError, decode_audio, open_s3_object
 from ._chunking import Chunk, merge, plan_chunks
 from ._formats import to_json, to_text
 from ._metrics import JOB_STATES, JOBS_ACTIVE, REAL_TIME_FACTOR
-from ._models import SummaryRow, TranscriptionRow
+from ._models import ENDED, JobState, SummaryRow, TranscriptionRow
 from ._pool import SpeechPool, SpeechPoolOptions, SummaryActor, stream_summary
 from ._settings import AiSettings
 from ._speakers import attribute_speakers
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 _PROGRESS_EVERY = 0.5
 #: Share of a transcription's progress spent decoding the media.
 _DECODE_SHARE = 0.1
-ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
+#: The states of jobs a process left unfinished.
+_UNFINISHED = (JobState.PENDING, JobState.RUNNING)
 
 
 def now() -> datetime:
@@ -56,9 +58,11 @@ def now() -> datetime:
 
 
 class JobFailed(Exception):
-    """Ends a job as FAILED with ``message`` for people and a gRPC code name."""
+    """Ends a job as FAILED with ``message`` for people, a gRPC code and an ErrorInfo-style reason."""
 
-    def __init__(self, message: str, *, code: str = "INVALID_ARGUMENT", reason: str = "JOB_FAILED") -> None:
+    def __init__(
+        self, message: str, *, code: StatusCode = StatusCode.INVALID_ARGUMENT, reason: str = "JOB_FAILED"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -108,13 +112,9 @@ class JobRunner:
         """Restarts jobs a previous process left unfinished (finished ones are stored)."""
         async with self._sessions.reads() as session:
             transcriptions = (
-                await session.scalars(
-                    select(TranscriptionRow.id).where(TranscriptionRow.state.in_(("PENDING", "RUNNING")))
-                )
+                await session.scalars(select(TranscriptionRow.id).where(TranscriptionRow.state.in_(_UNFINISHED)))
             ).all()
-            summaries = (
-                await session.scalars(select(SummaryRow.id).where(SummaryRow.state.in_(("PENDING", "RUNNING"))))
-            ).all()
+            summaries = (await session.scalars(select(SummaryRow.id).where(SummaryRow.state.in_(_UNFINISHED)))).all()
         for job_id in transcriptions:
             log.info("resuming transcription %s", job_id)
             self.submit_transcription(job_id)
@@ -173,13 +173,20 @@ class JobRunner:
             JOB_STATES.labels("transcription" if model is TranscriptionRow else "summary", values["state"]).inc()
         return changed
 
-    async def _end(self, model: type[TranscriptionRow | SummaryRow], job_id: str, state: str, **values: Any) -> None:
+    async def _end(
+        self, model: type[TranscriptionRow | SummaryRow], job_id: str, state: JobState, **values: Any
+    ) -> None:
         await self._update(model, job_id, state=state, ended_at=now(), **values)
 
     async def _fail(self, model: type[TranscriptionRow | SummaryRow], job_id: str, error: JobFailed) -> None:
         log.info("%s %s failed: %s", model.__tablename__, job_id, error.message)
         await self._end(
-            model, job_id, "FAILED", error_code=error.code, error_reason=error.reason, error_message=error.message
+            model,
+            job_id,
+            JobState.FAILED,
+            error_code=error.code.name,
+            error_reason=error.reason,
+            error_message=error.message,
         )
 
     async def _run_guarded(self, model: type[TranscriptionRow | SummaryRow], job_id: str, work: Any) -> None:
@@ -192,7 +199,7 @@ class JobRunner:
             await self._fail(model, job_id, error)
         except Exception:
             log.exception("%s %s crashed", model.__tablename__, job_id)
-            await self._fail(model, job_id, JobFailed("internal error", code="INTERNAL", reason="INTERNAL"))
+            await self._fail(model, job_id, JobFailed("internal error", code=StatusCode.INTERNAL, reason="INTERNAL"))
 
     # -- transcription -------------------------------------------------------------------
 
@@ -230,9 +237,9 @@ class JobRunner:
             try:
                 return self._store.open(f"uploads/{row.upload_id}")
             except BlobNotFound:
-                raise JobFailed(f"uploads/{row.upload_id} is gone", code="NOT_FOUND") from None
+                raise JobFailed(f"uploads/{row.upload_id} is gone", code=StatusCode.NOT_FOUND) from None
         if self._s3 is None:
-            raise JobFailed("this service has no S3 configured", code="FAILED_PRECONDITION")
+            raise JobFailed("this service has no S3 configured", code=StatusCode.FAILED_PRECONDITION)
         return open_s3_object(self._s3, row.s3_bucket, row.s3_key)
 
     def _read_audio(self, row: TranscriptionRow, on_progress: Callable[[float], None]) -> np.ndarray:
@@ -240,14 +247,14 @@ class JobRunner:
             with self._open_media(row) as media:
                 return decode_audio(media, on_progress=on_progress)
         except MediaError as error:
-            raise JobFailed(str(error), code="INVALID_ARGUMENT", reason="MEDIA_UNREADABLE") from None
+            raise JobFailed(str(error), code=StatusCode.INVALID_ARGUMENT, reason="MEDIA_UNREADABLE") from None
 
     async def _transcription(self, job_id: str) -> None:
         async with self._sessions.reads() as session:
             row = await session.get(TranscriptionRow, job_id)
         if row is None or row.state in ENDED:
             return
-        await self._update(TranscriptionRow, job_id, state="RUNNING", progress=0.0)
+        await self._update(TranscriptionRow, job_id, state=JobState.RUNNING, progress=0.0)
         loop = asyncio.get_running_loop()
         reporter = _Progress(lambda f: self._update(TranscriptionRow, job_id, progress=f), loop)
         started = time.perf_counter()
@@ -278,7 +285,9 @@ class JobRunner:
         await asyncio.to_thread(
             self._store.put_bytes, key, to_json(segments, language=language, duration=total).encode()
         )
-        await self._end(TranscriptionRow, job_id, "SUCCEEDED", progress=1.0, result_key=key, detected_language=language)
+        await self._end(
+            TranscriptionRow, job_id, JobState.SUCCEEDED, progress=1.0, result_key=key, detected_language=language
+        )
         elapsed = time.perf_counter() - started
         if total:
             REAL_TIME_FACTOR.observe(elapsed / total)
@@ -333,14 +342,14 @@ class JobRunner:
             async with self._sessions.reads() as session:
                 source = await session.get(TranscriptionRow, transcription_id)
             if source is None:
-                raise JobFailed(f"transcriptions/{transcription_id} was deleted", code="FAILED_PRECONDITION")
-            if source.state == "SUCCEEDED":
+                raise JobFailed(f"transcriptions/{transcription_id} was deleted", code=StatusCode.FAILED_PRECONDITION)
+            if source.state == JobState.SUCCEEDED:
                 segments = await asyncio.to_thread(self.load_transcript, source)
                 return to_text(segments), source.detected_language
             if source.state in ENDED:
                 raise JobFailed(
                     f"transcriptions/{transcription_id} ended {source.state.lower()}: nothing to summarize",
-                    code="FAILED_PRECONDITION",
+                    code=StatusCode.FAILED_PRECONDITION,
                 )
             await self.changes.wait(1.0)
 
@@ -354,9 +363,9 @@ class JobRunner:
         else:
             text, language = row.source_text, ""
         if not text.strip():
-            raise JobFailed("the transcript is empty: nothing was said", code="FAILED_PRECONDITION")
+            raise JobFailed("the transcript is empty: nothing was said", code=StatusCode.FAILED_PRECONDITION)
         actor = await self.summary_actor()
-        await self._update(SummaryRow, job_id, state="RUNNING", progress=0.0, engine=self._summary_engine)
+        await self._update(SummaryRow, job_id, state=JobState.RUNNING, progress=0.0, engine=self._summary_engine)
         reporter = _Progress(lambda f: self._update(SummaryRow, job_id, progress=f), asyncio.get_running_loop())
         markdown = ""
         async for kind, value in stream_summary(actor, text, row.language or language or "en"):
@@ -365,7 +374,7 @@ class JobRunner:
             else:
                 markdown = str(value)
         await reporter.flush()
-        await self._end(SummaryRow, job_id, "SUCCEEDED", progress=1.0, markdown=markdown)
+        await self._end(SummaryRow, job_id, JobState.SUCCEEDED, progress=1.0, markdown=markdown)
 
 
 class _Progress:

@@ -24,8 +24,8 @@ from . import _formats
 from ._auth import Caller
 from ._errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ._mapper import seconds
-from ._models import JobColumns, SummaryRow, TranscriptionRow, UploadRow
-from ._runner import ENDED, JobRunner, now
+from ._models import ENDED, JobColumns, JobState, SummaryRow, TranscriptionRow, UploadRow
+from ._runner import JobRunner, now
 from ._settings import AiSettings
 from ._storage import BlobStore
 from ._types import Segment
@@ -118,7 +118,7 @@ class AiService:
         row = TranscriptionRow(
             id=new_id(),
             owner=caller.owner,
-            state="PENDING",
+            state=JobState.PENDING,
             progress=0.0,
             language=request.language,
             model=model,
@@ -148,7 +148,7 @@ class AiService:
         return await self._visible(caller, TranscriptionRow, job_id)
 
     async def transcript(self, row: TranscriptionRow) -> list[Segment]:
-        if row.state != "SUCCEEDED":
+        if row.state != JobState.SUCCEEDED:
             raise FailedPrecondition(
                 f"transcriptions/{row.id} is {row.state.lower()}, not succeeded", reason="NOT_READY"
             )
@@ -198,7 +198,7 @@ class AiService:
             await session.execute(
                 update(model)
                 .where(model.id == job_id, model.state.not_in(ENDED))
-                .values(state="CANCELLED", ended_at=now(), updated_at=now())
+                .values(state=JobState.CANCELLED, ended_at=now(), updated_at=now())
             )
         await self.runner.cancel(job_id)
         await self.runner.changes.notify()
@@ -233,7 +233,7 @@ class AiService:
         row = SummaryRow(
             id=new_id(),
             owner=caller.owner,
-            state="PENDING",
+            state=JobState.PENDING,
             progress=0.0,
             language=request.language,
             created_at=now(),

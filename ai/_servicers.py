@@ -19,7 +19,7 @@ from parley.server import validate
 from . import _mapper
 from ._caller import current_caller
 from ._errors import InvalidArgument
-from ._models import SummaryRow, TranscriptionRow
+from ._models import JobState, SummaryRow, TranscriptionRow
 from ._service import AiService
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -61,7 +61,7 @@ class TranscriptionServicer(transcription_grpc.TranscriptionServiceServicer):
         self, request: transcription_pb.GetTranscriptionRequest, context: Context
     ) -> res.Transcription:
         row = await self._service.get_transcription(current_caller(), _id(request.name))
-        if request.view == res.TRANSCRIPTION_VIEW_FULL and row.state == "SUCCEEDED":
+        if request.view == res.TRANSCRIPTION_VIEW_FULL and row.state == JobState.SUCCEEDED:
             return _mapper.transcription(row, await self._service.transcript(row))
         return _mapper.transcription(row)
 

@@ -13,7 +13,7 @@ from . import _mapper, _policy
 from ._auth import Principal
 from ._domain import Page, UseCases, new_id, utcnow
 from ._errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
-from ._models import RoomAccessRow, RoomRow, UserRow
+from ._models import Role, RoomAccessRow, RoomRow, UserRow
 from ._repos import Accesses, Users
 
 
@@ -24,8 +24,8 @@ class AccessUseCases(UseCases):
         role_name = _mapper.ROLE_NAMES[role]
         async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug, for_update=True)
-            mine = await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
-            if role_name == "owner" and not _policy.may_manage_owners(mine):
+            mine = await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
+            if role_name == Role.OWNER and not _policy.may_manage_owners(mine):
                 raise PermissionDenied("only owners grant the owner role")
             target = await Users(session).get(user.removeprefix("users/"))
             if target is None:
@@ -42,7 +42,7 @@ class AccessUseCases(UseCases):
     ) -> tuple[Page[tuple[RoomAccessRow, UserRow]], RoomRow]:
         async with self._reads() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="member", scope="rooms:read")
+            await self._require_role(session, room, caller, at_least=Role.MEMBER, scope="rooms:read")
             scope = f"accesses|{room.id}"
             size = page_size_of(page_size)
             rows = await Accesses(session).page(
@@ -55,20 +55,20 @@ class AccessUseCases(UseCases):
 
     async def _access_for_change(
         self, session: AsyncSession, caller: Principal, id_or_slug: str, access_id: str
-    ) -> tuple[RoomAccessRow, str | None]:
+    ) -> tuple[RoomAccessRow, Role | None]:
         room = await self._room(session, id_or_slug, for_update=True)
         row = await Accesses(session).get(room.id, access_id)
         if row is None:
             raise NotFound("room access not found")
         if caller.is_user and row.user_id == caller.user_id:
             return row, row.role  # giving up or lowering one's own role
-        mine = await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
-        if row.role == "owner" and not _policy.may_manage_owners(mine):
+        mine = await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
+        if row.role == Role.OWNER and not _policy.may_manage_owners(mine):
             raise PermissionDenied("only owners change or remove owners")
         return row, mine
 
     async def _keep_an_owner(self, session: AsyncSession, row: RoomAccessRow) -> None:
-        if row.role == "owner" and await Accesses(session).count_owners(row.room_id) <= 1:
+        if row.role == Role.OWNER and await Accesses(session).count_owners(row.room_id) <= 1:
             raise FailedPrecondition(
                 "a room keeps at least one owner; make someone else owner first", reason="LAST_OWNER"
             )
@@ -83,7 +83,7 @@ class AccessUseCases(UseCases):
                 pass
             elif caller.is_user and row.user_id == caller.user_id and _policy.is_promotion(row.role, role_name):
                 raise PermissionDenied("users cannot raise their own role")
-            elif role_name == "owner" and not _policy.may_manage_owners(mine):
+            elif role_name == Role.OWNER and not _policy.may_manage_owners(mine):
                 raise PermissionDenied("only owners grant the owner role")
             else:
                 await self._keep_an_owner(session, row)

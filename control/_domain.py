@@ -16,7 +16,7 @@ from parley.server.db import Sessions
 from . import _policy
 from ._auth import Principal
 from ._errors import NotFound, PermissionDenied
-from ._models import ApiKeyRow, LobbyEntryRow, RoomRow
+from ._models import ApiKeyRow, LobbyEntryRow, Role, RoomRow
 from ._repos import Accesses, Rooms
 from ._settings import ControlSettings
 
@@ -62,14 +62,14 @@ class UseCases:
             raise NotFound(f"room {id_or_slug!r} not found")
         return row
 
-    async def _role(self, session: AsyncSession, room: RoomRow, caller: Principal) -> str | None:
+    async def _role(self, session: AsyncSession, room: RoomRow, caller: Principal) -> Role | None:
         if not caller.is_user:
             return None
         return await Accesses(session).role_of(room.id, caller.user_id)
 
     async def _require_role(
-        self, session: AsyncSession, room: RoomRow, caller: Principal, *, at_least: str, scope: str
-    ) -> str | None:
+        self, session: AsyncSession, room: RoomRow, caller: Principal, *, at_least: Role, scope: str
+    ) -> Role | None:
         """Allows API keys holding ``scope`` and users ranking at least ``at_least``."""
         if caller.is_api_key:
             caller.require_scope(scope)

@@ -18,7 +18,7 @@ from ._auth import Principal, hash_secret
 from ._domain import UseCases, new_id, utcnow
 from ._errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ._lobby import entry_by_ticket
-from ._models import LobbyEntryRow, RoomRow
+from ._models import LobbyEntryRow, LobbyState, Role, RoomRow
 from ._repos import Accesses, LobbyEntries, Rooms
 from ._settings import ControlSettings
 
@@ -28,7 +28,7 @@ class JoinUseCases(UseCases):
         super().__init__(settings, sessions)
         self.sfu_registry = sfu_registry
 
-    def _grants(self, room: RoomRow, role: str | None) -> room_pb.JoinGrants:
+    def _grants(self, room: RoomRow, role: Role | None) -> room_pb.JoinGrants:
         return _mapper.join_grants(room, moderator=_policy.is_moderator(role))
 
     async def _sfu_url(self, room_id: str) -> str:
@@ -103,7 +103,7 @@ class JoinUseCases(UseCases):
                 identity=user_id or f"guest-{secrets.token_hex(8)}",
                 display_name=name,
                 ticket_hash="",
-                state="waiting",
+                state=LobbyState.WAITING,
                 created_at=now,
                 expires_at=now,
             )
@@ -118,9 +118,9 @@ class JoinUseCases(UseCases):
         self, session: AsyncSession, room: RoomRow, ticket: str, now: datetime
     ) -> room_pb.JoinRoomResponse:
         entry = await entry_by_ticket(session, room, ticket, now)
-        if entry.state == "denied":
+        if entry.state == LobbyState.DENIED:
             raise PermissionDenied("entry to this room was refused", reason="LOBBY_DENIED")
-        if entry.state == "waiting":
+        if entry.state == LobbyState.WAITING:
             entry.expires_at = now + self.settings.lobby_wait
             return _mapper.join_response(_mapper.lobby_ticket(entry, ticket))
         role = await Accesses(session).role_of(room.id, entry.user_id) if entry.user_id else None
@@ -140,7 +140,7 @@ class JoinUseCases(UseCases):
     ) -> room_pb.JoinGrant:
         async with self._reads() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="administrator", scope="tokens:create")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="tokens:create")
         if not caller.is_api_key and (grants.hidden or grants.recorder):
             raise PermissionDenied("hidden and recorder grants need an API key with tokens:create")
         return await self._join_grant(room, identity, display_name or identity, grants, metadata=metadata, ttl=ttl)

@@ -15,7 +15,7 @@ from parley.server import page_size as page_size_of
 from ._auth import Principal, hash_secret
 from ._domain import Page, UseCases, page_of, utcnow
 from ._errors import FailedPrecondition, NotFound, PermissionDenied
-from ._models import LobbyEntryRow, RoomRow
+from ._models import LobbyEntryRow, LobbyState, Role, RoomRow
 from ._repos import LobbyEntries, aware
 
 
@@ -38,10 +38,10 @@ class LobbyUseCases(UseCases):
             entry = await entry_by_ticket(session, room, ticket, now)
             if entry.id != name[1]:
                 raise PermissionDenied("the ticket is for another lobby entry")
-            if entry.state == "waiting":
+            if entry.state == LobbyState.WAITING:
                 entry.expires_at = now + self.settings.lobby_wait  # still there: keep the place
             return entry
-        await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+        await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
         found = await LobbyEntries(session).get(room.id, name[1], now=now)
         if found is None:
             raise NotFound("lobby entry not found or lapsed")
@@ -69,7 +69,7 @@ class LobbyUseCases(UseCases):
             if entry.state != last_state:
                 last_state = entry.state
                 yield entry
-            if entry.state != "waiting":
+            if entry.state != LobbyState.WAITING:
                 return
             await asyncio.sleep(self.settings.lobby_poll_interval.total_seconds())
 
@@ -79,7 +79,7 @@ class LobbyUseCases(UseCases):
         now = utcnow()
         async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug)
-            await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             lobby = LobbyEntries(session)
             await lobby.purge_lapsed(room.id, now=now)
             scope = f"lobby|{room.id}"
@@ -94,14 +94,14 @@ class LobbyUseCases(UseCases):
         async with self._writes.begin() as session:
             # The room lock makes concurrent admit / deny of one entry decide once.
             room = await self._room(session, name[0], for_update=True)
-            await self._require_role(session, room, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, room, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             entry = await LobbyEntries(session).get(room.id, name[1], now=now)
             if entry is None:
                 raise NotFound("lobby entry not found or lapsed")
-            decided = "accepted" if admit else "denied"
-            if entry.state not in ("waiting", decided):
+            decided = LobbyState.ACCEPTED if admit else LobbyState.DENIED
+            if entry.state not in (LobbyState.WAITING, decided):
                 raise FailedPrecondition(f"the entry was already {entry.state}", reason="LOBBY_ALREADY_DECIDED")
-            if entry.state == "waiting":
+            if entry.state == LobbyState.WAITING:
                 entry.state = decided
                 entry.expires_at = now + self.settings.lobby_admitted
             return entry

@@ -9,28 +9,21 @@ from google.protobuf import timestamp_pb2
 from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES, VideoGrants
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
+from parley.server import EnumNames
 
-from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
+from ._models import AccessLevel, ApiKeyRow, LobbyEntryRow, LobbyState, Role, RoomAccessRow, RoomRow, UserRow
 from ._repos import aware
 
-ACCESS_LEVELS = {
-    "public": res.ACCESS_LEVEL_PUBLIC,
-    "trusted": res.ACCESS_LEVEL_TRUSTED,
-    "restricted": res.ACCESS_LEVEL_RESTRICTED,
-}
-ACCESS_LEVEL_NAMES = {v: k for k, v in ACCESS_LEVELS.items()}
+#: The stored names ↔ the contract's values, read from the enums' descriptors.
+ACCESS_LEVELS = EnumNames(res.AccessLevel, AccessLevel)
+ROLES = EnumNames(res.Role, Role)
+LOBBY_STATES = EnumNames(res.LobbyEntryState, LobbyState)
 
+#: Contract value → stored name, and the track sources both ways (stored as their short names).
+ACCESS_LEVEL_NAMES = ACCESS_LEVELS.names
+ROLE_NAMES = ROLES.names
 SOURCES = TRACK_SOURCE_VALUES
 SOURCE_NAMES = TRACK_SOURCE_NAMES
-
-ROLES = {"member": res.ROLE_MEMBER, "administrator": res.ROLE_ADMINISTRATOR, "owner": res.ROLE_OWNER}
-ROLE_NAMES = {v: k for k, v in ROLES.items()}
-
-LOBBY_STATES = {
-    "waiting": res.LOBBY_ENTRY_STATE_WAITING,
-    "accepted": res.LOBBY_ENTRY_STATE_ACCEPTED,
-    "denied": res.LOBBY_ENTRY_STATE_DENIED,
-}
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -60,7 +53,7 @@ def room(row: RoomRow) -> res.Room:
         name=f"rooms/{row.id}",
         slug=row.slug,
         display_name=row.display_name,
-        access_level=ACCESS_LEVELS[row.access_level],
+        access_level=ACCESS_LEVELS.value(row.access_level),
         configuration=res.RoomConfiguration(
             publish_sources=[SOURCES[s] for s in row.publish_sources],
             everyone_can_mute=row.everyone_can_mute,
@@ -75,7 +68,7 @@ def room_access(row: RoomAccessRow, owner: UserRow) -> res.RoomAccess:
     return res.RoomAccess(
         name=f"rooms/{row.room_id}/accesses/{row.id}",
         user=f"users/{row.user_id}",
-        role=ROLES[row.role],
+        role=ROLES.value(row.role),
         user_display_name=owner.display_name,
         create_time=timestamp(row.created_at),
     )
@@ -86,7 +79,7 @@ def lobby_entry(row: LobbyEntryRow) -> res.LobbyEntry:
         name=f"rooms/{row.room_id}/lobbyEntries/{row.id}",
         display_name=row.display_name,
         user=f"users/{row.user_id}" if row.user_id else "",
-        state=LOBBY_STATES[row.state],
+        state=LOBBY_STATES.value(row.state),
         create_time=timestamp(row.created_at),
         expire_time=timestamp(row.expires_at),
     )

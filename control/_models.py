@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,6 +14,35 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from parley.server import db
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+# The values these columns store. Each member is named as its contract value less the enum's
+# prefix (``AccessLevel.PUBLIC`` for ``ACCESS_LEVEL_PUBLIC``); the mapper pairs them with the
+# contract through parley.server.EnumNames, which refuses an enum that misses a value.
+
+
+class AccessLevel(StrEnum):
+    """Who may enter a room without waiting in its lobby (``parley.control.v1.AccessLevel``)."""
+
+    PUBLIC = "public"
+    TRUSTED = "trusted"
+    RESTRICTED = "restricted"
+
+
+class Role(StrEnum):
+    """A user's role on a room (``parley.control.v1.Role``)."""
+
+    MEMBER = "member"
+    ADMINISTRATOR = "administrator"
+    OWNER = "owner"
+
+
+class LobbyState(StrEnum):
+    """Where a lobby entry stands (``parley.control.v1.LobbyEntryState``)."""
+
+    WAITING = "waiting"
+    ACCEPTED = "accepted"
+    DENIED = "denied"
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -42,8 +72,7 @@ class RoomRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    #: ``public`` / ``trusted`` / ``restricted``.
-    access_level: Mapped[str] = mapped_column(String(16))
+    access_level: Mapped[AccessLevel] = mapped_column(db.StrEnumColumn(AccessLevel, 16))
     #: Sources non-moderators may publish: ``camera``, ``microphone``, ``screen_share``...
     publish_sources: Mapped[list[str]] = mapped_column(JSON)
     everyone_can_mute: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -60,8 +89,7 @@ class RoomAccessRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    #: ``member`` / ``administrator`` / ``owner``.
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(db.StrEnumColumn(Role, 16))
     created_at: Mapped[datetime]
 
 
@@ -77,8 +105,7 @@ class LobbyEntryRow(Base):
     display_name: Mapped[str] = mapped_column(String(100))
     #: SHA-256 of the ticket handed to the person waiting.
     ticket_hash: Mapped[str] = mapped_column(String(64), index=True)
-    #: ``waiting`` / ``accepted`` / ``denied``.
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[LobbyState] = mapped_column(db.StrEnumColumn(LobbyState, 16))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
 

@@ -10,7 +10,7 @@ from typing import TypeVarTuple
 from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ._models import ApiKeyRow, LobbyEntryRow, RoomAccessRow, RoomRow, UserRow
+from ._models import ApiKeyRow, LobbyEntryRow, LobbyState, Role, RoomAccessRow, RoomRow, UserRow
 
 _ROOM_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -41,7 +41,7 @@ class Rooms:
             query = query.with_for_update()
         return (await self._s.execute(query)).scalar_one_or_none()
 
-    async def find_with_role(self, id_or_slug: str, user_id: str | None) -> tuple[RoomRow, str | None] | None:
+    async def find_with_role(self, id_or_slug: str, user_id: str | None) -> tuple[RoomRow, Role | None] | None:
         """A room and the role ``user_id`` holds on it (None: no role, or no user), in one query."""
         column = RoomRow.id if _ROOM_ID.match(id_or_slug) else RoomRow.slug
         on = and_(RoomAccessRow.room_id == RoomRow.id, RoomAccessRow.user_id == (user_id or ""))
@@ -86,7 +86,7 @@ class Accesses:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def role_of(self, room_id: str, user_id: str) -> str | None:
+    async def role_of(self, room_id: str, user_id: str) -> Role | None:
         query = select(RoomAccessRow.role).where(RoomAccessRow.room_id == room_id, RoomAccessRow.user_id == user_id)
         return (await self._s.execute(query)).scalar_one_or_none()
 
@@ -99,7 +99,7 @@ class Accesses:
         return (await self._s.execute(query)).scalar_one_or_none()
 
     async def count_owners(self, room_id: str) -> int:
-        query = select(func.count()).where(RoomAccessRow.room_id == room_id, RoomAccessRow.role == "owner")
+        query = select(func.count()).where(RoomAccessRow.room_id == room_id, RoomAccessRow.role == Role.OWNER)
         return int((await self._s.execute(query)).scalar_one())
 
     def add(self, row: RoomAccessRow) -> None:
@@ -140,7 +140,7 @@ class LobbyEntries:
         query = select(LobbyEntryRow).where(
             LobbyEntryRow.room_id == room_id,
             LobbyEntryRow.user_id == user_id,
-            LobbyEntryRow.state == "waiting",
+            LobbyEntryRow.state == LobbyState.WAITING,
             LobbyEntryRow.expires_at > now,
         )
         return (await self._s.execute(query.limit(1))).scalar_one_or_none()
@@ -157,7 +157,7 @@ class LobbyEntries:
         self, room_id: str, *, now: datetime, after: tuple[datetime, str] | None, limit: int
     ) -> list[LobbyEntryRow]:
         query = select(LobbyEntryRow).where(
-            LobbyEntryRow.room_id == room_id, LobbyEntryRow.state == "waiting", LobbyEntryRow.expires_at > now
+            LobbyEntryRow.room_id == room_id, LobbyEntryRow.state == LobbyState.WAITING, LobbyEntryRow.expires_at > now
         )
         query = _keyset(query, LobbyEntryRow, after, limit)
         return list((await self._s.execute(query)).scalars())

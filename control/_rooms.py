@@ -15,7 +15,7 @@ from . import _filters, _mapper
 from ._auth import Principal
 from ._domain import Page, UseCases, new_id, page_of, utcnow
 from ._errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from ._models import RoomAccessRow, RoomRow
+from ._models import AccessLevel, Role, RoomAccessRow, RoomRow
 from ._repos import Accesses, Rooms
 
 _ALL_SOURCES = list(_mapper.SOURCES)
@@ -41,7 +41,7 @@ class RoomUseCases(UseCases):
             if room.HasField("configuration")
             else _ALL_SOURCES
         )
-        level = _mapper.ACCESS_LEVEL_NAMES.get(room.access_level, "public")
+        level = _mapper.ACCESS_LEVEL_NAMES.get(room.access_level, AccessLevel.PUBLIC)
         for _attempt in range(5):
             now = utcnow()
             row = RoomRow(
@@ -62,7 +62,7 @@ class RoomUseCases(UseCases):
                     if caller.is_user:
                         Accesses(session).add(
                             RoomAccessRow(
-                                id=new_id(), room_id=row.id, user_id=caller.user_id, role="owner", created_at=now
+                                id=new_id(), room_id=row.id, user_id=caller.user_id, role=Role.OWNER, created_at=now
                             )
                         )
                 return row
@@ -99,7 +99,7 @@ class RoomUseCases(UseCases):
         id_or_slug = room.name.removeprefix("rooms/")
         async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
-            await self._require_role(session, row, caller, at_least="administrator", scope="rooms:update")
+            await self._require_role(session, row, caller, at_least=Role.ADMINISTRATOR, scope="rooms:update")
             if room.etag and room.etag != _mapper.etag(row):
                 raise FailedPrecondition("the room changed since it was read (etag mismatch)", reason="ETAG_MISMATCH")
             if "display_name" in paths:
@@ -119,7 +119,7 @@ class RoomUseCases(UseCases):
     async def delete_room(self, caller: Principal, id_or_slug: str, etag: str) -> None:
         async with self._writes.begin() as session:
             row = await self._room(session, id_or_slug, for_update=True)
-            await self._require_role(session, row, caller, at_least="owner", scope="rooms:delete")
+            await self._require_role(session, row, caller, at_least=Role.OWNER, scope="rooms:delete")
             if etag and etag != _mapper.etag(row):
                 raise FailedPrecondition("the room changed since it was read (etag mismatch)", reason="ETAG_MISMATCH")
             await Rooms(session).delete(row)

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSe
 
 from parley import TRACK_SOURCE_NAMES, VideoGrants
 from parley.control.v1 import resources_pb2 as control_res
-from parley.server import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from parley.server import AlreadyExists, EnumNames, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
@@ -22,14 +22,15 @@ from ._media import UpTrack, ignore_receiver, restrict_codecs
 from ._room import new_sid
 from ._sdp import check_sdp
 
+#: The kind of track each source carries (tests/test_enums.py checks that every source has one).
 SOURCE_KINDS: dict[int, int] = {
     control_res.TRACK_SOURCE_CAMERA: res.TRACK_KIND_VIDEO,
     control_res.TRACK_SOURCE_SCREEN_SHARE: res.TRACK_KIND_VIDEO,
     control_res.TRACK_SOURCE_MICROPHONE: res.TRACK_KIND_AUDIO,
     control_res.TRACK_SOURCE_SCREEN_SHARE_AUDIO: res.TRACK_KIND_AUDIO,
 }
-#: Track kinds as aiortc names them.
-KIND_NAMES: dict[int, str] = {res.TRACK_KIND_AUDIO: "audio", res.TRACK_KIND_VIDEO: "video"}
+#: Track kinds as aiortc names them (``"audio"``, ``"video"``), read from the contract.
+TRACK_KINDS = EnumNames(res.TrackKind)
 
 
 @dataclass(eq=False)
@@ -50,7 +51,7 @@ class PublishedTrack:
     @property
     def media_kind(self) -> str:
         """``audio`` or ``video``, as aiortc names the kind."""
-        return KIND_NAMES[self.kind]
+        return TRACK_KINDS.name(self.kind)
 
     def info(self) -> res.Track:
         return res.Track(
@@ -94,7 +95,9 @@ class Publisher:
         if not self._grants.may_publish(source):
             raise PermissionDenied(f"your token does not allow publishing {source}")
         if SOURCE_KINDS[request.source] != request.kind:
-            raise InvalidArgument.field("publish_track.kind", f"a {source} track is not {KIND_NAMES[request.kind]}")
+            raise InvalidArgument.field(
+                "publish_track.kind", f"a {source} track is not {TRACK_KINDS.name(request.kind)}"
+            )
         if request.cid in self.announced or any(t.cid == request.cid for t in self.published.values()):
             raise AlreadyExists(f"track {request.cid} is already announced")
         if len(self.published) + len(self.announced) >= self._max_tracks:

@@ -18,7 +18,7 @@ from typing import Any
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 from google.protobuf import duration_pb2
 
-from parley import TRACK_SOURCE_NAMES, JoinTokenClaims
+from parley import TRACK_SOURCE_VALUES, JoinTokenClaims
 from parley.server import FailedPrecondition, InvalidArgument, PermissionDenied
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
@@ -59,7 +59,7 @@ class Session:
             can_subscribe=grants.can_subscribe or grants.recorder,
             can_publish=grants.can_publish,
             can_publish_data=grants.can_publish_data,
-            can_publish_sources=[s for s, n in TRACK_SOURCE_NAMES.items() if n in grants.can_publish_sources],  # type: ignore[misc]
+            can_publish_sources=[v for n, v in TRACK_SOURCE_VALUES.items() if n in grants.can_publish_sources],
             hidden=grants.hidden,
             recorder=grants.recorder,
             room_admin=grants.room_admin,

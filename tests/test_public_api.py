@@ -11,6 +11,7 @@ import sfu
 def test_sdk_public_names() -> None:
     assert sorted(parley.__all__) == sorted(
         [
+            "API_KEY_SCOPES",
             "DEFAULT_TTL",
             "MIN_SECRET_BYTES",
             "REDACTED",

@@ -39,6 +39,7 @@ from ._names import (
     user_path,
 )
 from ._redact import REDACTED, redacted
+from ._scopes import API_KEY_SCOPES
 from ._tokens import (
     DEFAULT_TTL,
     MIN_SECRET_BYTES,
@@ -54,6 +55,7 @@ from ._tokens import (
 from ._webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, verify_webhook
 
 __all__ = [
+    "API_KEY_SCOPES",
     "DEFAULT_TTL",
     "MIN_SECRET_BYTES",
     "REDACTED",

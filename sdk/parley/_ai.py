@@ -20,17 +20,15 @@ from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
 
+from ._enums import EnumNames
 from ._service import Connection, ServiceClient
 
 #: Bytes per UploadMedia message (the contract allows up to 2 MiB).
 UPLOAD_CHUNK = 1 << 20
+#: The short names of ``parley.ai.v1.TranscriptFormat`` (tests/test_enums.py keeps them equal).
 ExportFormat = Literal["json", "text", "srt", "webvtt"]
-_FORMATS = {
-    "json": transcription_pb.TRANSCRIPT_FORMAT_JSON,
-    "text": transcription_pb.TRANSCRIPT_FORMAT_TEXT,
-    "srt": transcription_pb.TRANSCRIPT_FORMAT_SRT,
-    "webvtt": transcription_pb.TRANSCRIPT_FORMAT_WEBVTT,
-}
+#: ``"srt"`` ↔ ``TRANSCRIPT_FORMAT_SRT``..., read from the contract.
+EXPORT_FORMATS = EnumNames(transcription_pb.TranscriptFormat)
 
 
 #: The error of a call to the AI service when none is configured.
@@ -128,7 +126,7 @@ class Transcriptions(ServiceClient):
     async def export(self, name: str, format: ExportFormat = "text") -> str:
         """The transcript as JSON, plain text, SRT or WebVTT."""
         request = transcription_pb.ExportTranscriptionRequest(
-            name=_name("transcriptions", name), format=_FORMATS[format]
+            name=_name("transcriptions", name), format=EXPORT_FORMATS.value(format)
         )
         body = await self._call(self._stub.ExportTranscription, request)
         data: bytes = body.data

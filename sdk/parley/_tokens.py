@@ -10,23 +10,21 @@ import secrets as _secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import jwt
 
+from ._enums import EnumNames
 from ._errors import InvalidTokenError
 from .control.v1 import resources_pb2
 
+#: The short names of ``parley.control.v1.TrackSource`` (tests/test_enums.py keeps them equal).
 TrackSourceName = Literal["camera", "microphone", "screen_share", "screen_share_audio"]
 TRACK_SOURCES: tuple[TrackSourceName, ...] = get_args(TrackSourceName)
-#: Each source's ``parley.control.v1.TrackSource`` value, and back.
-TRACK_SOURCE_VALUES: dict[str, resources_pb2.TrackSource.ValueType] = {
-    "camera": resources_pb2.TRACK_SOURCE_CAMERA,
-    "microphone": resources_pb2.TRACK_SOURCE_MICROPHONE,
-    "screen_share": resources_pb2.TRACK_SOURCE_SCREEN_SHARE,
-    "screen_share_audio": resources_pb2.TRACK_SOURCE_SCREEN_SHARE_AUDIO,
-}
-TRACK_SOURCE_NAMES: dict[int, TrackSourceName] = {TRACK_SOURCE_VALUES[name]: name for name in TRACK_SOURCES}
+_SOURCES = EnumNames(resources_pb2.TrackSource)
+#: Each source's ``parley.control.v1.TrackSource`` value, and back (read from the contract).
+TRACK_SOURCE_VALUES: dict[str, resources_pb2.TrackSource.ValueType] = dict(_SOURCES.values)
+TRACK_SOURCE_NAMES: dict[int, TrackSourceName] = cast(dict[int, TrackSourceName], dict(_SOURCES.names))
 
 DEFAULT_TTL = timedelta(hours=6)
 MIN_SECRET_BYTES = 32

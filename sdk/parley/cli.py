@@ -24,7 +24,9 @@ from parley.ai.v1 import resources_pb2 as ai_res
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 
+from ._ai import EXPORT_FORMATS
 from ._client import Client
+from ._enums import EnumNames
 from ._errors import ParleyError
 from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
@@ -38,11 +40,7 @@ app.add_typer(rooms_app, name="rooms")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 
-_ACCESS = {
-    "public": res.ACCESS_LEVEL_PUBLIC,
-    "trusted": res.ACCESS_LEVEL_TRUSTED,
-    "restricted": res.ACCESS_LEVEL_RESTRICTED,
-}
+_ACCESS = EnumNames(res.AccessLevel)
 
 
 class _Options:
@@ -100,7 +98,7 @@ def _emit(ctx: typer.Context, data: Any, text: str) -> None:
 
 
 def _room_line(room: res.Room) -> str:
-    level = res.AccessLevel.Name(room.access_level).removeprefix("ACCESS_LEVEL_").lower()
+    level = _ACCESS.names.get(room.access_level, "unspecified")
     return f"{room.slug:<16} {level:<10} {room.name:<40} {room.display_name}"
 
 
@@ -109,12 +107,12 @@ def rooms_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
     slug: Annotated[str, typer.Option(help="Meeting code; chosen for you when empty.")] = "",
-    access: Annotated[str, typer.Option(help="public, trusted or restricted.")] = "public",
+    access: Annotated[str, typer.Option(help=f"{', '.join(_ACCESS.values)}.")] = "public",
 ) -> None:
     """Create a room."""
-    if access not in _ACCESS:
-        raise typer.BadParameter(f"use one of {', '.join(_ACCESS)}", param_hint="--access")
-    room = _run(ctx, lambda c: c.rooms.create(display_name=name, slug=slug, access_level=_ACCESS[access]))
+    if access not in _ACCESS.values:
+        raise typer.BadParameter(f"use one of {', '.join(_ACCESS.values)}", param_hint="--access")
+    room = _run(ctx, lambda c: c.rooms.create(display_name=name, slug=slug, access_level=_ACCESS.value(access)))
     _emit(ctx, _to_dict(room), _room_line(room))
 
 
@@ -258,13 +256,13 @@ def transcribe(
     language: Annotated[str, typer.Option(help="Spoken language (en, fr...); empty to detect.")] = "",
     model: Annotated[str, typer.Option(help="Speech model of the AI service; empty for its default.")] = "",
     output_format: Annotated[
-        str, typer.Option("--format", help="Transcript format: text, srt, webvtt or json.")
+        str, typer.Option("--format", help=f"Transcript format: {', '.join(EXPORT_FORMATS.values)}.")
     ] = "text",
 ) -> None:
     """Transcribe a media file (uploaded to the AI service) and print the transcript, with a
     progress bar on stderr; --summarize prints a Markdown summary after it."""
-    if output_format not in ("text", "srt", "webvtt", "json"):
-        raise typer.BadParameter("choose text, srt, webvtt or json", param_hint="--format")
+    if output_format not in EXPORT_FORMATS.values:
+        raise typer.BadParameter(f"choose {', '.join(EXPORT_FORMATS.values)}", param_hint="--format")
     quiet = ctx.obj.as_json or not sys.stderr.isatty()
 
     async def work(client: Client) -> None:

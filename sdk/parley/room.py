@@ -35,6 +35,7 @@ except ModuleNotFoundError as missing:  # `pip install parley` alone
         f"parley.room needs the bot extra (no {missing.name!r}): pip install 'parley[bot]'", name=missing.name
     ) from missing
 
+from ._enums import EnumNames
 from ._errors import ParleyError
 from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
 from .sfu.v1 import resources_pb2 as sfu_res
@@ -57,7 +58,8 @@ EventType = Literal[
     "left",
     "error",
 ]
-KINDS: dict[str, sfu_res.TrackKind.ValueType] = {"audio": sfu_res.TRACK_KIND_AUDIO, "video": sfu_res.TRACK_KIND_VIDEO}
+#: Track kinds as aiortc names them (``"audio"``, ``"video"``) ↔ ``parley.sfu.v1.TrackKind``.
+KINDS: Mapping[str, sfu_res.TrackKind.ValueType] = EnumNames(sfu_res.TrackKind).values
 
 
 #: How often to ping when the SFU does not say (its default).

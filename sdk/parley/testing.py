@@ -46,27 +46,17 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buf.validate import validate_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._client import Client
 from ._errors import ParleyError
 from ._names import parse_room_path, room_path
+from ._scopes import API_KEY_SCOPES
 from ._tokens import DEFAULT_TTL, VideoGrants, create_join_token
 from .control.v1 import resources_pb2 as control_res
 
 __all__ = ["ParleyTestEnvironment", "ParleyTestEnvironmentError"]
 
-#: Every scope an API key may hold, as the contract lists them (``ApiKey.scopes``).
-_ALL_SCOPES: tuple[str, ...] = tuple(
-    getattr(
-        control_res.ApiKey.DESCRIPTOR.fields_by_name["scopes"]
-        .GetOptions()
-        .Extensions[validate_pb2.field]
-        .repeated.items.string,
-        "in",
-    )
-)
 _LOG_TAIL_BYTES = 4000
 
 
@@ -284,7 +274,7 @@ class ParleyTestEnvironment:
 async def _create_admin_key(env: Mapping[str, str], database_url: str, seconds: float) -> tuple[str, str]:
     """``python -m control keys create`` on the new database: the operator's first key."""
     command = [sys.executable, "-m", "control", "keys", "create", "--name", "parley.testing admin"]
-    for scope in _ALL_SCOPES:
+    for scope in API_KEY_SCOPES:
         command += ["--scope", scope]
     try:
         done = await asyncio.to_thread(

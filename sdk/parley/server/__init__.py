@@ -9,6 +9,8 @@ none of them copies it:
   ``/metrics``, and ``serve()`` draining on SIGTERM / SIGINT; ``run_service`` for ``__main__``;
 * one settings loader (``EnvSpec``, ``ConfigurationError``);
 * one page-token codec; logging with context (``log_context``, JSON lines);
+* ``EnumNames``: a contract enum's short names both ways, read from its descriptor (the
+  domains' ``StrEnum`` columns map to the contracts through it);
 * ``parley.server.db`` (imported on its own): engine, sessions, Alembic migrations.
 
 It ships in the SDK's ``parley[server]`` extra; the plain SDK never imports it.
@@ -21,6 +23,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+
+from parley._enums import EnumNames
 
 from ._base import GrpcServer, stop_signals
 from ._errors import (
@@ -67,6 +71,7 @@ __all__ = [
     "AuthenticationInterceptor",
     "CallInput",
     "ConfigurationError",
+    "EnumNames",
     "EnvSpec",
     "ErrorInterceptor",
     "FailedPrecondition",

@@ -9,15 +9,19 @@ only services install (``parley[server]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Dialect, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["DATABASE_SCHEMES", "Sessions", "async_url", "create_engine", "migrate", "sessions"]
+__all__ = ["DATABASE_SCHEMES", "Sessions", "StrEnumColumn", "async_url", "create_engine", "migrate", "sessions"]
+
+E = TypeVar("E", bound=StrEnum)
 
 #: The URL schemes a service's ``database_url`` may use.
 DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///", "sqlite+aiosqlite:///")
@@ -90,3 +94,23 @@ async def migrate(engine: AsyncEngine, migrations: Path, *, version_table: str) 
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
+
+
+class StrEnumColumn(TypeDecorator[E]):
+    """A ``StrEnum`` kept in a plain string column as its value (``"owner"``, ``"PENDING"``):
+    the schema is a ``VARCHAR`` (no database enum type, no CHECK), code writes and reads the
+    members, and a string that is not a member's value is refused before it reaches the
+    database (``ValueError``)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(self.enum(value).value)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
