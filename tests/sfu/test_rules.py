@@ -10,6 +10,7 @@ from datetime import timedelta
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from parley import ParleyError, PermissionDenied, ResourceExhausted, VideoGrants, create_join_token
 from parley.control.v1 import resources_pb2 as control_res
@@ -176,6 +177,12 @@ async def test_room_admins_remove_and_mute(sfu: SfuServer, token: Mint) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as invalid:
             await admin.ListParticipants(sig.ListParticipantsRequest(room="Not A Room"), metadata=bearer)
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Room admin answers google.rpc.Status with an ErrorInfo, as every Parley service does.
+        for refused, reason in ((anonymous, "UNAUTHENTICATED"), (denied, "PERMISSION_DENIED")):
+            status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+            assert status is not None and _details(status) == (reason, [])
+        invalid_status = rpc_status.from_call(invalid.value)  # type: ignore[arg-type]
+        assert invalid_status is not None and _details(invalid_status) == ("INVALID_ARGUMENT", ["room"])
 
         listed = await admin.ListParticipants(sig.ListParticipantsRequest(room=room_id), metadata=bearer)
         assert [p.identity for p in listed.participants] == ["alice"]
