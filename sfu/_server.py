@@ -52,10 +52,6 @@ SERVICE_NAMES = (
 REQUEST_RATE = 50.0
 
 
-def _invalid(request: Any) -> list[tuple[str, str]]:
-    return field_violations(request)
-
-
 class SignalServicer(sig_grpc.SignalServiceServicer):
     def __init__(self, rooms: Rooms, cluster: Cluster) -> None:
         self.rooms = rooms
@@ -92,7 +88,7 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
             raise InvalidArgument.field("join", "send join first") from error
         if first.WhichOneof("message") != "join":
             raise InvalidArgument.field("join", "the first request must be join")
-        if violations := _invalid(first):
+        if violations := field_violations(first):
             raise InvalidArgument(violations, "invalid join request")
         try:
             claims = verify_join_token(first.join.token, secrets=self.rooms.settings.token_secrets)
@@ -141,7 +137,7 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
                     continue
                 if request.WhichOneof("message") == "leave":
                     break
-                if violations := _invalid(request):
+                if violations := field_violations(request):
                     self._fail(session, request, InvalidArgument(violations))
                     continue
                 try:
