@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES, VideoGrants
+from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 from parley.server import EnumNames
 
-from ._models import AccessLevel, ApiKeyRow, LobbyEntryRow, LobbyState, Role, RoomAccessRow, RoomRow, UserRow
+from ._models import (
+    AccessLevel,
+    ApiKeyRow,
+    LobbyEntryRow,
+    LobbyState,
+    MeetingParticipantRow,
+    MeetingRow,
+    ParticipantState,
+    Role,
+    RoomAccessRow,
+    RoomRow,
+    UserRow,
+)
 from ._repos import aware
 
 #: The stored names ↔ the contract's values, read from the enums' descriptors.
 ACCESS_LEVELS = EnumNames(res.AccessLevel, AccessLevel)
 ROLES = EnumNames(res.Role, Role)
 LOBBY_STATES = EnumNames(res.LobbyEntryState, LobbyState)
+PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState, ParticipantState)
 
 #: Contract value → stored name, and the track sources both ways (stored as their short names).
 ACCESS_LEVEL_NAMES = ACCESS_LEVELS.names
@@ -92,6 +106,39 @@ def api_key(row: ApiKeyRow) -> res.ApiKey:
         scopes=row.scopes,
         create_time=timestamp(row.created_at),
     )
+
+
+def meeting(row: MeetingRow) -> meeting_pb.Meeting:
+    found = meeting_pb.Meeting(
+        name=f"rooms/{row.room_id}/meetings/{row.id}",
+        start_time=timestamp(row.started_at),
+        peak_participants=row.peak_participants,
+        participant_count=row.participant_count,
+        active=row.ended_at is None,
+    )
+    if row.ended_at is not None:
+        found.end_time.CopyFrom(timestamp(row.ended_at))
+    return found
+
+
+def meeting_participant(row: MeetingParticipantRow, room_id: str, *, now: datetime) -> meeting_pb.MeetingParticipant:
+    """A participant; the duration of one still in the meeting runs until ``now``."""
+    joined = aware(row.joined_at)
+    left = aware(row.left_at) if row.left_at is not None else None
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(max((left or now) - joined, timedelta(0)))
+    found = meeting_pb.MeetingParticipant(
+        name=f"rooms/{room_id}/meetings/{row.meeting_id}/participants/{row.id}",
+        identity=row.identity,
+        user=f"users/{row.user_id}" if row.user_id else "",
+        display_name=row.display_name,
+        join_time=timestamp(joined),
+        duration=duration,
+        state=PARTICIPANT_STATES.value(row.state),
+    )
+    if left is not None:
+        found.leave_time.CopyFrom(timestamp(left))
+    return found
 
 
 def join_grants(room: RoomRow, *, moderator: bool) -> room_pb.JoinGrants:

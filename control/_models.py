@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +43,14 @@ class LobbyState(StrEnum):
     WAITING = "waiting"
     ACCEPTED = "accepted"
     DENIED = "denied"
+
+
+class ParticipantState(StrEnum):
+    """How a participant's presence in a meeting stands (``parley.control.v1.ParticipantState``)."""
+
+    ACTIVE = "active"
+    LEFT = "left"
+    ABORTED = "aborted"
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -119,3 +127,61 @@ class ApiKeyRow(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class MeetingRow(Base):
+    """One meeting: a room's session on an SFU node, as the node reported it."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (
+        UniqueConstraint("node", "meeting_sid"),
+        Index("ix_meetings_room_started", "room_id", "started_at"),
+        Index("ix_meetings_node_url_ended", "node_url", "ended_at"),
+        Index("ix_meetings_ended", "ended_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    #: The reporting node's id (new each time the node starts) and where clients reach it.
+    node: Mapped[str] = mapped_column(String(64))
+    node_url: Mapped[str] = mapped_column(String(300))
+    #: The meeting on the node (``RM_...``).
+    meeting_sid: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    peak_participants: Mapped[int] = mapped_column(Integer, default=0)
+    #: Distinct identities whose media connected.
+    participant_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MeetingParticipantRow(Base):
+    __tablename__ = "meeting_participants"
+    __table_args__ = (
+        UniqueConstraint("meeting_id", "participant_sid"),
+        Index("ix_meeting_participants_meeting_joined", "meeting_id", "joined_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    identity: Mapped[str] = mapped_column(String(255))
+    #: The participant's session on the node (``PA_...``).
+    participant_sid: Mapped[str] = mapped_column(String(64))
+    #: Set when the identity is a known user's id.
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None] = mapped_column(default=None)
+    state: Mapped[ParticipantState] = mapped_column(db.StrEnumColumn(ParticipantState, 16))
+
+
+class SfuNodeRow(Base):
+    """A reporting SFU node (one row per node id, i.e. per run of a node)."""
+
+    __tablename__ = "sfu_nodes"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_url: Mapped[str] = mapped_column(String(300))
+    #: The sequence number of the node's newest applied event.
+    applied_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]

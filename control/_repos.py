@@ -7,10 +7,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVarTuple
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ._models import ApiKeyRow, LobbyEntryRow, LobbyState, Role, RoomAccessRow, RoomRow, UserRow
+from ._models import (
+    ApiKeyRow,
+    LobbyEntryRow,
+    LobbyState,
+    MeetingParticipantRow,
+    MeetingRow,
+    ParticipantState,
+    Role,
+    RoomAccessRow,
+    RoomRow,
+    SfuNodeRow,
+    UserRow,
+)
 
 _ROOM_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -179,6 +191,123 @@ class ApiKeys:
     async def page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[ApiKeyRow]:
         query = select(ApiKeyRow)
         query = _keyset(query, ApiKeyRow, after, limit)
+        return list((await self._s.execute(query)).scalars())
+
+
+class SfuNodes:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, node: str, *, for_update: bool = False) -> SfuNodeRow | None:
+        """A node; ``for_update`` locks its row (PostgreSQL), serialising its reports."""
+        query = select(SfuNodeRow).where(SfuNodeRow.node == node)
+        if for_update:
+            query = query.with_for_update()
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    def add(self, row: SfuNodeRow) -> None:
+        self._s.add(row)
+
+
+class Meetings:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def by_sid(self, node: str, meeting_sid: str) -> MeetingRow | None:
+        query = select(MeetingRow).where(MeetingRow.node == node, MeetingRow.meeting_sid == meeting_sid)
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def get(self, room_id: str, meeting_id: str) -> MeetingRow | None:
+        row = await self._s.get(MeetingRow, meeting_id)
+        return row if row is not None and row.room_id == room_id else None
+
+    def add(self, row: MeetingRow) -> None:
+        self._s.add(row)
+
+    async def open_at_url_of_other_nodes(self, node_url: str, node: str) -> list[MeetingRow]:
+        """Meetings still open that another run of the node at ``node_url`` left behind."""
+        query = select(MeetingRow).where(
+            MeetingRow.node_url == node_url, MeetingRow.ended_at.is_(None), MeetingRow.node != node
+        )
+        return list((await self._s.execute(query)).scalars())
+
+    async def page(
+        self,
+        room_id: str,
+        *,
+        started_after: datetime | None,
+        started_before: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[MeetingRow]:
+        """A room's meetings newest first, keyset-paginated on (started_at, id)."""
+        query = select(MeetingRow).where(MeetingRow.room_id == room_id)
+        if started_after is not None:
+            query = query.where(MeetingRow.started_at >= started_after)
+        if started_before is not None:
+            query = query.where(MeetingRow.started_at < started_before)
+        if after is not None:
+            started, last_id = after
+            query = query.where(
+                or_(MeetingRow.started_at < started, and_(MeetingRow.started_at == started, MeetingRow.id < last_id))
+            )
+        query = query.order_by(MeetingRow.started_at.desc(), MeetingRow.id.desc()).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+    async def delete_ended_before(self, cutoff: datetime) -> int:
+        """Deletes the meetings that ended before ``cutoff`` (their participants go with them)."""
+        result = await self._s.execute(delete(MeetingRow).where(MeetingRow.ended_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class MeetingParticipants:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def by_sid(self, meeting_id: str, participant_sid: str) -> MeetingParticipantRow | None:
+        query = select(MeetingParticipantRow).where(
+            MeetingParticipantRow.meeting_id == meeting_id, MeetingParticipantRow.participant_sid == participant_sid
+        )
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    def add(self, row: MeetingParticipantRow) -> None:
+        self._s.add(row)
+
+    async def counts(self, meeting_id: str) -> tuple[int, int]:
+        """(distinct identities whose media connected, participants active now) of a meeting."""
+        of_meeting = MeetingParticipantRow.meeting_id == meeting_id
+        distinct = select(func.count(func.distinct(MeetingParticipantRow.identity))).where(
+            of_meeting, MeetingParticipantRow.state != ParticipantState.ABORTED
+        )
+        active = select(func.count()).where(of_meeting, MeetingParticipantRow.state == ParticipantState.ACTIVE)
+        return int((await self._s.execute(distinct)).scalar_one()), int((await self._s.execute(active)).scalar_one())
+
+    async def close_active(self, meeting_id: str, *, at: datetime) -> None:
+        """Everyone still in the meeting leaves at ``at``."""
+        await self._s.execute(
+            update(MeetingParticipantRow)
+            .where(
+                MeetingParticipantRow.meeting_id == meeting_id,
+                MeetingParticipantRow.state == ParticipantState.ACTIVE,
+            )
+            .values(left_at=at, state=ParticipantState.LEFT)
+            .execution_options(synchronize_session="fetch")
+        )
+
+    async def page(
+        self, meeting_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[MeetingParticipantRow]:
+        """A meeting's participants in the order they joined, keyset-paginated on (joined_at, id)."""
+        query = select(MeetingParticipantRow).where(MeetingParticipantRow.meeting_id == meeting_id)
+        if after is not None:
+            joined, last_id = after
+            query = query.where(
+                or_(
+                    MeetingParticipantRow.joined_at > joined,
+                    and_(MeetingParticipantRow.joined_at == joined, MeetingParticipantRow.id > last_id),
+                )
+            )
+        query = query.order_by(MeetingParticipantRow.joined_at, MeetingParticipantRow.id).limit(limit)
         return list((await self._s.execute(query)).scalars())
 
 

@@ -1,8 +1,10 @@
-"""The control gRPC server: its five services on the server kit (``parley.server``), and how it
+"""The control gRPC server: its seven services on the server kit (``parley.server``), and how it
 authenticates callers (API keys, the dev login, OIDC)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -12,10 +14,14 @@ from parley.control.v1 import (
     api_key_service_pb2_grpc,
     lobby_service_pb2,
     lobby_service_pb2_grpc,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
     room_access_service_pb2,
     room_access_service_pb2_grpc,
     room_service_pb2,
     room_service_pb2_grpc,
+    sfu_report_service_pb2,
+    sfu_report_service_pb2_grpc,
     user_service_pb2,
     user_service_pb2_grpc,
 )
@@ -35,7 +41,15 @@ from ._caller import CALLER, describe
 from ._errors import Unauthenticated
 from ._models import migrate
 from ._service import ControlPlane
-from ._servicers import ApiKeyServicer, LobbyServicer, RoomAccessServicer, RoomServicer, UserServicer
+from ._servicers import (
+    ApiKeyServicer,
+    LobbyServicer,
+    MeetingServicer,
+    RoomAccessServicer,
+    RoomServicer,
+    SfuReportServicer,
+    UserServicer,
+)
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
@@ -48,8 +62,13 @@ SERVICE_NAMES = tuple(
         (room_access_service_pb2, "RoomAccessService"),
         (lobby_service_pb2, "LobbyService"),
         (api_key_service_pb2, "ApiKeyService"),
+        (meeting_service_pb2, "MeetingService"),
+        (sfu_report_service_pb2, "SfuReportService"),
     )
 )
+
+#: How often ended meetings past the retention are purged.
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
 class ControlServer(GrpcServer):
@@ -72,6 +91,7 @@ class ControlServer(GrpcServer):
         self._engine = db.create_engine(settings.database_url)
         self.control = ControlPlane(settings, db.sessions(self._engine))
         self._oidc = OidcVerifier(settings.oidc) if settings.oidc else None
+        self._purge_task: asyncio.Task[None] | None = None
 
     async def _authenticate(self, call: CallInput) -> Principal:
         if not call.authorization:
@@ -99,7 +119,31 @@ class ControlServer(GrpcServer):
         room_access_service_pb2_grpc.add_RoomAccessServiceServicer_to_server(RoomAccessServicer(self.control), server)
         lobby_service_pb2_grpc.add_LobbyServiceServicer_to_server(LobbyServicer(self.control), server)
         api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyServicer(self.control), server)
+        meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(MeetingServicer(self.control), server)
+        sfu_report_service_pb2_grpc.add_SfuReportServiceServicer_to_server(SfuReportServicer(self.control), server)
         return SERVICE_NAMES
+
+    async def started(self) -> None:
+        if self.settings.meeting_retention:
+            self._purge_task = asyncio.create_task(self._purge_meetings(), name="control-meeting-purge")
+
+    async def _purge_meetings(self) -> None:
+        """Deletes ended meetings past the retention now and every ``PURGE_INTERVAL_SECONDS``."""
+        while True:
+            try:
+                purged = await self.control.meetings.purge_expired()
+                if purged:
+                    log.info("purged %d meetings older than %s", purged, self.settings.meeting_retention)
+            except Exception:
+                log.exception("purging old meetings failed; trying again later")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    async def draining(self) -> None:
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
 
     async def stopped(self) -> None:
         if self._oidc is not None:

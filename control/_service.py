@@ -3,7 +3,7 @@
 Servicers validate input and call a use case with the caller's ``Principal``; each use case runs
 one transaction and returns rows (the mapper turns them into protos). Who may do what is decided
 in ``_policy``; the use cases live in ``_users``, ``_rooms``, ``_joining``, ``_accesses``,
-``_lobby`` and ``_keys``.
+``_lobby``, ``_keys`` and ``_meetings`` (meeting history, from the SFU's reports).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ._domain import Page
 from ._joining import JoinUseCases
 from ._keys import ApiKeyUseCases
 from ._lobby import LobbyUseCases
+from ._meetings import MeetingUseCases
 from ._models import ApiKeyRow, UserRow
 from ._rooms import RoomUseCases
 from ._settings import ControlSettings
@@ -39,6 +40,7 @@ class ControlPlane:
         self.accesses = AccessUseCases(settings, sessions)
         self.lobby = LobbyUseCases(settings, sessions)
         self.api_keys = ApiKeyUseCases(settings, sessions)
+        self.meetings = MeetingUseCases(settings, sessions)
 
     # -- entry points beyond the servicers: authentication, `parley up`, `python -m control keys`
 

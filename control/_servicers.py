@@ -4,12 +4,13 @@ domain calls, protos out. No rules live here."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
-from parley import parse_lobby_entry_path, parse_room_access_path
+from parley import parse_lobby_entry_path, parse_meeting_path, parse_room_access_path
 from parley.control.v1 import (
     api_key_service_pb2 as keys_pb,
 )
@@ -21,6 +22,12 @@ from parley.control.v1 import (
 )
 from parley.control.v1 import (
     lobby_service_pb2_grpc as lobby_grpc,
+)
+from parley.control.v1 import (
+    meeting_service_pb2 as meeting_pb,
+)
+from parley.control.v1 import (
+    meeting_service_pb2_grpc as meeting_grpc,
 )
 from parley.control.v1 import (
     resources_pb2 as res,
@@ -38,6 +45,12 @@ from parley.control.v1 import (
     room_service_pb2_grpc as room_grpc,
 )
 from parley.control.v1 import (
+    sfu_report_service_pb2 as report_pb,
+)
+from parley.control.v1 import (
+    sfu_report_service_pb2_grpc as report_grpc,
+)
+from parley.control.v1 import (
     user_service_pb2 as user_pb,
 )
 from parley.control.v1 import (
@@ -47,6 +60,7 @@ from parley.control.v1 import (
 from . import _mapper
 from ._auth import Identity
 from ._caller import current_caller
+from ._domain import utcnow
 from ._service import ControlPlane
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -231,3 +245,55 @@ class ApiKeyServicer(keys_grpc.ApiKeyServiceServicer):
     async def DeleteApiKey(self, request: keys_pb.DeleteApiKeyRequest, context: Context) -> empty_pb2.Empty:
         await self._control.api_keys.delete_api_key(current_caller(), request.name.removeprefix("apiKeys/"))
         return empty_pb2.Empty()
+
+
+class MeetingServicer(meeting_grpc.MeetingServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def ListMeetings(
+        self, request: meeting_pb.ListMeetingsRequest, context: Context
+    ) -> meeting_pb.ListMeetingsResponse:
+        after = request.start_time_after.ToDatetime(tzinfo=UTC) if request.HasField("start_time_after") else None
+        before = request.start_time_before.ToDatetime(tzinfo=UTC) if request.HasField("start_time_before") else None
+        page = await self._control.meetings.list_meetings(
+            current_caller(),
+            _room_id(request.parent),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            started_after=after,
+            started_before=before,
+        )
+        return meeting_pb.ListMeetingsResponse(
+            meetings=[_mapper.meeting(m) for m in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetMeeting(self, request: meeting_pb.GetMeetingRequest, context: Context) -> meeting_pb.Meeting:
+        room, meeting = parse_meeting_path(request.name)
+        return _mapper.meeting(await self._control.meetings.get_meeting(current_caller(), room, meeting))
+
+    async def ListMeetingParticipants(
+        self, request: meeting_pb.ListMeetingParticipantsRequest, context: Context
+    ) -> meeting_pb.ListMeetingParticipantsResponse:
+        room, meeting_id = parse_meeting_path(request.parent)
+        page, meeting = await self._control.meetings.list_participants(
+            current_caller(), room, meeting_id, page_size=request.page_size, page_token=request.page_token
+        )
+        now = utcnow()
+        return meeting_pb.ListMeetingParticipantsResponse(
+            meeting_participants=[_mapper.meeting_participant(p, meeting.room_id, now=now) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+
+class SfuReportServicer(report_grpc.SfuReportServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def ReportEvents(
+        self, request: report_pb.ReportEventsRequest, context: Context
+    ) -> report_pb.ReportEventsResponse:
+        applied = await self._control.meetings.report_events(
+            current_caller(), request.node, request.node_url, list(request.events)
+        )
+        return report_pb.ReportEventsResponse(applied_sequence=applied)

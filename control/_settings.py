@@ -52,6 +52,9 @@ class ControlSettings:
     lobby_admitted: timedelta = timedelta(minutes=10)
     #: Interval at which WatchLobbyEntry re-reads an entry.
     lobby_poll_interval: timedelta = field(default=timedelta(milliseconds=500))
+    #: How long the history of an ended meeting is kept (``PARLEY_MEETING_RETENTION``, in
+    #: seconds); zero keeps it forever.
+    meeting_retention: timedelta = timedelta(days=365)
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(DATABASE_SCHEMES):
@@ -64,6 +67,8 @@ class ControlSettings:
                 "dev_login and oidc cannot both be on: the dev login would let anyone "
                 "claim an identity-provider user's subject"
             )
+        if self.meeting_retention < timedelta(0):
+            raise ConfigurationError("meeting_retention must not be negative (0 keeps meetings forever)")
         if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
 

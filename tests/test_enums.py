@@ -25,6 +25,7 @@ import sfu._publisher
 from parley._enums import EnumNames
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
+from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import resources_pb2 as control_res
 from parley.server import db
 from parley.sfu.v1 import resources_pb2 as sfu_res
@@ -138,6 +139,12 @@ MAPS = [
     pytest.param(control_res.AccessLevel, _control.ACCESS_LEVELS.values, _control.ACCESS_LEVEL_NAMES, id="access"),
     pytest.param(control_res.Role, _control.ROLES.values, _control.ROLE_NAMES, id="roles"),
     pytest.param(control_res.LobbyEntryState, _control.LOBBY_STATES.values, _control.LOBBY_STATES.names, id="lobby"),
+    pytest.param(
+        meeting_pb.ParticipantState,
+        _control.PARTICIPANT_STATES.values,
+        _control.PARTICIPANT_STATES.names,
+        id="participant-states",
+    ),
     pytest.param(control_res.TrackSource, parley.TRACK_SOURCE_VALUES, parley.TRACK_SOURCE_NAMES, id="sources"),
     pytest.param(ai_res.JobState, _ai.JOB_STATES.values, _ai.JOB_STATES.names, id="job-states"),
     pytest.param(
@@ -169,6 +176,7 @@ STORED = [
     (control._models.AccessLevel, control_res.AccessLevel, ["public", "trusted", "restricted"]),
     (control._models.Role, control_res.Role, ["member", "administrator", "owner"]),
     (control._models.LobbyState, control_res.LobbyEntryState, ["waiting", "accepted", "denied"]),
+    (control._models.ParticipantState, meeting_pb.ParticipantState, ["active", "left", "aborted"]),
     (ai._models.JobState, ai_res.JobState, ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]),
 ]
 

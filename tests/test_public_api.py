@@ -34,6 +34,7 @@ def test_sdk_public_names() -> None:
             "InvalidTokenError",
             "JoinTokenClaims",
             "Lobby",
+            "Meetings",
             "NotFound",
             "OutOfRange",
             "ParleyError",
@@ -52,8 +53,10 @@ def test_sdk_public_names() -> None:
             "default_data_dir",
             "load_credentials",
             "lobby_entry_path",
+            "meeting_path",
             "parse_api_key_path",
             "parse_lobby_entry_path",
+            "parse_meeting_path",
             "parse_room_access_path",
             "parse_room_path",
             "parse_user_path",
@@ -128,6 +131,8 @@ def test_resource_names_round_trip() -> None:
     assert parley.parse_room_path(parley.room_path("abc-defg-hij")) == "abc-defg-hij"
     assert parley.parse_room_access_path(parley.room_access_path("r1", "a" * 32)) == ("r1", "a" * 32)
     assert parley.parse_lobby_entry_path(parley.lobby_entry_path("r1", "b" * 32)) == ("r1", "b" * 32)
+    assert parley.parse_meeting_path(parley.meeting_path("r1", "d" * 32)) == ("r1", "d" * 32)
+    assert parley.meeting_path("r1", f"rooms/r2/meetings/{'d' * 32}") == f"rooms/r2/meetings/{'d' * 32}"
     assert parley.parse_user_path(parley.user_path("me")) == "me"
     assert parley.parse_api_key_path(parley.api_key_path("pk_" + "c" * 24)) == "pk_" + "c" * 24
 

@@ -4,7 +4,7 @@ resource names.
 The generated protocol package lives beside it as ``parley.<domain>.v1``.
 """
 
-from ._client import ApiKeys, Client, Lobby, RoomAccesses, Rooms, Users
+from ._client import ApiKeys, Client, Lobby, Meetings, RoomAccesses, Rooms, Users
 from ._config import Credentials, default_data_dir, load_credentials, save_credentials
 from ._errors import (
     Aborted,
@@ -29,8 +29,10 @@ from ._errors import (
 from ._names import (
     api_key_path,
     lobby_entry_path,
+    meeting_path,
     parse_api_key_path,
     parse_lobby_entry_path,
+    parse_meeting_path,
     parse_room_access_path,
     parse_room_path,
     parse_user_path,
@@ -78,6 +80,7 @@ __all__ = [
     "InvalidTokenError",
     "JoinTokenClaims",
     "Lobby",
+    "Meetings",
     "NotFound",
     "OutOfRange",
     "ParleyError",
@@ -96,8 +99,10 @@ __all__ = [
     "default_data_dir",
     "load_credentials",
     "lobby_entry_path",
+    "meeting_path",
     "parse_api_key_path",
     "parse_lobby_entry_path",
+    "parse_meeting_path",
     "parse_room_access_path",
     "parse_room_path",
     "parse_user_path",

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 import grpc
-from google.protobuf import duration_pb2, field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from parley.control.v1 import api_key_service_pb2 as keys_pb
 from parley.control.v1 import api_key_service_pb2_grpc as keys_grpc
 from parley.control.v1 import lobby_service_pb2 as lobby_pb
 from parley.control.v1 import lobby_service_pb2_grpc as lobby_grpc
+from parley.control.v1 import meeting_service_pb2 as meeting_pb
+from parley.control.v1 import meeting_service_pb2_grpc as meeting_grpc
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_access_service_pb2 as access_pb
 from parley.control.v1 import room_access_service_pb2_grpc as access_grpc
@@ -31,7 +33,7 @@ from parley.control.v1 import user_service_pb2_grpc as user_grpc
 
 from ._ai import AI_NOT_CONFIGURED, Summaries, Transcriptions
 from ._config import load_credentials
-from ._names import api_key_path, room_path, user_path
+from ._names import api_key_path, meeting_path, room_path, user_path
 from ._service import Connection, ServiceClient, bearer_metadata
 
 
@@ -151,6 +153,53 @@ class Lobby(ServiceClient):
         return await self._call(self._stub.DenyLobbyEntry, lobby_pb.DenyLobbyEntryRequest(name=name))
 
 
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    if moment.tzinfo is None:
+        raise ValueError("give an aware datetime (with a time zone), e.g. datetime.now(UTC)")
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+class Meetings(ServiceClient):
+    """``MeetingService``: the history of a room's meetings and who took part (owners,
+    administrators, and API keys with ``rooms:read``)."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = meeting_grpc.MeetingServiceStub(connection.require())
+
+    def list(
+        self,
+        room: str,
+        *,
+        start_time_after: datetime | None = None,
+        start_time_before: datetime | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[meeting_pb.Meeting]:
+        """A room's meetings, newest first, fetched page by page; optionally only those that
+        started at or after ``start_time_after`` and before ``start_time_before``."""
+        request = meeting_pb.ListMeetingsRequest(parent=room_path(room), page_size=page_size)
+        if start_time_after is not None:
+            request.start_time_after.CopyFrom(_timestamp(start_time_after))
+        if start_time_before is not None:
+            request.start_time_before.CopyFrom(_timestamp(start_time_before))
+        return self._pages(self._stub.ListMeetings, request, "meetings")
+
+    async def get(self, meeting: str, *, room: str = "") -> meeting_pb.Meeting:
+        """A meeting by resource name, or by id with ``room``."""
+        request = meeting_pb.GetMeetingRequest(name=meeting_path(room, meeting))
+        return await self._call(self._stub.GetMeeting, request)
+
+    def list_participants(
+        self, meeting: str, *, room: str = "", page_size: int = 0
+    ) -> AsyncIterator[meeting_pb.MeetingParticipant]:
+        """Who took part in a meeting (by resource name, or by id with ``room``), in the
+        order they joined."""
+        request = meeting_pb.ListMeetingParticipantsRequest(parent=meeting_path(room, meeting), page_size=page_size)
+        return self._pages(self._stub.ListMeetingParticipants, request, "meeting_participants")
+
+
 class Users(ServiceClient):
     """``UserService``: the caller's profile and the dev login."""
 
@@ -222,6 +271,7 @@ class Client:
         self.rooms = Rooms(control)
         self.accesses = RoomAccesses(control)
         self.lobby = Lobby(control)
+        self.meetings = Meetings(control)
         self.users = Users(control)
         self.api_keys = ApiKeys(control)
         ai = Connection(self.ai_channel, self._metadata, missing=AI_NOT_CONFIGURED)

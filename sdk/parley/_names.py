@@ -7,6 +7,7 @@ import re
 _ROOM = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)$")
 _ACCESS = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/accesses/([0-9a-f]{32})$")
 _LOBBY_ENTRY = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/lobbyEntries/([0-9a-f]{32})$")
+_MEETING = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/meetings/([0-9a-f]{32})$")
 _USER = re.compile(r"^users/(me|[0-9a-f]{32})$")
 _API_KEY = re.compile(r"^apiKeys/(pk_[A-Za-z0-9]{16,64})$")
 
@@ -48,6 +49,19 @@ def parse_lobby_entry_path(name: str) -> tuple[str, str]:
     """``(room, entry)`` from ``rooms/{room}/lobbyEntries/{entry}``."""
     room, entry = _parse(_LOBBY_ENTRY, name, "lobby entry")
     return room, entry
+
+
+def meeting_path(room: str, meeting: str) -> str:
+    """``rooms/{room}/meetings/{meeting}``. An existing meeting path is returned as is."""
+    if _MEETING.match(meeting):
+        return meeting
+    return f"{room_path(room)}/meetings/{meeting}"
+
+
+def parse_meeting_path(name: str) -> tuple[str, str]:
+    """``(room, meeting)`` from ``rooms/{room}/meetings/{meeting}``."""
+    room, meeting = _parse(_MEETING, name, "meeting")
+    return room, meeting
 
 
 def user_path(user: str) -> str:
