@@ -4,8 +4,10 @@ so a new RPC without a row here fails the suite."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -15,6 +17,8 @@ from google.protobuf import descriptor_pool, field_mask_pb2, message, message_fa
 from control import ALL_SCOPES, SERVICE_NAMES
 from parley import Client
 from parley.control.v1 import resources_pb2 as res
+from parley.control.v1 import sfu_report_service_pb2 as report_pb
+from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
 
 from .conftest import Callers
 
@@ -33,6 +37,17 @@ class Scene:
     newcomer: str
     lobby_entry: str
     api_key: str
+    #: An ended meeting of the room, with one participant.
+    meeting: str
+    #: A fresh SFU node id, and a report of its first event.
+    node: str
+
+    def report(self) -> dict[str, Any]:
+        event = report_pb.SfuEvent(
+            sequence=1, room=self.room.removeprefix("rooms/"), meeting_sid="RM_matrix", room_started={}
+        )
+        event.time.GetCurrentTime()
+        return {"node": self.node, "node_url": f"grpc://{self.node}.test:7880", "events": [event]}
 
 
 @dataclass
@@ -103,6 +118,10 @@ MATRIX: dict[str, Rule] = {
     ),
     "ApiKeyService.ListApiKeys": Rule(set(), "keys:manage"),
     "ApiKeyService.DeleteApiKey": Rule(set(), "keys:manage", lambda s: {"name": s.api_key}),
+    "MeetingService.ListMeetings": Rule(MODERATORS, "rooms:read", lambda s: {"parent": s.room}),
+    "MeetingService.GetMeeting": Rule(MODERATORS, "rooms:read", lambda s: {"name": s.meeting}),
+    "MeetingService.ListMeetingParticipants": Rule(MODERATORS, "rooms:read", lambda s: {"parent": s.meeting}),
+    "SfuReportService.ReportEvents": Rule(set(), "sfu:report", lambda s: s.report()),
 }
 
 
@@ -176,7 +195,31 @@ async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Sce
         newcomer=people["newcomer"][1],
         lobby_entry=lobby.lobby.entry.name,
         api_key=key.api_key.name,
+        meeting=await _meeting(callers, room.name),
+        node=f"matrix-{uuid.uuid4().hex[:16]}",
     )
+
+
+async def _meeting(callers: Callers, room: str) -> str:
+    """An ended meeting of ``room`` with one participant, as an SFU node reports it."""
+    start = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    steps = [
+        {"room_started": {}},
+        {"participant_joined": {"identity": "guest-1", "participant_sid": "PA_1", "display_name": "Guest"}},
+        {"participant_left": {"identity": "guest-1", "participant_sid": "PA_1"}},
+        {"room_finished": {}},
+    ]
+    events = []
+    for sequence, step in enumerate(steps, start=1):
+        event = report_pb.SfuEvent(sequence=sequence, room=room.removeprefix("rooms/"), meeting_sid="RM_1", **step)
+        event.time.FromDatetime(start + timedelta(minutes=sequence))
+        events.append(event)
+    node = f"scene-{uuid.uuid4().hex[:16]}"
+    stub = report_grpc.SfuReportServiceStub(callers.admin_key.channel)
+    request = report_pb.ReportEventsRequest(node=node, node_url=f"grpc://{node}.test:7880", events=events)
+    await stub.ReportEvents(request, metadata=callers.admin_key._metadata)
+    [meeting] = [m async for m in callers.admin_key.meetings.list(room)]
+    return meeting.name
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)

@@ -12,11 +12,13 @@ from google.protobuf import descriptor_pool, field_mask_pb2, message_factory
 
 from control import SERVICE_NAMES, ControlServer
 from parley.control.v1 import resources_pb2 as res
+from parley.control.v1 import sfu_report_service_pb2 as report_pb
 
 from .conftest import Callers
 
 ROOM = "rooms/abc-defg-hij"
 ENTRY = f"{ROOM}/lobbyEntries/{'a' * 32}"
+MEETING = f"{ROOM}/meetings/{'c' * 32}"
 
 # RPC -> (request fields, the field paths the violations must name)
 BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
@@ -79,6 +81,37 @@ BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
     ),
     "ApiKeyService.ListApiKeys": ({"page_size": 5000}, {"page_size"}),
     "ApiKeyService.DeleteApiKey": ({"name": "apiKeys/sk_secret"}, {"name"}),
+    "MeetingService.ListMeetings": ({"parent": f"{ROOM}/x", "page_size": 1001}, {"parent", "page_size"}),
+    "MeetingService.GetMeeting": ({"name": f"{ROOM}/meetings/ABC"}, {"name"}),
+    "MeetingService.ListMeetingParticipants": (
+        {"parent": MEETING, "page_size": -1, "page_token": "p" * 201},
+        {"page_size", "page_token"},
+    ),
+    "SfuReportService.ReportEvents": (
+        {
+            "node": "bad node!",
+            "node_url": "",
+            "events": [
+                report_pb.SfuEvent(sequence=0, room="abc", meeting_sid="RM_1"),
+                report_pb.SfuEvent(
+                    sequence=2,
+                    room="has space",
+                    meeting_sid="RM_1",
+                    participant_joined=report_pb.ParticipantJoined(identity="", participant_sid="PA_1"),
+                    time={"seconds": 1},
+                ),
+            ],
+        },
+        {
+            "node",
+            "node_url",
+            "events[0].sequence",
+            "events[0].time",
+            "events[0].event",
+            "events[1].room",
+            "events[1].participant_joined.identity",
+        },
+    ),
 }
 
 
@@ -105,7 +138,16 @@ def _row_counts(server: ControlServer) -> dict[str, int]:
         with engine.connect() as conn:
             return {
                 t: conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                for t in ("users", "rooms", "room_accesses", "lobby_entries", "api_keys")
+                for t in (
+                    "users",
+                    "rooms",
+                    "room_accesses",
+                    "lobby_entries",
+                    "api_keys",
+                    "meetings",
+                    "meeting_participants",
+                    "sfu_nodes",
+                )
             }
     finally:
         engine.dispose()
