@@ -3,6 +3,7 @@ against it, the way a newcomer types them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,12 +13,16 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
-from parley import verify_join_token
+from parley import load_credentials, verify_join_token
+from parley.control.v1 import sfu_report_service_pb2 as report_pb
+from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
 
 PARLEY = [sys.executable, "-c", "import launcher; launcher.main()"]
 
@@ -227,3 +232,48 @@ def test_load_test_meets_through_the_embedded_sfu(running: Running) -> None:
         assert subscriber["audio_packets_per_second"] > 25, report  # 50 sent
         assert subscriber["packets"] > 0
     assert report["sfu_cpu_percent"] > 0 and report["sfu_rss_mb"] > 0
+
+
+def _report_a_meeting(data_dir: Path, room_id: str) -> None:
+    """Reports a short meeting as an SFU node would (the development key holds sfu:report)."""
+    credentials = load_credentials(data_dir=data_dir, env={})
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    steps = [
+        {"room_started": {}},
+        {"participant_joined": {"identity": "guest-cli", "participant_sid": "PA_1", "display_name": "Cli Guest"}},
+        {"participant_left": {"identity": "guest-cli", "participant_sid": "PA_1"}},
+        {"room_finished": {}},
+    ]
+    events = []
+    for sequence, step in enumerate(steps, start=1):
+        event = report_pb.SfuEvent(sequence=sequence, room=room_id, meeting_sid="RM_cli", **step)
+        event.time.FromDatetime(start + timedelta(minutes=sequence))
+        events.append(event)
+
+    async def report() -> None:
+        async with grpc.aio.insecure_channel(credentials.url.removeprefix("grpc://")) as channel:
+            await report_grpc.SfuReportServiceStub(channel).ReportEvents(
+                report_pb.ReportEventsRequest(node="cli-test-node", node_url="grpc://cli-test:1", events=events),
+                metadata=(("authorization", f"Bearer {credentials.bearer}"),),
+            )
+
+    asyncio.run(report())
+
+
+def test_meetings_list_and_participants(running: Running) -> None:
+    created = json.loads(cli(running.data_dir, "--json", "rooms", "create", "--name", "History").stdout)
+    slug, room_id = created["slug"], created["name"].removeprefix("rooms/")
+    assert cli(running.data_dir, "meetings", "list", slug).stdout.strip() == "no meetings"
+    _report_a_meeting(running.data_dir, room_id)
+    [meeting] = json.loads(cli(running.data_dir, "--json", "meetings", "list", slug).stdout)
+    assert meeting["startTime"] == "2026-03-01T09:01:00Z" and meeting["endTime"] == "2026-03-01T09:04:00Z"
+    assert (meeting["peakParticipants"], meeting["participantCount"]) == (1, 1)
+    meeting_id = meeting["name"].rsplit("/", 1)[1]
+    table = cli(running.data_dir, "meetings", "list", slug, "--after", "2026-03-01").stdout
+    assert meeting_id in table and "2026-03-01 09:01:00" in table
+    assert "no meetings" in cli(running.data_dir, "meetings", "list", slug, "--before", "2026-03-01").stdout
+    lines = cli(running.data_dir, "meetings", "participants", f"{slug}/{meeting_id}").stdout.splitlines()
+    assert len(lines) == 1 and "guest-cli" in lines[0] and "left" in lines[0] and "0:01:00" in lines[0]
+    [participant] = json.loads(cli(running.data_dir, "--json", "meetings", "participants", meeting["name"]).stdout)
+    assert participant["displayName"] == "Cli Guest" and participant["duration"] == "60s"
+    assert "ROOM/MEETING" in cli(running.data_dir, "meetings", "participants", meeting_id, ok=False).stderr

@@ -1,5 +1,5 @@
-"""The ``parley`` command line: rooms, join tokens, API keys and transcription against a
-running server.
+"""The ``parley`` command line: rooms, join tokens, API keys, meeting history and transcription
+against a running server.
 
 Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KEY`` /
 ``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its data folder.
@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +21,7 @@ import typer
 from google.protobuf import json_format, message
 
 from parley.ai.v1 import resources_pb2 as ai_res
+from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 
@@ -28,6 +29,7 @@ from ._ai import EXPORT_FORMATS
 from ._client import Client
 from ._enums import EnumNames
 from ._errors import ParleyError
+from ._names import meeting_path
 from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
 T = TypeVar("T")
@@ -36,11 +38,17 @@ app = typer.Typer(name="parley", help="Parley: self-hosted video meetings, gRPC 
 rooms_app = typer.Typer(help="Create, list, show and delete rooms.", no_args_is_help=True)
 token_app = typer.Typer(help="Mint join tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys (needs the keys:manage scope).", no_args_is_help=True)
+meetings_app = typer.Typer(
+    help="The history of a room's meetings (owners and administrators; API keys with rooms:read).",
+    no_args_is_help=True,
+)
 app.add_typer(rooms_app, name="rooms")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+app.add_typer(meetings_app, name="meetings")
 
 _ACCESS = EnumNames(res.AccessLevel)
+_PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState)
 
 
 class _Options:
@@ -228,6 +236,83 @@ def keys_revoke(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Key
     """Revoke (delete) an API key."""
     _run(ctx, lambda c: c.api_keys.delete(key))
     _emit(ctx, {"revoked": key}, f"revoked {key}")
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or time; without a time zone, UTC."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            "use an ISO 8601 date or time, like 2026-03-01 or 2026-03-01T09:30", param_hint=option
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _when(stamp: Any, present: bool) -> str:
+    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S") if present else "-"
+
+
+def _meeting_line(meeting: meeting_pb.Meeting) -> str:
+    ended = _when(meeting.end_time, meeting.HasField("end_time")) if not meeting.active else "ongoing"
+    return (
+        f"{meeting.name.rsplit('/', 1)[1]}  {_when(meeting.start_time, True)}  {ended:<19}  "
+        f"peak {meeting.peak_participants:<4} people {meeting.participant_count}"
+    )
+
+
+def _participant_line(participant: meeting_pb.MeetingParticipant) -> str:
+    state = _PARTICIPANT_STATES.names.get(participant.state, "unspecified")
+    seconds = int(participant.duration.ToTimedelta().total_seconds())
+    duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return (
+        f"{participant.identity:<34} {state:<8} {_when(participant.join_time, True)}  "
+        f"{_when(participant.leave_time, participant.HasField('leave_time')):<19}  {duration:>9}  "
+        f"{participant.display_name}"
+    )
+
+
+@meetings_app.command("list")
+def meetings_list(
+    ctx: typer.Context,
+    room: Annotated[str, typer.Argument(help="Room id or slug.")],
+    after: Annotated[str | None, typer.Option(help="Only meetings that started at or after this time (UTC).")] = None,
+    before: Annotated[str | None, typer.Option(help="Only meetings that started before this time (UTC).")] = None,
+) -> None:
+    """List a room's meetings, newest first: id, start, end, peak and how many took part."""
+    start_after, start_before = _parse_time(after, "--after"), _parse_time(before, "--before")
+
+    async def work(client: Client) -> list[meeting_pb.Meeting]:
+        found = client.meetings.list(room, start_time_after=start_after, start_time_before=start_before)
+        return [meeting async for meeting in found]
+
+    meetings = _run(ctx, work)
+    _emit(ctx, [_to_dict(m) for m in meetings], "\n".join(_meeting_line(m) for m in meetings) or "no meetings")
+
+
+@meetings_app.command("participants")
+def meetings_participants(
+    ctx: typer.Context,
+    meeting: Annotated[str, typer.Argument(help="ROOM/MEETING (room id or slug, meeting id), or the meeting's name.")],
+) -> None:
+    """List who took part in a meeting, in the order they joined."""
+    if not meeting.startswith("rooms/"):
+        room, _, meeting_id = meeting.partition("/")
+        if not room or not meeting_id:
+            raise typer.BadParameter("use ROOM/MEETING or rooms/ROOM/meetings/MEETING", param_hint="MEETING")
+        meeting = meeting_path(room, meeting_id)
+
+    async def work(client: Client) -> list[meeting_pb.MeetingParticipant]:
+        return [participant async for participant in client.meetings.list_participants(meeting)]
+
+    participants = _run(ctx, work)
+    _emit(
+        ctx,
+        [_to_dict(p) for p in participants],
+        "\n".join(_participant_line(p) for p in participants) or "no participants",
+    )
 
 
 async def _follow(label: str, updates: AsyncIterator[Any], *, quiet: bool) -> Any:
