@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -238,11 +239,15 @@ def _report_a_meeting(data_dir: Path, room_id: str) -> None:
     """Reports a short meeting as an SFU node would (the development key holds sfu:report)."""
     credentials = load_credentials(data_dir=data_dir, env={})
     start = datetime(2026, 3, 1, 9, tzinfo=UTC)
-    steps = [
-        {"room_started": {}},
-        {"participant_joined": {"identity": "guest-cli", "participant_sid": "PA_1", "display_name": "Cli Guest"}},
-        {"participant_left": {"identity": "guest-cli", "participant_sid": "PA_1"}},
-        {"room_finished": {}},
+    steps: list[dict[str, Any]] = [
+        {"room_started": report_pb.RoomStarted()},
+        {
+            "participant_joined": report_pb.ParticipantJoined(
+                identity="guest-cli", participant_sid="PA_1", display_name="Cli Guest"
+            )
+        },
+        {"participant_left": report_pb.ParticipantLeft(identity="guest-cli", participant_sid="PA_1")},
+        {"room_finished": report_pb.RoomFinished()},
     ]
     events = []
     for sequence, step in enumerate(steps, start=1):

@@ -108,7 +108,10 @@ async def test_a_scripted_meeting_is_recorded_exactly(callers: Callers) -> None:
     owner_id = people["owner"][1].removeprefix("users/")
     node = Node(await callers.key("sfu:report"))
     t0 = _at(datetime.now(UTC) - timedelta(hours=1))
-    s = lambda seconds: t0 + timedelta(seconds=seconds)  # noqa: E731
+
+    def s(seconds: int) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
     r = room.name
     first = [
         node.event(r, "RM_1", s(0), **STARTED),

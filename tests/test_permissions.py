@@ -44,7 +44,10 @@ class Scene:
 
     def report(self) -> dict[str, Any]:
         event = report_pb.SfuEvent(
-            sequence=1, room=self.room.removeprefix("rooms/"), meeting_sid="RM_matrix", room_started={}
+            sequence=1,
+            room=self.room.removeprefix("rooms/"),
+            meeting_sid="RM_matrix",
+            room_started=report_pb.RoomStarted(),
         )
         event.time.GetCurrentTime()
         return {"node": self.node, "node_url": f"grpc://{self.node}.test:7880", "events": [event]}
@@ -203,11 +206,15 @@ async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Sce
 async def _meeting(callers: Callers, room: str) -> str:
     """An ended meeting of ``room`` with one participant, as an SFU node reports it."""
     start = datetime(2026, 1, 1, 9, tzinfo=UTC)
-    steps = [
-        {"room_started": {}},
-        {"participant_joined": {"identity": "guest-1", "participant_sid": "PA_1", "display_name": "Guest"}},
-        {"participant_left": {"identity": "guest-1", "participant_sid": "PA_1"}},
-        {"room_finished": {}},
+    steps: list[dict[str, Any]] = [
+        {"room_started": report_pb.RoomStarted()},
+        {
+            "participant_joined": report_pb.ParticipantJoined(
+                identity="guest-1", participant_sid="PA_1", display_name="Guest"
+            )
+        },
+        {"participant_left": report_pb.ParticipantLeft(identity="guest-1", participant_sid="PA_1")},
+        {"room_finished": report_pb.RoomFinished()},
     ]
     events = []
     for sequence, step in enumerate(steps, start=1):

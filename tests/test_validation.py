@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy
-from google.protobuf import descriptor_pool, field_mask_pb2, message_factory
+from google.protobuf import descriptor_pool, field_mask_pb2, message_factory, timestamp_pb2
 
 from control import SERVICE_NAMES, ControlServer
 from parley.control.v1 import resources_pb2 as res
@@ -98,7 +98,7 @@ BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
                     room="has space",
                     meeting_sid="RM_1",
                     participant_joined=report_pb.ParticipantJoined(identity="", participant_sid="PA_1"),
-                    time={"seconds": 1},
+                    time=timestamp_pb2.Timestamp(seconds=1),
                 ),
             ],
         },
