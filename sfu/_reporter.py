@@ -113,7 +113,10 @@ class Reporter:
         (``key.secret``, holding ``sfu:report``); call in the running loop."""
         self.enabled = True
         self.node, self.node_url = node, node_url
-        self._channel = grpc.aio.insecure_channel(target)
+        # grpc's own reconnect backoff grows to 2 minutes: capped at ours, so that reports resume
+        # within seconds of control coming back.
+        options = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 10000)]
+        self._channel = grpc.aio.insecure_channel(target, options=options)
         self._stub = pb_grpc.SfuReportServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self._task = asyncio.create_task(self._send_forever())
