@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from parley.control.v1 import resources_pb2 as control_res
 from parley.control.v1 import sfu_report_service_pb2 as pb
@@ -236,6 +237,7 @@ async def test_an_overflowing_buffer_drops_the_oldest_and_control_takes_the_rest
         for i in range(12):  # 7 more than the buffer holds
             reporter.emit(f"b{i}", "RM_1", room_started=pb.RoomStarted())
         assert REPORTS.dropped - dropped == 7 and reporter.pending == 5
+        assert REGISTRY.get_sample_value("parley_sfu_report_dropped_total") == REPORTS.dropped
         fake.unavailable = False
         await until(lambda: len(fake.events) == 8)
     finally:
