@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -35,7 +36,13 @@ async def parley(port: int) -> dict[str, Any]:
     from sfu import SfuServer, SfuSettings, record_forwarding_delays
 
     delays = record_forwarding_delays()
-    settings = SfuSettings(token_secrets={"bench": BENCH_SECRET}, grpc_address=f"127.0.0.1:{port}")
+    # Reporting to control when the benchmark asks for it (``--report``).
+    settings = SfuSettings(
+        token_secrets={"bench": BENCH_SECRET},
+        grpc_address=f"127.0.0.1:{port}",
+        control_target=os.environ.get("PARLEY_CONTROL_TARGET", ""),
+        report_api_key=os.environ.get("PARLEY_SFU_REPORT_API_KEY", ""),
+    )
     async with SfuServer(settings):
         print("ready", flush=True)
         await _until_term()

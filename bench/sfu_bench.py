@@ -4,11 +4,15 @@ subscribers, through (a) Parley's SFU, which forwards RTP packets, and (b) aiort
 in one run. Each SFU runs in its own process, whose CPU is read from /proc; publisher and
 subscribers run here and count packets without decoding.
 
-    python -m bench.sfu_bench [--subscribers 1,4,16] [--seconds 10] [--relay-max 8]
+    python -m bench.sfu_bench [--subscribers 1,4,16] [--seconds 10] [--relay-max 8] [--report fake]
 
 Prints per N: SFU CPU (% of one core) and per forwarded stream, forwarded RTP packets per
 second and per core, video fps per subscriber, forwarding delay p50 / p99 (packet in ->
 packet out, inside Parley's SFU), and Parley's ratio to the baseline.
+
+``--report fake`` has Parley's SFU report meeting events to a stand-in for control started
+here (``down``: to an address nothing listens on, so events wait and are retried); reporting
+must not change the figures.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -31,6 +37,8 @@ from bench._sfu_servers import BENCH_SECRET
 from parley import VideoGrants, create_join_token
 from parley._loadmedia import FrameCounter, audio_track, stop_decoding, video_track
 from parley._loadtest import inbound_counts, process_cpu_seconds
+from parley.control.v1 import sfu_report_service_pb2 as report_pb
+from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
 from parley.room import Room
 
 
@@ -57,6 +65,13 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Control(report_grpc.SfuReportServiceServicer):
+    """Takes every event (a stand-in for control, for ``--report fake``)."""
+
+    async def ReportEvents(self, request: Any, context: Any) -> report_pb.ReportEventsResponse:
+        return report_pb.ReportEventsResponse(applied_sequence=request.events[-1].sequence)
 
 
 class _Clients:
@@ -153,10 +168,11 @@ async def _inbound_packets(pcs: list[RTCPeerConnection]) -> int:
     return sum(packets for kinds in counts for packets, _ in kinds.values())
 
 
-async def measure(mode: str, subscribers: int, seconds: float) -> Result:
+async def measure(mode: str, subscribers: int, seconds: float, control_target: str = "") -> Result:
     port = _free_port()
+    env = {**os.environ, "PARLEY_CONTROL_TARGET": control_target, "PARLEY_SFU_REPORT_API_KEY": "pk_bench.sk_bench"}
     server = subprocess.Popen(  # noqa: ASYNC220 (started once per run, before any media flows)
-        [sys.executable, "-m", "bench._sfu_servers", mode, str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench._sfu_servers", mode, str(port)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert server.stdout is not None
     assert server.stdout.readline().strip() == "ready"
@@ -221,20 +237,33 @@ async def main() -> None:
     parser.add_argument("--subscribers", default="1,4,16", help="comma-separated N")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring window per run")
     parser.add_argument("--relay-max", type=int, default=8, help="largest N for the baseline (it saturates)")
+    parser.add_argument(
+        "--report", choices=("off", "fake", "down"), default="off", help="Parley's SFU reports meetings to control"
+    )
     args = parser.parse_args()
     stop_decoding()
+    control_target, control = "", None
+    if args.report == "fake":
+        control = grpc.aio.server()
+        report_grpc.add_SfuReportServiceServicer_to_server(_Control(), control)
+        control_target = f"127.0.0.1:{control.add_insecure_port('127.0.0.1:0')}"
+        await control.start()
+    elif args.report == "down":
+        control_target = f"127.0.0.1:{_free_port()}"
     results = []
     for n in [int(x) for x in args.subscribers.split(",")]:
         for mode in ("parley", "relay"):
             if mode == "relay" and n > args.relay_max:
                 continue
-            result = await measure(mode, n, args.seconds)
+            result = await measure(mode, n, args.seconds, control_target)
             print(
                 f"{mode} N={n}: {100 * result.cpu:.1f} % CPU, {result.packets_per_second:.0f} pkt/s",
                 file=sys.stderr,
                 flush=True,
             )
             results.append(result)
+    if control is not None:
+        await control.stop(0)
     _print(results)
 
 

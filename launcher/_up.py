@@ -65,6 +65,26 @@ async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) ->
     return credentials, created
 
 
+async def _sfu_report_key(server: ControlServer, data_dir: Path) -> str:
+    """The API key (``key.secret``, scope ``sfu:report``) the embedded SFU reports meetings
+    with: the one kept in the data folder if control still knows it, else a new one."""
+    from control import Unauthenticated
+
+    path = data_dir / _SECRETS_FILE
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    key = str(saved.get("sfu_report_key", ""))
+    if key:
+        key_id, _, secret = key.partition(".")
+        with contextlib.suppress(Unauthenticated):
+            if "sfu:report" in (await server.control.authenticate_api_key(key_id, secret)).scopes:
+                return key
+    row, secret = await server.control.create_api_key(None, "sfu node (parley up)", ["sfu:report"])
+    saved["sfu_report_key"] = f"{row.id}.{secret}"
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(saved))
+    return str(saved["sfu_report_key"])
+
+
 class _PortTaken(Exception):
     def __init__(self, option: str, port: int) -> None:
         super().__init__(f"port {port} is taken: stop what uses it or pass another {option} (0 picks a free one)")
@@ -123,6 +143,11 @@ async def _serve(
         settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
         server = ControlServer(settings, address=f"{host}:{grpc_port}")
         await _start(stack, server, "--grpc-port", grpc_port)
+        # Control needs the SFU's URL, so the SFU started first; it reports meetings once control
+        # is up, and stops before control does (the stack unwinds in reverse), so that the end
+        # of the meetings open at Ctrl-C is recorded.
+        sfu.report_to(server.target, await _sfu_report_key(server, data_dir))
+        stack.push_async_callback(sfu.stop)
         ai: AiServer | None = None
         if with_ai:
             ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")

@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ._reporter import REPORTS
+
 if TYPE_CHECKING:
     from ._server import SfuServer
 
@@ -53,6 +55,9 @@ class _SfuCollector(Collector):
         subscribed = GaugeMetricFamily(
             "parley_sfu_subscribed_tracks", "Track subscriptions served by the node.", labels=["node"]
         )
+        pending = GaugeMetricFamily(
+            "parley_sfu_report_pending", "Events waiting for control to acknowledge them.", labels=["node"]
+        )
         for node in list(_NODES):
             sessions = [s for room in list(node.rooms.rooms.values()) for s in list(room.sessions.values())]
             label = [node.cluster.node_id]
@@ -60,7 +65,13 @@ class _SfuCollector(Collector):
             participants.add_metric(label, len(sessions))
             published.add_metric(label, sum(len(s.published) for s in sessions))
             subscribed.add_metric(label, sum(len(s.subscriber.subscriptions) for s in sessions))
-        yield from (rooms, participants, published, subscribed)
+            pending.add_metric(label, node.reporter.pending)
+        yield from (rooms, participants, published, subscribed, pending)
+        yield CounterMetricFamily(
+            "parley_sfu_report_dropped",
+            "Events dropped before control took them (buffer full, or refused by control).",
+            value=REPORTS.dropped,
+        )
         yield CounterMetricFamily(
             "parley_sfu_forwarded_packets", "RTP packets forwarded to subscribers.", value=MEDIA.forwarded_packets
         )

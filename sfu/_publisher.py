@@ -8,6 +8,7 @@ are answered inactive and whatever they carry is ignored."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
@@ -31,6 +32,15 @@ SOURCE_KINDS: dict[int, int] = {
 }
 #: Track kinds as aiortc names them (``"audio"``, ``"video"``), read from the contract.
 TRACK_KINDS = EnumNames(res.TrackKind)
+
+
+def on_connected(pc: RTCPeerConnection, callback: Callable[[], None]) -> None:
+    """Calls ``callback`` each time ``pc``'s connection state becomes ``connected``."""
+
+    @pc.on("connectionstatechange")
+    def _changed() -> None:
+        if pc.connectionState == "connected":
+            callback()
 
 
 @dataclass(eq=False)
@@ -78,8 +88,16 @@ class Publisher:
     """One participant's publisher connection and its tracks: announced (waiting for an offer)
     and published (negotiated, forwarded)."""
 
-    def __init__(self, configuration: RTCConfiguration, *, grants: VideoGrants, max_tracks: int) -> None:
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        *,
+        grants: VideoGrants,
+        max_tracks: int,
+        on_connected: Callable[[], None] = lambda: None,
+    ) -> None:
         self._configuration = configuration
+        self._on_connected = on_connected
         self._grants = grants
         self._max_tracks = max_tracks
         #: Created by the client's first offer.
@@ -118,8 +136,10 @@ class Publisher:
         # publish without streams).
         track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in check_sdp(offer, field="offer.sdp").media if m.msid}
         first = self.pc is None
-        pc = self.pc if self.pc is not None else RTCPeerConnection(self._configuration)
-        self.pc = pc
+        if self.pc is None:
+            self.pc = RTCPeerConnection(self._configuration)
+            on_connected(self.pc, self._on_connected)
+        pc = self.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         except Exception as error:

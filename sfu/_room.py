@@ -10,14 +10,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 
+from parley.control.v1 import sfu_report_service_pb2 as report
 from parley.server import NotFound
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
+from ._reporter import Reporter
 from ._settings import SfuSettings
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ class Room:
     start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     sessions: dict[str, Session] = field(default_factory=dict)
     closed: bool = False
+    #: Where what happens in the meeting is told to control.
+    reporter: Reporter = field(default_factory=Reporter, repr=False)
     _empty_since: float | None = None
     _speakers: list[str] = field(default_factory=list)
     _qualities: dict[str, int] = field(default_factory=dict)
@@ -67,6 +71,10 @@ class Room:
             max_participants=self.settings.max_participants,
             participant_count=len(self.sessions),
         )
+
+    def report(self, **event: Any) -> None:
+        """Tells control what happened in this meeting (``SfuEvent``'s fields), without waiting."""
+        self.reporter.emit(self.id, self.sid, **event)
 
     def visible(self, exclude: Session | None = None) -> list[Session]:
         return [s for s in self.sessions.values() if s is not exclude and not s.permission.hidden]
@@ -200,8 +208,9 @@ def res_speaker(identity: str, level: int) -> sig.SpeakerInfo:
 class Rooms:
     """The rooms of this node; closes rooms that stay empty, and tracks speakers."""
 
-    def __init__(self, settings: SfuSettings) -> None:
+    def __init__(self, settings: SfuSettings, reporter: Reporter | None = None) -> None:
         self.settings = settings
+        self.reporter = reporter if reporter is not None else Reporter()
         self.rooms: dict[str, Room] = {}
         #: Peer connections of ended sessions still closing.
         self.closing: set[asyncio.Future[None]] = set()
@@ -212,8 +221,9 @@ class Rooms:
     def get_or_create(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
         if room is None or room.closed:
-            room = self.rooms[room_id] = Room(room_id, self.settings)
+            room = self.rooms[room_id] = Room(room_id, self.settings, reporter=self.reporter)
             log.info("room %s started (%s)", room_id, room.sid)
+            room.report(room_started=report.RoomStarted())
         return room
 
     def start(self) -> None:
@@ -226,6 +236,8 @@ class Rooms:
         for room in list(self.rooms.values()):
             for session in list(room.sessions.values()):
                 await session.end(res.LEAVE_REASON_SERVER_SHUTDOWN)
+            room.closed = True
+            room.report(room_finished=report.RoomFinished())
         self.rooms.clear()
         await asyncio.gather(*self.closing, return_exceptions=True)
 
@@ -238,6 +250,7 @@ class Rooms:
                     room.closed = True
                     del self.rooms[room_id]
                     log.info("room %s finished (%s)", room_id, room.sid)
+                    room.report(room_finished=report.RoomFinished())
                     self.on_closed(room_id)
                     continue
                 try:

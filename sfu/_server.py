@@ -15,6 +15,7 @@ from parley import InvalidTokenError, JoinTokenClaims, verify_join_token
 from parley.server import (
     AuthenticationInterceptor,
     CallInput,
+    ConfigurationError,
     FailedPrecondition,
     GrpcServer,
     InvalidArgument,
@@ -38,6 +39,7 @@ from . import _metrics as node_metrics
 from ._cluster import Cluster
 from ._data import deliver
 from ._media import check_aiortc
+from ._reporter import Reporter
 from ._room import Room, Rooms
 from ._session import Session
 from ._settings import SfuSettings
@@ -238,7 +240,8 @@ def current_admin() -> JoinTokenClaims:
 
 class SfuServer(GrpcServer):
     """One SFU node: ``async with SfuServer(settings) as sfu`` serves until the block ends;
-    stopping tells every participant ``LEAVE_REASON_SERVER_SHUTDOWN`` before calls drain."""
+    stopping tells every participant ``LEAVE_REASON_SERVER_SHUTDOWN`` before calls drain, then
+    reports the meetings' end to control (``settings.control_target``, or ``report_to``)."""
 
     name = "sfu"
 
@@ -250,8 +253,16 @@ class SfuServer(GrpcServer):
             interceptors=standard_interceptors(logging.getLogger("sfu.calls"), authentication),
             metrics_address=metrics_address,
         )
+        if settings.control_target and not settings.report_api_key:
+            raise ConfigurationError(
+                "PARLEY_CONTROL_TARGET is set: give the node an API key with the sfu:report scope "
+                "(PARLEY_SFU_REPORT_API_KEY=pk_....sk_...)"
+            )
         self.settings = settings
-        self.rooms = Rooms(settings)
+        # Buffering from the start when control is configured: a join may arrive before
+        # ``started`` has run.
+        self.reporter = Reporter(capacity=settings.report_buffer, enabled=bool(settings.control_target))
+        self.rooms = Rooms(settings, self.reporter)
         self.cluster = Cluster(settings, self.rooms)
 
     async def _authenticate(self, call: CallInput) -> JoinTokenClaims | None:
@@ -274,13 +285,25 @@ class SfuServer(GrpcServer):
 
     async def started(self) -> None:
         await self.cluster.start(f"grpc://{self.target}")
+        if self.settings.control_target:
+            self.report_to(self.settings.control_target, self.settings.report_api_key)
         self.rooms.start()
         node_metrics.watch(self)
+
+    def report_to(self, control_target: str, api_key: str) -> None:
+        """Reports what happens in meetings to control at ``control_target`` (``host:port``)
+        with ``api_key`` (``key.secret``, holding ``sfu:report``); for a node started before
+        control (``parley up``)."""
+        self.reporter.start(control_target, api_key, node=self.cluster.node_id, node_url=self.cluster.url)
 
     async def draining(self) -> None:
         node_metrics.unwatch(self)
         await self.cluster.aclose()
         await self.rooms.aclose()
+
+    async def stopped(self) -> None:
+        # Once every session has ended: their last events (left, room finished) go too.
+        await self.reporter.aclose()
 
 
 def _describe(claims: JoinTokenClaims | None) -> str:

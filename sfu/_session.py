@@ -19,12 +19,14 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 from google.protobuf import duration_pb2
 
 from parley import TRACK_SOURCE_VALUES, JoinTokenClaims
+from parley.control.v1 import sfu_report_service_pb2 as report
 from parley.server import FailedPrecondition, InvalidArgument, PermissionDenied
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._data import send_data, update_metadata
 from ._publisher import PublishedTrack, Publisher
+from ._reporter import NAME_MAX
 from ._room import Room, new_sid, timestamp
 from ._sdp import ice_candidate
 from ._subscriber import Subscriber
@@ -71,14 +73,22 @@ class Session:
             iceServers=[RTCIceServer(urls=u) for u in settings.ice_servers],
             bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
         )
-        self.publisher = Publisher(configuration, grants=grants, max_tracks=settings.max_tracks_per_participant)
+        self.publisher = Publisher(
+            configuration,
+            grants=grants,
+            max_tracks=settings.max_tracks_per_participant,
+            on_connected=self._media_connected,
+        )
         self.subscriber = Subscriber(
             configuration,
             answer_timeout=settings.answer_timeout,
             send_offer=lambda offer: self.send(sig.ConnectResponse(offer=offer)),
             on_answer_overdue=self._answer_overdue,
+            on_connected=self._media_connected,
             label=self.identity,
         )
+        #: Whether its media ever connected (then control heard it joined).
+        self.media_connected = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -152,6 +162,21 @@ class Session:
             self.room.subscribe_to_all(self)
             await self.subscriber.negotiate()
 
+    def _media_connected(self) -> None:
+        """One of its connections connected: the first time, the participant has joined the
+        meeting (LiveKit's rule: signalling alone is not attending)."""
+        if self.media_connected or self.left.is_set():
+            return
+        self.media_connected = True
+        self.room.report(
+            participant_joined=report.ParticipantJoined(
+                identity=self.identity,
+                participant_sid=self.sid,
+                display_name=self.name[:NAME_MAX],
+                signal_time=timestamp(self.join_time),
+            )
+        )
+
     async def end(self, reason: int) -> None:
         """Leaves the room: tells the others, stops forwarding, closes the connections."""
         if self.left.is_set():
@@ -165,6 +190,10 @@ class Session:
             self._tell_others(
                 sig.ConnectResponse(participant_left=sig.ParticipantLeft(identity=self.identity, sid=self.sid))
             )
+        name = self.name[:NAME_MAX]
+        left = report.ParticipantLeft(identity=self.identity, participant_sid=self.sid, display_name=name)
+        # Media never connected: an attempt that failed, not attendance.
+        self.room.report(**{"participant_left" if self.media_connected else "participant_aborted": left})
         if reason != res.LEAVE_REASON_CLIENT_INITIATED:
             self.outbox.put_nowait(sig.ConnectResponse(left=sig.Left(reason=reason)))  # type: ignore[arg-type]
         self.outbox.put_nowait(None)
@@ -260,6 +289,9 @@ class Session:
         others = sig.TrackPublished(participant_identity=self.identity, track=track.info())
         self._tell_others(sig.ConnectResponse(track_published=others))
         self.room.track_published(self, track)
+        self.room.report(
+            track_published=report.TrackPublished(identity=self.identity, track_sid=track.sid, source=track.source)  # type: ignore[arg-type]
+        )
 
     def set_muted(self, track: PublishedTrack, muted: bool) -> None:
         if not self.publisher.set_muted(track, muted):
@@ -267,6 +299,7 @@ class Session:
         message = sig.TrackMuted(participant_identity=self.identity, track_sid=track.sid, muted=muted)
         self.send(sig.ConnectResponse(track_muted=message))
         self._tell_others(sig.ConnectResponse(track_muted=message))
+        self.room.report(track_muted=report.TrackMuted(identity=self.identity, track_sid=track.sid, muted=muted))
 
     def unpublish(self, track: PublishedTrack) -> None:
         self.publisher.remove(track)
@@ -274,6 +307,7 @@ class Session:
         self.send(sig.ConnectResponse(track_unpublished=message))  # nothing once left
         self._tell_others(sig.ConnectResponse(track_unpublished=message))
         self.room.track_unpublished(track)
+        self.room.report(track_unpublished=report.TrackUnpublished(identity=self.identity, track_sid=track.sid))
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -37,6 +37,14 @@ class SfuSettings:
     public_url: str = ""
     #: Seconds between heartbeats; a node silent for three is dead and its rooms move.
     heartbeat_interval: float = 2.0
+    #: Control's gRPC address (``host:port``), where the node reports what happens in meetings
+    #: (``PARLEY_CONTROL_TARGET``); empty: no reports (no meeting history, no webhooks).
+    control_target: str = ""
+    #: The API key the node reports with, ``pk_....sk_...`` (``key.secret``), holding the
+    #: ``sfu:report`` scope (``PARLEY_SFU_REPORT_API_KEY``).
+    report_api_key: str = field(default="", repr=False)
+    #: Events kept for control while it is away; when full, the oldest are dropped.
+    report_buffer: int = 10000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> SfuSettings:
@@ -63,7 +71,7 @@ def _token_secrets(env: Mapping[str, str]) -> Mapping[str, str] | None:
 #: Where each setting comes from: ``PARLEY_SFU_<FIELD>`` unless named here.
 ENV = EnvSpec(
     prefix="PARLEY_SFU_",
-    names={"redis_url": "PARLEY_REDIS_URL"},
+    names={"redis_url": "PARLEY_REDIS_URL", "control_target": "PARLEY_CONTROL_TARGET"},
     readers={
         "token_secrets": (("PARLEY_TOKEN_SECRET", "PARLEY_SFU_TOKEN_SECRETS", "PARLEY_TOKEN_KEY_ID"), _token_secrets)
     },

@@ -30,7 +30,7 @@ from parley.server import FailedPrecondition, InvalidArgument
 from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._media import DownTrack, IdleTrack, forwardable_preferences
-from ._publisher import PublishedTrack
+from ._publisher import PublishedTrack, on_connected
 from ._sdp import check_sdp
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ class Subscriber:
         answer_timeout: float,
         send_offer: Callable[[sig.SessionDescription], None],
         on_answer_overdue: Callable[[], None],
+        on_connected: Callable[[], None] = lambda: None,
         label: str = "",
     ) -> None:
+        self._on_connected = on_connected
         self._configuration = configuration
         self._answer_timeout = answer_timeout
         self._send_offer = send_offer
@@ -108,6 +110,7 @@ class Subscriber:
             return
         if self.pc is None:
             self.pc = RTCPeerConnection(self._configuration)
+            on_connected(self.pc, self._on_connected)
         kind = track.media_kind
         transceiver = next((t for t in self._free if t.kind == kind), None)
         if transceiver is not None:  # an inactive one, its inactivity already answered

@@ -20,7 +20,8 @@ control (``env.client.rooms.create_join_token``) or, without a round trip, from
 The services run as ``python -m control`` and ``python -m sfu`` with the interpreter running
 the tests (so they must be installed beside the SDK, as a full install of Parley does); the SDK
 itself imports none of them. The first API key is made the way an operator makes it, with
-``python -m control keys create`` on the empty database. Each process writes its log to the
+``python -m control keys create`` on the empty database, and so is the SFU's own key (scope
+``sfu:report``), with which it reports meetings to control. Each process writes its log to the
 environment's folder; a service that fails to start raises :class:`ParleyTestEnvironmentError`
 with the end of its log.
 """
@@ -143,7 +144,8 @@ class ParleyTestEnvironment:
         startup_timeout: float = 60.0,
         shutdown_grace: float = 10.0,
     ) -> ParleyTestEnvironment:
-        """Starts the SFU and control, makes the admin API key, and waits until both serve.
+        """Makes the admin API key and the SFU's reporting key, starts the SFU and control, and
+        waits until both serve.
 
         Args:
             folder: Where the database and logs go; default a new temporary folder, removed at
@@ -151,7 +153,8 @@ class ParleyTestEnvironment:
             env: Extra environment for both services, e.g. ``{"PARLEY_SFU_EMPTY_TIMEOUT": "2"}``
                 or ``{"PARLEY_LOG_LEVEL": "DEBUG"}``.
             startup_timeout: Seconds each step may take before the start fails.
-            shutdown_grace: Seconds each service has to stop after SIGTERM before it is killed.
+            shutdown_grace: Seconds each service has to stop after SIGTERM before it is killed
+                (the SFU first, then control).
         """
         remove_folder = folder is None
         folder = Path(tempfile.mkdtemp(prefix="parley-test-")) if folder is None else folder
@@ -172,10 +175,20 @@ class ParleyTestEnvironment:
         services: list[_Service] = []
         client: Client | None = None
         try:
-            api_key, api_secret = await _create_admin_key(base, database_url, startup_timeout)
-            services.append(
-                _spawn("sfu", {**base, "PARLEY_SFU_GRPC_ADDRESS": f"127.0.0.1:{sfu_port}"}, folder / "sfu.log")
+            api_key, api_secret = await _create_key(
+                base, database_url, startup_timeout, "parley.testing admin", API_KEY_SCOPES
             )
+            # The SFU reports meetings to control (it retries until control serves).
+            report_key = ".".join(
+                await _create_key(base, database_url, startup_timeout, "parley.testing sfu", ["sfu:report"])
+            )
+            sfu_env = {
+                **base,
+                "PARLEY_SFU_GRPC_ADDRESS": f"127.0.0.1:{sfu_port}",
+                "PARLEY_CONTROL_TARGET": control_target,
+                "PARLEY_SFU_REPORT_API_KEY": report_key,
+            }
+            services.append(_spawn("sfu", sfu_env, folder / "sfu.log"))
             control_env = {
                 **base,
                 "PARLEY_DATABASE_URL": database_url,
@@ -271,10 +284,12 @@ class ParleyTestEnvironment:
         await self.shutdown()
 
 
-async def _create_admin_key(env: Mapping[str, str], database_url: str, seconds: float) -> tuple[str, str]:
-    """``python -m control keys create`` on the new database: the operator's first key."""
-    command = [sys.executable, "-m", "control", "keys", "create", "--name", "parley.testing admin"]
-    for scope in API_KEY_SCOPES:
+async def _create_key(
+    env: Mapping[str, str], database_url: str, seconds: float, name: str, scopes: Sequence[str]
+) -> tuple[str, str]:
+    """``python -m control keys create`` on the new database, as an operator makes keys."""
+    command = [sys.executable, "-m", "control", "keys", "create", "--name", name]
+    for scope in scopes:
         command += ["--scope", scope]
     try:
         done = await asyncio.to_thread(
@@ -342,14 +357,13 @@ async def _all_or_first_error(*steps: Coroutine[Any, Any, None]) -> None:
 
 
 async def _stop(services: Sequence[_Service], grace: float) -> None:
-    """SIGTERM to every service at once, then wait; SIGKILL what still runs after ``grace``."""
+    """SIGTERM to each service in turn (the SFU first: it reports the end of its meetings to
+    control as it stops), waiting for it; SIGKILL one that still runs after ``grace``."""
     for service in services:
         if service.process.poll() is None:
             service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for service in services:
         try:
-            await asyncio.to_thread(service.process.wait, max(0.0, deadline - time.monotonic()))
+            await asyncio.to_thread(service.process.wait, grace)
         except subprocess.TimeoutExpired:
             service.process.kill()
             await asyncio.to_thread(service.process.wait)
