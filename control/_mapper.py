@@ -10,11 +10,13 @@ from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES, VideoGrants
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
 from parley.server import EnumNames
 
 from ._models import (
     AccessLevel,
     ApiKeyRow,
+    DeliveryState,
     LobbyEntryRow,
     LobbyState,
     MeetingParticipantRow,
@@ -24,6 +26,8 @@ from ._models import (
     RoomAccessRow,
     RoomRow,
     UserRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
 from ._repos import aware
 
@@ -32,6 +36,7 @@ ACCESS_LEVELS = EnumNames(res.AccessLevel, AccessLevel)
 ROLES = EnumNames(res.Role, Role)
 LOBBY_STATES = EnumNames(res.LobbyEntryState, LobbyState)
 PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState, ParticipantState)
+DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState, DeliveryState)
 
 #: Contract value → stored name, and the track sources both ways (stored as their short names).
 ACCESS_LEVEL_NAMES = ACCESS_LEVELS.names
@@ -138,6 +143,67 @@ def meeting_participant(row: MeetingParticipantRow, room_id: str, *, now: dateti
     )
     if left is not None:
         found.leave_time.CopyFrom(timestamp(left))
+    return found
+
+
+def webhook_event(
+    event: str,
+    meeting_row: MeetingRow,
+    at: datetime,
+    *,
+    participant: MeetingParticipantRow | None = None,
+    identity: str = "",
+    track: webhook_pb.WebhookTrack | None = None,
+) -> webhook_pb.WebhookEvent:
+    """An event about a meeting as webhooks receive it (its ``id`` is set by the outbox);
+    ``identity`` stands in for a participant whose row is unknown."""
+    found = webhook_pb.WebhookEvent(
+        event=event, create_time=timestamp(at), room=f"rooms/{meeting_row.room_id}", meeting=meeting(meeting_row)
+    )
+    if participant is not None:
+        found.participant.CopyFrom(meeting_participant(participant, meeting_row.room_id, now=at))
+    elif identity:
+        found.participant.identity = identity
+    if track is not None:
+        found.track.CopyFrom(track)
+    return found
+
+
+def webhook(row: WebhookRow) -> webhook_pb.Webhook:
+    found = webhook_pb.Webhook(
+        name=f"webhooks/{row.id}",
+        display_name=row.display_name,
+        url=row.url,
+        event_types=row.event_types,
+        signing_key_id=row.signing_key_id,
+        consecutive_failures=row.consecutive_failures,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+    if row.paused_until is not None:
+        found.paused_until.CopyFrom(timestamp(row.paused_until))
+    return found
+
+
+def webhook_delivery(row: WebhookDeliveryRow) -> webhook_pb.WebhookDelivery:
+    latency = duration_pb2.Duration()
+    latency.FromTimedelta(timedelta(seconds=row.last_latency))
+    found = webhook_pb.WebhookDelivery(
+        name=f"webhooks/{row.webhook_id}/deliveries/{row.id}",
+        event_id=row.event_id,
+        event=row.event,
+        room=f"rooms/{row.room_id}",
+        state=DELIVERY_STATES.value(row.state),
+        attempts=row.attempts,
+        last_status_code=row.last_status_code,
+        last_latency=latency,
+        last_error=row.last_error,
+        create_time=timestamp(row.created_at),
+    )
+    if row.state == DeliveryState.PENDING:
+        found.next_attempt_time.CopyFrom(timestamp(row.next_attempt_at))
+    if row.delivered_at is not None:
+        found.deliver_time.CopyFrom(timestamp(row.delivered_at))
     return found
 
 

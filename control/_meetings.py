@@ -19,14 +19,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
 from parley.server import decode_page_token, encode_page_token
 from parley.server import page_size as page_size_of
+from parley.server.db import Sessions
 
+from . import _mapper
 from ._auth import Principal
 from ._domain import Page, UseCases, new_id, utcnow
 from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ._models import MeetingParticipantRow, MeetingRow, ParticipantState, Role, SfuNodeRow
+from ._outbox import Outbox, OutboxSignal
 from ._repos import MeetingParticipants, Meetings, Rooms, SfuNodes, Users
+from ._settings import ControlSettings
 
 #: The scope of the API keys SFU nodes report with.
 REPORT_SCOPE = "sfu:report"
@@ -34,9 +39,11 @@ REPORT_SCOPE = "sfu:report"
 
 @dataclass
 class _Batch:
-    """One report being applied: its session and the meetings it has touched, by sid."""
+    """One report being applied: its session, the outbox its webhook events go to, and the
+    meetings it has touched, by sid."""
 
     session: AsyncSession
+    outbox: Outbox
     node: str
     node_url: str
     meetings: dict[str, MeetingRow | None]
@@ -47,6 +54,10 @@ def _time(event: report_pb.SfuEvent) -> datetime:
 
 
 class MeetingUseCases(UseCases):
+    def __init__(self, settings: ControlSettings, sessions: Sessions, signal: OutboxSignal | None = None) -> None:
+        super().__init__(settings, sessions)
+        self._signal = signal or OutboxSignal()
+
     # -- SFU reports ----------------------------------------------------------------------
 
     async def report_events(
@@ -62,13 +73,18 @@ class MeetingUseCases(UseCases):
                 raise InvalidArgument.field(f"events[{index}].sequence", "sequence numbers must be consecutive")
         for _attempt in range(3):
             try:
-                return await self._apply(node, node_url, events)
+                applied, wrote_events = await self._apply(node, node_url, events)
             except IntegrityError:
                 # Two first reports of one node raced to create its row: apply again.
                 continue
+            if wrote_events:
+                self._signal.wake()
+            return applied
         raise Unavailable("the report collided with another one of the same node; send it again")
 
-    async def _apply(self, node: str, node_url: str, events: Sequence[report_pb.SfuEvent]) -> int:
+    async def _apply(self, node: str, node_url: str, events: Sequence[report_pb.SfuEvent]) -> tuple[int, bool]:
+        """Applies the events not applied yet, and writes their webhook events, in one
+        transaction; returns the node's applied sequence and whether events were written."""
         now = utcnow()
         async with self._writes.begin() as session:
             nodes = SfuNodes(session)
@@ -86,25 +102,41 @@ class MeetingUseCases(UseCases):
                     f"resend from {applied + 1}",
                     reason="SEQUENCE_GAP",
                 )
+            batch = _Batch(session, Outbox(session), node, node_url, {})
             if first_report:
-                await self._end_previous_runs(session, node, node_url, now)
-            batch = _Batch(session, node, node_url, {})
+                await self._end_previous_runs(batch, now)
             for event in fresh:
                 await self._apply_one(batch, event)
             row.node_url = node_url
             row.last_seen = now
             if fresh:
                 row.applied_sequence = fresh[-1].sequence
-            return row.applied_sequence
+            return row.applied_sequence, batch.outbox.written > 0
 
-    async def _end_previous_runs(self, session: AsyncSession, node: str, node_url: str, now: datetime) -> None:
+    async def _end_previous_runs(self, batch: _Batch, now: datetime) -> None:
         """A node started again at the same URL: what its previous run left open has ended."""
-        for meeting in await Meetings(session).open_at_url_of_other_nodes(node_url, node):
-            await self._end(session, meeting, now)
+        for meeting in await Meetings(batch.session).open_at_url_of_other_nodes(batch.node_url, batch.node):
+            await self._end(batch, meeting, now)
 
-    async def _end(self, session: AsyncSession, meeting: MeetingRow, at: datetime) -> None:
+    async def _end(self, batch: _Batch, meeting: MeetingRow, at: datetime) -> None:
         meeting.ended_at = at
-        await MeetingParticipants(session).close_active(meeting.id, at=at)
+        for participant in await MeetingParticipants(batch.session).close_active(meeting.id, at=at):
+            await self._emit(batch, "participant_left", meeting, at, participant=participant)
+        await self._emit(batch, "room_finished", meeting, at)
+
+    async def _emit(
+        self,
+        batch: _Batch,
+        kind: str,
+        meeting: MeetingRow,
+        at: datetime,
+        *,
+        participant: MeetingParticipantRow | None = None,
+        identity: str = "",
+        track: webhook_pb.WebhookTrack | None = None,
+    ) -> None:
+        event = _mapper.webhook_event(kind, meeting, at, participant=participant, identity=identity, track=track)
+        await batch.outbox.add(event, meeting.room_id)
 
     async def _meeting(self, batch: _Batch, event: report_pb.SfuEvent, *, create: bool) -> MeetingRow | None:
         """The meeting an event is about; created (from the event's time) when unknown and
@@ -129,6 +161,7 @@ class MeetingUseCases(UseCases):
                 )
                 meetings.add(meeting)
                 await batch.session.flush()
+                await self._emit(batch, "room_started", meeting, meeting.started_at)
         batch.meetings[sid] = meeting
         return meeting
 
@@ -140,13 +173,13 @@ class MeetingUseCases(UseCases):
         elif kind == "room_finished":
             meeting = await self._meeting(batch, event, create=False)
             if meeting is not None and meeting.ended_at is None:
-                await self._end(batch.session, meeting, at)
+                await self._end(batch, meeting, at)
         elif kind == "participant_joined":
             meeting = await self._meeting(batch, event, create=True)
             if meeting is not None:
                 joined = event.participant_joined
                 await self._add_participant(
-                    batch.session,
+                    batch,
                     meeting,
                     joined.identity,
                     joined.participant_sid,
@@ -162,12 +195,13 @@ class MeetingUseCases(UseCases):
                 if found is not None and found.state == ParticipantState.ACTIVE:
                     found.left_at = at
                     found.state = ParticipantState.LEFT
+                    await self._emit(batch, "participant_left", meeting, at, participant=found)
         elif kind == "participant_aborted":
             meeting = await self._meeting(batch, event, create=True)
             if meeting is not None:
                 aborted = event.participant_aborted
                 await self._add_participant(
-                    batch.session,
+                    batch,
                     meeting,
                     aborted.identity,
                     aborted.participant_sid,
@@ -175,12 +209,27 @@ class MeetingUseCases(UseCases):
                     at,
                     ParticipantState.ABORTED,
                 )
-        # Track events (published, unpublished, muted) are accepted and not kept: they are
-        # for webhooks.
+        elif kind in ("track_published", "track_unpublished"):
+            await self._track_event(batch, event, kind)
+        # Mutes are accepted and not kept: no webhook event reports them.
+
+    async def _track_event(self, batch: _Batch, event: report_pb.SfuEvent, kind: str) -> None:
+        """Track events are not kept in the history; they go to webhooks only."""
+        meeting = await self._meeting(batch, event, create=True)
+        if meeting is None:
+            return
+        change = event.track_published if kind == "track_published" else event.track_unpublished
+        track = webhook_pb.WebhookTrack(sid=change.track_sid)
+        if kind == "track_published":
+            track.source = event.track_published.source
+        participant = await MeetingParticipants(batch.session).active_by_identity(meeting.id, change.identity)
+        await self._emit(
+            batch, kind, meeting, _time(event), participant=participant, identity=change.identity, track=track
+        )
 
     async def _add_participant(
         self,
-        session: AsyncSession,
+        batch: _Batch,
         meeting: MeetingRow,
         identity: str,
         participant_sid: str,
@@ -188,28 +237,28 @@ class MeetingUseCases(UseCases):
         at: datetime,
         state: ParticipantState,
     ) -> None:
-        participants = MeetingParticipants(session)
+        participants = MeetingParticipants(batch.session)
         if await participants.by_sid(meeting.id, participant_sid) is not None:
             return
-        user = await Users(session).get(identity) if len(identity) == 32 else None
-        participants.add(
-            MeetingParticipantRow(
-                id=new_id(),
-                meeting_id=meeting.id,
-                identity=identity,
-                participant_sid=participant_sid,
-                user_id=user.id if user is not None else None,
-                display_name=display_name,
-                joined_at=at,
-                left_at=at if state == ParticipantState.ABORTED else None,
-                state=state,
-            )
+        user = await Users(batch.session).get(identity) if len(identity) == 32 else None
+        row = MeetingParticipantRow(
+            id=new_id(),
+            meeting_id=meeting.id,
+            identity=identity,
+            participant_sid=participant_sid,
+            user_id=user.id if user is not None else None,
+            display_name=display_name,
+            joined_at=at,
+            left_at=at if state == ParticipantState.ABORTED else None,
+            state=state,
         )
-        await session.flush()
+        participants.add(row)
+        await batch.session.flush()
         if state == ParticipantState.ACTIVE:
             count, active = await participants.counts(meeting.id)
             meeting.participant_count = count
             meeting.peak_participants = max(meeting.peak_participants, active)
+            await self._emit(batch, "participant_joined", meeting, at, participant=row)
 
     # -- history --------------------------------------------------------------------------
 

@@ -7,9 +7,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from parley.server import db
 
@@ -51,6 +63,14 @@ class ParticipantState(StrEnum):
     ACTIVE = "active"
     LEFT = "left"
     ABORTED = "aborted"
+
+
+class DeliveryState(StrEnum):
+    """Where a webhook delivery stands (``parley.control.v1.WebhookDeliveryState``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -185,3 +205,78 @@ class SfuNodeRow(Base):
     applied_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     first_seen: Mapped[datetime]
     last_seen: Mapped[datetime]
+
+
+class WebhookRow(Base):
+    """A target that receives events (``webhooks/{webhook}``)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    url: Mapped[str] = mapped_column(String(2000))
+    #: The event types it wants; empty: all of them.
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    #: Signs deliveries. Kept as is (not hashed): signing needs it.
+    secret: Mapped[str] = mapped_column(String(100))
+    #: Bumped by each rotation; part of the signing key id.
+    secret_version: Mapped[int] = mapped_column(Integer, default=1)
+    #: The circuit breaker: failures in a row, and until when deliveries are paused.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+    @property
+    def signing_key_id(self) -> str:
+        """The key id deliveries are signed under (the JWT ``iss``): new with each rotation."""
+        return f"{self.id}.{self.secret_version}"
+
+
+class WebhookEventRow(Base):
+    """The outbox: one event, written in the transaction of the change it reports, with the
+    exact body every delivery of it sends."""
+
+    __tablename__ = "webhook_events"
+
+    #: ``WebhookEvent.id``.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event: Mapped[str] = mapped_column(String(40))
+    room_id: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookDeliveryRow(Base):
+    """One event on its way to one webhook. ``seq`` orders the deliveries of a (webhook, room):
+    only the oldest pending one of each is sent."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "webhook_id", "room_id", "state", "seq"),
+        Index("ix_webhook_deliveries_log", "webhook_id", "seq"),
+    )
+
+    #: Allocated in commit order for one room (its reports are applied one after another).
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    room_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[DeliveryState] = mapped_column(db.StrEnumColumn(DeliveryState, 16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    #: The retry period runs from here (the creation, or the latest redelivery).
+    retry_from: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    #: A worker that claimed the delivery holds it until then (it is sent by one worker at a time).
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_status_code: Mapped[int] = mapped_column(Integer, default=0)
+    last_latency: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Tells the unit of work to insert the event before its deliveries.
+    event_row: Mapped[WebhookEventRow] = relationship(lazy="raise")

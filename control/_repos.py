@@ -9,9 +9,11 @@ from typing import TypeVarTuple
 
 from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ._models import (
     ApiKeyRow,
+    DeliveryState,
     LobbyEntryRow,
     LobbyState,
     MeetingParticipantRow,
@@ -22,6 +24,9 @@ from ._models import (
     RoomRow,
     SfuNodeRow,
     UserRow,
+    WebhookDeliveryRow,
+    WebhookEventRow,
+    WebhookRow,
 )
 
 _ROOM_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -282,17 +287,31 @@ class MeetingParticipants:
         active = select(func.count()).where(of_meeting, MeetingParticipantRow.state == ParticipantState.ACTIVE)
         return int((await self._s.execute(distinct)).scalar_one()), int((await self._s.execute(active)).scalar_one())
 
-    async def close_active(self, meeting_id: str, *, at: datetime) -> None:
-        """Everyone still in the meeting leaves at ``at``."""
-        await self._s.execute(
-            update(MeetingParticipantRow)
+    async def close_active(self, meeting_id: str, *, at: datetime) -> list[MeetingParticipantRow]:
+        """Everyone still in the meeting leaves at ``at``; returns them."""
+        query = select(MeetingParticipantRow).where(
+            MeetingParticipantRow.meeting_id == meeting_id,
+            MeetingParticipantRow.state == ParticipantState.ACTIVE,
+        )
+        rows = list((await self._s.execute(query.order_by(MeetingParticipantRow.joined_at))).scalars())
+        for row in rows:
+            row.left_at = at
+            row.state = ParticipantState.LEFT
+        return rows
+
+    async def active_by_identity(self, meeting_id: str, identity: str) -> MeetingParticipantRow | None:
+        """The participant in the meeting now under ``identity`` (the latest, if several)."""
+        query = (
+            select(MeetingParticipantRow)
             .where(
                 MeetingParticipantRow.meeting_id == meeting_id,
+                MeetingParticipantRow.identity == identity,
                 MeetingParticipantRow.state == ParticipantState.ACTIVE,
             )
-            .values(left_at=at, state=ParticipantState.LEFT)
-            .execution_options(synchronize_session="fetch")
+            .order_by(MeetingParticipantRow.joined_at.desc())
+            .limit(1)
         )
+        return (await self._s.execute(query)).scalar_one_or_none()
 
     async def page(
         self, meeting_id: str, *, after: tuple[datetime, str] | None, limit: int
@@ -311,7 +330,141 @@ class MeetingParticipants:
         return list((await self._s.execute(query)).scalars())
 
 
-Keyed = type[RoomRow] | type[RoomAccessRow] | type[LobbyEntryRow] | type[ApiKeyRow]
+class Webhooks:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, webhook_id: str) -> WebhookRow | None:
+        return await self._s.get(WebhookRow, webhook_id)
+
+    async def subscriptions(self) -> list[tuple[str, list[str]]]:
+        """(id, event types) of every webhook: what the outbox fans events out to."""
+        rows = await self._s.execute(select(WebhookRow.id, WebhookRow.event_types))
+        return [(webhook_id, list(types or [])) for webhook_id, types in rows.all()]
+
+    def add(self, row: WebhookRow) -> None:
+        self._s.add(row)
+
+    async def delete(self, row: WebhookRow) -> None:
+        await self._s.delete(row)
+
+    async def page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[WebhookRow]:
+        return list((await self._s.execute(_keyset(select(WebhookRow), WebhookRow, after, limit))).scalars())
+
+    async def record_success(self, webhook_id: str) -> None:
+        await self._s.execute(
+            update(WebhookRow)
+            .where(WebhookRow.id == webhook_id)
+            .values(consecutive_failures=0, paused_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def record_failure(self, webhook_id: str) -> int:
+        """Counts one more failure in a row; returns the count."""
+        result = await self._s.execute(
+            update(WebhookRow)
+            .where(WebhookRow.id == webhook_id)
+            .values(consecutive_failures=WebhookRow.consecutive_failures + 1)
+            .returning(WebhookRow.consecutive_failures)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.scalar_one_or_none() or 0)
+
+    async def pause(self, webhook_id: str, until: datetime) -> None:
+        await self._s.execute(
+            update(WebhookRow)
+            .where(WebhookRow.id == webhook_id)
+            .values(paused_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+class WebhookDeliveries:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    def add_event(self, event: WebhookEventRow, deliveries: Sequence[WebhookDeliveryRow]) -> None:
+        self._s.add(event)
+        self._s.add_all(deliveries)
+
+    async def claim(self, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[WebhookDeliveryRow]:
+        """Leases up to ``limit`` deliveries that are due, each the oldest pending one of its
+        (webhook, room), of webhooks that are not paused; ``FOR UPDATE SKIP LOCKED`` lets
+        several workers (replicas) claim at once without taking the same row."""
+        d = WebhookDeliveryRow
+        earlier = aliased(WebhookDeliveryRow)
+        older_pending = (
+            select(earlier.seq)
+            .where(
+                earlier.webhook_id == d.webhook_id,
+                earlier.room_id == d.room_id,
+                earlier.state == DeliveryState.PENDING,
+                earlier.seq < d.seq,
+            )
+            .exists()
+        )
+        query = (
+            select(d)
+            .join(WebhookRow, WebhookRow.id == d.webhook_id)
+            .where(
+                d.state == DeliveryState.PENDING,
+                d.next_attempt_at <= now,
+                or_(d.lease_until.is_(None), d.lease_until <= now),
+                or_(WebhookRow.paused_until.is_(None), WebhookRow.paused_until <= now),
+                ~older_pending,
+            )
+            .order_by(d.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=d)
+        )
+        rows = list((await self._s.execute(query)).scalars())
+        for row in rows:
+            row.lease_until = lease_until
+            row.lease_token = token
+        return rows
+
+    async def leased(self, delivery_id: str, token: str) -> WebhookDeliveryRow | None:
+        """A delivery, if the claim ``token`` still holds it."""
+        query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
+        row = (await self._s.execute(query.with_for_update())).scalar_one_or_none()
+        return row if row is not None and row.lease_token == token else None
+
+    async def bodies(self, event_ids: Sequence[str]) -> dict[str, str]:
+        query = select(WebhookEventRow.id, WebhookEventRow.body).where(WebhookEventRow.id.in_(event_ids))
+        return {event_id: body for event_id, body in (await self._s.execute(query)).all()}
+
+    async def get(self, webhook_id: str, delivery_id: str) -> WebhookDeliveryRow | None:
+        query = select(WebhookDeliveryRow).where(
+            WebhookDeliveryRow.id == delivery_id, WebhookDeliveryRow.webhook_id == webhook_id
+        )
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def page(
+        self, webhook_id: str, *, state: DeliveryState | None, before_seq: int | None, limit: int
+    ) -> list[WebhookDeliveryRow]:
+        """A webhook's deliveries, newest first, keyset-paginated on ``seq``."""
+        query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.webhook_id == webhook_id)
+        if state is not None:
+            query = query.where(WebhookDeliveryRow.state == state)
+        if before_seq is not None:
+            query = query.where(WebhookDeliveryRow.seq < before_seq)
+        query = query.order_by(WebhookDeliveryRow.seq.desc()).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+    async def delete_finished_before(self, cutoff: datetime) -> int:
+        """Deletes delivered and failed deliveries older than ``cutoff``, then the events no
+        delivery needs any more."""
+        result = await self._s.execute(
+            delete(WebhookDeliveryRow).where(
+                WebhookDeliveryRow.state != DeliveryState.PENDING, WebhookDeliveryRow.created_at < cutoff
+            )
+        )
+        needed = select(WebhookDeliveryRow.event_id).where(WebhookDeliveryRow.event_id == WebhookEventRow.id).exists()
+        await self._s.execute(delete(WebhookEventRow).where(WebhookEventRow.created_at < cutoff, ~needed))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+Keyed = type[RoomRow] | type[RoomAccessRow] | type[LobbyEntryRow] | type[ApiKeyRow] | type[WebhookRow]
 Ts = TypeVarTuple("Ts")
 
 

@@ -1,4 +1,4 @@
-"""The control gRPC server: its seven services on the server kit (``parley.server``), and how it
+"""The control gRPC server: its eight services on the server kit (``parley.server``), and how it
 authenticates callers (API keys, the dev login, OIDC)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import contextlib
 import logging
 
 import grpc
+import httpx
 
 from parley.control.v1 import (
     api_key_service_pb2,
@@ -24,6 +25,8 @@ from parley.control.v1 import (
     sfu_report_service_pb2_grpc,
     user_service_pb2,
     user_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
 from parley.server import AuthenticationInterceptor, CallInput, GrpcServer, db, standard_interceptors
 
@@ -38,6 +41,7 @@ from ._auth import (
     verify_dev_token,
 )
 from ._caller import CALLER, describe
+from ._delivery import WebhookDispatcher
 from ._errors import Unauthenticated
 from ._models import migrate
 from ._service import ControlPlane
@@ -49,6 +53,7 @@ from ._servicers import (
     RoomServicer,
     SfuReportServicer,
     UserServicer,
+    WebhookServicer,
 )
 from ._settings import ControlSettings
 
@@ -64,10 +69,11 @@ SERVICE_NAMES = tuple(
         (api_key_service_pb2, "ApiKeyService"),
         (meeting_service_pb2, "MeetingService"),
         (sfu_report_service_pb2, "SfuReportService"),
+        (webhook_service_pb2, "WebhookService"),
     )
 )
 
-#: How often ended meetings past the retention are purged.
+#: How often ended meetings and webhook deliveries past their retention are purged.
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
@@ -80,7 +86,14 @@ class ControlServer(GrpcServer):
 
     name = "control"
 
-    def __init__(self, settings: ControlSettings, *, address: str = "127.0.0.1:0", metrics_address: str = "") -> None:
+    def __init__(
+        self,
+        settings: ControlSettings,
+        *,
+        address: str = "127.0.0.1:0",
+        metrics_address: str = "",
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         authentication = AuthenticationInterceptor(self._authenticate, CALLER, describe=describe)
         super().__init__(
             address,
@@ -92,6 +105,10 @@ class ControlServer(GrpcServer):
         self.control = ControlPlane(settings, db.sessions(self._engine))
         self._oidc = OidcVerifier(settings.oidc) if settings.oidc else None
         self._purge_task: asyncio.Task[None] | None = None
+        self.webhook_dispatcher = WebhookDispatcher(
+            settings, db.sessions(self._engine), self.control.outbox_signal, transport=webhook_transport
+        )
+        self._dispatch_task: asyncio.Task[None] | None = None
 
     async def _authenticate(self, call: CallInput) -> Principal:
         if not call.authorization:
@@ -121,24 +138,40 @@ class ControlServer(GrpcServer):
         api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyServicer(self.control), server)
         meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(MeetingServicer(self.control), server)
         sfu_report_service_pb2_grpc.add_SfuReportServiceServicer_to_server(SfuReportServicer(self.control), server)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.control), server)
         return SERVICE_NAMES
 
     async def started(self) -> None:
-        if self.settings.meeting_retention:
-            self._purge_task = asyncio.create_task(self._purge_meetings(), name="control-meeting-purge")
+        self._purge_task = asyncio.create_task(self._purge(), name="control-purge")
+        self._dispatch_task = asyncio.create_task(self.webhook_dispatcher.run(), name="control-webhooks")
+        if self.settings.webhook_allowed_networks:
+            log.warning(
+                "webhooks may target these loopback / private networks: %s (PARLEY_WEBHOOK_ALLOWED_NETWORKS)",
+                ", ".join(self.settings.webhook_allowed_networks),
+            )
 
-    async def _purge_meetings(self) -> None:
-        """Deletes ended meetings past the retention now and every ``PURGE_INTERVAL_SECONDS``."""
+    async def _purge(self) -> None:
+        """Deletes ended meetings and finished webhook deliveries past their retention, now and
+        every ``PURGE_INTERVAL_SECONDS``."""
         while True:
             try:
                 purged = await self.control.meetings.purge_expired()
                 if purged:
                     log.info("purged %d meetings older than %s", purged, self.settings.meeting_retention)
+                purged = await self.control.webhooks.purge_log()
+                if purged:
+                    log.info("purged %d webhook deliveries older than %s", purged, self.settings.webhook_log_retention)
             except Exception:
-                log.exception("purging old meetings failed; trying again later")
+                log.exception("purging old meetings and webhook deliveries failed; trying again later")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     async def draining(self) -> None:
+        if self._dispatch_task is not None:
+            await self.webhook_dispatcher.stop(grace=self.settings.webhook_timeout.total_seconds())
+            self._dispatch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatch_task
+            self._dispatch_task = None
         if self._purge_task is not None:
             self._purge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,9 @@
 Servicers validate input and call a use case with the caller's ``Principal``; each use case runs
 one transaction and returns rows (the mapper turns them into protos). Who may do what is decided
 in ``_policy``; the use cases live in ``_users``, ``_rooms``, ``_joining``, ``_accesses``,
-``_lobby``, ``_keys`` and ``_meetings`` (meeting history, from the SFU's reports).
+``_lobby``, ``_keys``, ``_meetings`` (meeting history, from the SFU's reports) and ``_webhooks``
+(webhook resources; the SFU's reports write their events to the outbox, ``_outbox``, and the
+server's ``WebhookDispatcher`` sends them).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from ._keys import ApiKeyUseCases
 from ._lobby import LobbyUseCases
 from ._meetings import MeetingUseCases
 from ._models import ApiKeyRow, UserRow
+from ._outbox import OutboxSignal
 from ._rooms import RoomUseCases
 from ._settings import ControlSettings
 from ._users import UserUseCases
+from ._webhooks import WebhookUseCases
 
 
 class ControlPlane:
@@ -40,7 +44,10 @@ class ControlPlane:
         self.accesses = AccessUseCases(settings, sessions)
         self.lobby = LobbyUseCases(settings, sessions)
         self.api_keys = ApiKeyUseCases(settings, sessions)
-        self.meetings = MeetingUseCases(settings, sessions)
+        #: Wakes this process's webhook worker when a transaction wrote events.
+        self.outbox_signal = OutboxSignal()
+        self.meetings = MeetingUseCases(settings, sessions, self.outbox_signal)
+        self.webhooks = WebhookUseCases(settings, sessions, self.outbox_signal)
 
     # -- entry points beyond the servicers: authentication, `parley up`, `python -m control keys`
 

@@ -56,12 +56,19 @@ from parley.control.v1 import (
 from parley.control.v1 import (
     user_service_pb2_grpc as user_grpc,
 )
+from parley.control.v1 import (
+    webhook_service_pb2 as webhook_pb,
+)
+from parley.control.v1 import (
+    webhook_service_pb2_grpc as webhook_grpc,
+)
 
 from . import _mapper
 from ._auth import Identity
 from ._caller import current_caller
 from ._domain import utcnow
 from ._service import ControlPlane
+from ._webhooks import WebhookFields
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -297,3 +304,78 @@ class SfuReportServicer(report_grpc.SfuReportServiceServicer):
             current_caller(), request.node, request.node_url, list(request.events)
         )
         return report_pb.ReportEventsResponse(applied_sequence=applied)
+
+
+def _webhook_fields(webhook: webhook_pb.Webhook) -> WebhookFields:
+    return WebhookFields(display_name=webhook.display_name, url=webhook.url, event_types=list(webhook.event_types))
+
+
+def _webhook_id(name: str) -> str:
+    """``webhooks/{id}`` (the pattern was validated) → the id."""
+    return name.split("/")[1]
+
+
+class WebhookServicer(webhook_grpc.WebhookServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def CreateWebhook(
+        self, request: webhook_pb.CreateWebhookRequest, context: Context
+    ) -> webhook_pb.CreateWebhookResponse:
+        row, secret = await self._control.webhooks.create_webhook(current_caller(), _webhook_fields(request.webhook))
+        return webhook_pb.CreateWebhookResponse(webhook=_mapper.webhook(row), secret=secret)
+
+    async def GetWebhook(self, request: webhook_pb.GetWebhookRequest, context: Context) -> webhook_pb.Webhook:
+        return _mapper.webhook(await self._control.webhooks.get_webhook(current_caller(), _webhook_id(request.name)))
+
+    async def ListWebhooks(
+        self, request: webhook_pb.ListWebhooksRequest, context: Context
+    ) -> webhook_pb.ListWebhooksResponse:
+        page = await self._control.webhooks.list_webhooks(
+            current_caller(), page_size=request.page_size, page_token=request.page_token
+        )
+        return webhook_pb.ListWebhooksResponse(
+            webhooks=[_mapper.webhook(w) for w in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateWebhook(self, request: webhook_pb.UpdateWebhookRequest, context: Context) -> webhook_pb.Webhook:
+        row = await self._control.webhooks.update_webhook(
+            current_caller(),
+            _webhook_id(request.webhook.name),
+            _webhook_fields(request.webhook),
+            list(request.update_mask.paths),
+        )
+        return _mapper.webhook(row)
+
+    async def DeleteWebhook(self, request: webhook_pb.DeleteWebhookRequest, context: Context) -> empty_pb2.Empty:
+        await self._control.webhooks.delete_webhook(current_caller(), _webhook_id(request.name))
+        return empty_pb2.Empty()
+
+    async def RotateWebhookSecret(
+        self, request: webhook_pb.RotateWebhookSecretRequest, context: Context
+    ) -> webhook_pb.RotateWebhookSecretResponse:
+        row, secret = await self._control.webhooks.rotate_secret(current_caller(), _webhook_id(request.name))
+        return webhook_pb.RotateWebhookSecretResponse(webhook=_mapper.webhook(row), secret=secret)
+
+    async def ListWebhookDeliveries(
+        self, request: webhook_pb.ListWebhookDeliveriesRequest, context: Context
+    ) -> webhook_pb.ListWebhookDeliveriesResponse:
+        state = _mapper.DELIVERY_STATES.name(request.state) if request.state else None
+        page = await self._control.webhooks.list_deliveries(
+            current_caller(),
+            _webhook_id(request.parent),
+            state=state,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return webhook_pb.ListWebhookDeliveriesResponse(
+            webhook_deliveries=[_mapper.webhook_delivery(d) for d in page.items], next_page_token=page.next_page_token
+        )
+
+    async def RedeliverWebhookDelivery(
+        self, request: webhook_pb.RedeliverWebhookDeliveryRequest, context: Context
+    ) -> webhook_pb.WebhookDelivery:
+        _, webhook_id, _, delivery_id = request.name.split("/")
+        return _mapper.webhook_delivery(
+            await self._control.webhooks.redeliver(current_caller(), webhook_id, delivery_id)
+        )

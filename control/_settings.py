@@ -11,6 +11,8 @@ from parley import MIN_SECRET_BYTES
 from parley.server import ConfigurationError, EnvSpec, parse_value
 from parley.server.db import DATABASE_SCHEMES
 
+from ._targets import parse_networks
+
 __all__ = ["ENV", "ConfigurationError", "ControlSettings", "OidcSettings"]
 
 
@@ -55,6 +57,27 @@ class ControlSettings:
     #: How long the history of an ended meeting is kept (``PARLEY_MEETING_RETENTION``, in
     #: seconds); zero keeps it forever.
     meeting_retention: timedelta = timedelta(days=365)
+    #: Networks (CIDRs, comma-separated) webhooks may target although they are loopback,
+    #: private or reserved; empty refuses them all (``parley up`` allows loopback).
+    webhook_allowed_networks: tuple[str, ...] = ()
+    #: How long a delivery is retried before it is given up (``FAILED``).
+    webhook_retry_for: timedelta = timedelta(hours=24)
+    #: The first retry's delay; each next one doubles (with jitter) up to the maximum.
+    webhook_retry_initial: timedelta = timedelta(seconds=2)
+    webhook_retry_max_interval: timedelta = timedelta(minutes=10)
+    #: How long a target may take to answer.
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    #: The circuit breaker: after this many failures in a row a target is paused for
+    #: ``webhook_breaker_pause``, doubled with each further failure (up to the maximum retry
+    #: interval), and tried again after it.
+    webhook_breaker_failures: int = 10
+    webhook_breaker_pause: timedelta = timedelta(seconds=30)
+    #: How many deliveries one worker sends at once (each to a different (webhook, room)).
+    webhook_concurrency: int = 32
+    #: How often a worker looks for due deliveries when nothing woke it.
+    webhook_poll_interval: timedelta = timedelta(seconds=1)
+    #: How long delivered and failed deliveries stay in the log.
+    webhook_log_retention: timedelta = timedelta(days=7)
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(DATABASE_SCHEMES):
@@ -69,6 +92,17 @@ class ControlSettings:
             )
         if self.meeting_retention < timedelta(0):
             raise ConfigurationError("meeting_retention must not be negative (0 keeps meetings forever)")
+        try:
+            parse_networks(self.webhook_allowed_networks)
+        except ValueError as exc:
+            raise ConfigurationError(f"webhook_allowed_networks: {exc}") from exc
+        for name in ("webhook_retry_initial", "webhook_timeout", "webhook_breaker_pause", "webhook_poll_interval"):
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive")
+        if self.webhook_retry_max_interval < self.webhook_retry_initial:
+            raise ConfigurationError("webhook_retry_max_interval must be at least webhook_retry_initial")
+        if self.webhook_breaker_failures < 1 or self.webhook_concurrency < 1:
+            raise ConfigurationError("webhook_breaker_failures and webhook_concurrency must be at least 1")
         if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
 

@@ -43,7 +43,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 async def server(database_url: str) -> AsyncIterator[ControlServer]:
     settings = ControlSettings(
-        database_url=database_url, token_secret=TOKEN_SECRET, dev_login=True, sfu_url="ws://sfu.test:7880"
+        database_url=database_url,
+        token_secret=TOKEN_SECRET,
+        dev_login=True,
+        sfu_url="ws://sfu.test:7880",
+        # Webhooks of the permission matrix point at the loopback discard port.
+        webhook_allowed_networks=("127.0.0.0/8",),
     )
     async with ControlServer(settings) as running:
         yield running

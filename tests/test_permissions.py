@@ -4,6 +4,7 @@ so a new RPC without a row here fails the suite."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +16,11 @@ import pytest
 from google.protobuf import descriptor_pool, field_mask_pb2, message, message_factory
 
 from control import ALL_SCOPES, SERVICE_NAMES
-from parley import Client
+from parley import Client, NotFound
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
 from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
 
 from .conftest import Callers
 
@@ -41,6 +43,10 @@ class Scene:
     meeting: str
     #: A fresh SFU node id, and a report of its first event.
     node: str
+    #: A webhook (of the track_unpublished events, which only this scene's meeting reports)
+    #: and its delivery of the meeting's event; deleted after each test.
+    webhook: str
+    delivery: str
 
     def report(self) -> dict[str, Any]:
         event = report_pb.SfuEvent(
@@ -125,6 +131,26 @@ MATRIX: dict[str, Rule] = {
     "MeetingService.GetMeeting": Rule(MODERATORS, "rooms:read", lambda s: {"name": s.meeting}),
     "MeetingService.ListMeetingParticipants": Rule(MODERATORS, "rooms:read", lambda s: {"parent": s.meeting}),
     "SfuReportService.ReportEvents": Rule(set(), "sfu:report", lambda s: s.report()),
+    # Webhooks created here want events no scene reports (track_published): they receive none.
+    "WebhookService.CreateWebhook": Rule(
+        set(),
+        "webhooks:manage",
+        lambda s: {"webhook": webhook_pb.Webhook(url="http://127.0.0.1:9/matrix", event_types=["track_published"])},
+    ),
+    "WebhookService.GetWebhook": Rule(set(), "webhooks:manage", lambda s: {"name": s.webhook}),
+    "WebhookService.ListWebhooks": Rule(set(), "webhooks:manage"),
+    "WebhookService.UpdateWebhook": Rule(
+        set(),
+        "webhooks:manage",
+        lambda s: {
+            "webhook": webhook_pb.Webhook(name=s.webhook, display_name="renamed"),
+            "update_mask": field_mask_pb2.FieldMask(paths=["display_name"]),
+        },
+    ),
+    "WebhookService.DeleteWebhook": Rule(set(), "webhooks:manage", lambda s: {"name": s.webhook}),
+    "WebhookService.RotateWebhookSecret": Rule(set(), "webhooks:manage", lambda s: {"name": s.webhook}),
+    "WebhookService.ListWebhookDeliveries": Rule(set(), "webhooks:manage", lambda s: {"parent": s.webhook}),
+    "WebhookService.RedeliverWebhookDelivery": Rule(set(), "webhooks:manage", lambda s: {"name": s.delivery}),
 }
 
 
@@ -192,14 +218,19 @@ async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Sce
     lobby = await callers.anonymous.rooms.join(room.name, display_name="waiting guest")
     assert lobby.WhichOneof("result") == "lobby"
     key = await callers.admin_key.api_keys.create(display_name="spare", scopes=["rooms:read"])
+    webhook = await callers.admin_key.webhooks.create("http://127.0.0.1:9/matrix", event_types=["track_unpublished"])
+    meeting = await _meeting(callers, room.name)
+    [delivery] = [d async for d in callers.admin_key.webhooks.list_deliveries(webhook.webhook.name)]
     return Scene(
         room=room.name,
         target_access=target.name,
         newcomer=people["newcomer"][1],
         lobby_entry=lobby.lobby.entry.name,
         api_key=key.api_key.name,
-        meeting=await _meeting(callers, room.name),
+        meeting=meeting,
         node=f"matrix-{uuid.uuid4().hex[:16]}",
+        webhook=webhook.webhook.name,
+        delivery=delivery.name,
     )
 
 
@@ -213,6 +244,7 @@ async def _meeting(callers: Callers, room: str) -> str:
                 identity="guest-1", participant_sid="PA_1", display_name="Guest"
             )
         },
+        {"track_unpublished": report_pb.TrackUnpublished(identity="guest-1", track_sid="TR_1")},
         {"participant_left": report_pb.ParticipantLeft(identity="guest-1", participant_sid="PA_1")},
         {"room_finished": report_pb.RoomFinished()},
     ]
@@ -245,7 +277,11 @@ async def test_rpc_allowed_or_denied(
     else:
         others = [s for s in ALL_SCOPES if s != rule.scope]
         client = await callers.key(*others)
-    code = await _call(client, rpc, rule.request(scene))
+    try:
+        code = await _call(client, rpc, rule.request(scene))
+    finally:
+        with contextlib.suppress(NotFound):
+            await callers.admin_key.webhooks.delete(scene.webhook)
     expected = _expected(rule, principal)
     if expected:
         assert code == grpc.StatusCode.OK, f"{rpc} should be allowed for {principal}, got {code}"

@@ -47,6 +47,7 @@ def test_sdk_public_names() -> None:
             "Unavailable",
             "Unimplemented",
             "Users",
+            "Webhooks",
             "VideoGrants",
             "api_key_path",
             "create_join_token",
@@ -60,6 +61,8 @@ def test_sdk_public_names() -> None:
             "parse_room_access_path",
             "parse_room_path",
             "parse_user_path",
+            "parse_webhook_delivery_path",
+            "parse_webhook_path",
             "redacted",
             "room_access_path",
             "room_path",
@@ -68,6 +71,8 @@ def test_sdk_public_names() -> None:
             "user_path",
             "verify_join_token",
             "verify_webhook",
+            "webhook_delivery_path",
+            "webhook_path",
         ]
     )
     for name in parley.__all__:
@@ -134,6 +139,9 @@ def test_resource_names_round_trip() -> None:
     assert parley.parse_meeting_path(parley.meeting_path("r1", "d" * 32)) == ("r1", "d" * 32)
     assert parley.meeting_path("r1", f"rooms/r2/meetings/{'d' * 32}") == f"rooms/r2/meetings/{'d' * 32}"
     assert parley.parse_user_path(parley.user_path("me")) == "me"
+    webhook, delivery = "a" * 32, "b" * 32
+    assert parley.parse_webhook_path(parley.webhook_path(webhook)) == webhook
+    assert parley.parse_webhook_delivery_path(parley.webhook_delivery_path(webhook, delivery)) == (webhook, delivery)
     assert parley.parse_api_key_path(parley.api_key_path("pk_" + "c" * 24)) == "pk_" + "c" * 24
 
 

@@ -13,12 +13,14 @@ from google.protobuf import descriptor_pool, field_mask_pb2, message_factory, ti
 from control import SERVICE_NAMES, ControlServer
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
 
 from .conftest import Callers
 
 ROOM = "rooms/abc-defg-hij"
 ENTRY = f"{ROOM}/lobbyEntries/{'a' * 32}"
 MEETING = f"{ROOM}/meetings/{'c' * 32}"
+WEBHOOK = f"webhooks/{'d' * 32}"
 
 # RPC -> (request fields, the field paths the violations must name)
 BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
@@ -87,6 +89,30 @@ BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"parent": MEETING, "page_size": -1, "page_token": "p" * 201},
         {"page_size", "page_token"},
     ),
+    "WebhookService.CreateWebhook": (
+        {
+            "webhook": webhook_pb.Webhook(
+                url="not a url", event_types=["room_started", "room_started", "lunch"], display_name="x" * 201
+            )
+        },
+        {"webhook.url", "webhook.event_types", "webhook.event_types[2]", "webhook.display_name"},
+    ),
+    "WebhookService.GetWebhook": ({"name": "webhooks/short"}, {"name"}),
+    "WebhookService.ListWebhooks": ({"page_size": 1001, "page_token": "p" * 201}, {"page_size", "page_token"}),
+    "WebhookService.UpdateWebhook": (
+        {
+            "webhook": webhook_pb.Webhook(name="webhooks/x", url="http://exa mple.com/"),
+            "update_mask": field_mask_pb2.FieldMask(paths=["secret"]),
+        },
+        {"webhook", "webhook.url", "update_mask"},
+    ),
+    "WebhookService.DeleteWebhook": ({"name": WEBHOOK + "/x"}, {"name"}),
+    "WebhookService.RotateWebhookSecret": ({"name": ""}, {"name"}),
+    "WebhookService.ListWebhookDeliveries": (
+        {"parent": WEBHOOK, "page_size": -1, "state": webhook_pb.WebhookDeliveryState.ValueType(9)},
+        {"page_size", "state"},
+    ),
+    "WebhookService.RedeliverWebhookDelivery": ({"name": f"{WEBHOOK}/deliveries/1"}, {"name"}),
     "SfuReportService.ReportEvents": (
         {
             "node": "bad node!",
@@ -147,6 +173,9 @@ def _row_counts(server: ControlServer) -> dict[str, int]:
                     "meetings",
                     "meeting_participants",
                     "sfu_nodes",
+                    "webhooks",
+                    "webhook_events",
+                    "webhook_deliveries",
                 )
             }
     finally:

@@ -4,7 +4,7 @@ resource names.
 The generated protocol package lives beside it as ``parley.<domain>.v1``.
 """
 
-from ._client import ApiKeys, Client, Lobby, Meetings, RoomAccesses, Rooms, Users
+from ._client import ApiKeys, Client, Lobby, Meetings, RoomAccesses, Rooms, Users, Webhooks
 from ._config import Credentials, default_data_dir, load_credentials, save_credentials
 from ._errors import (
     Aborted,
@@ -36,9 +36,13 @@ from ._names import (
     parse_room_access_path,
     parse_room_path,
     parse_user_path,
+    parse_webhook_delivery_path,
+    parse_webhook_path,
     room_access_path,
     room_path,
     user_path,
+    webhook_delivery_path,
+    webhook_path,
 )
 from ._redact import REDACTED, redacted
 from ._scopes import API_KEY_SCOPES
@@ -94,6 +98,7 @@ __all__ = [
     "Unimplemented",
     "Users",
     "VideoGrants",
+    "Webhooks",
     "api_key_path",
     "create_join_token",
     "default_data_dir",
@@ -106,6 +111,8 @@ __all__ = [
     "parse_room_access_path",
     "parse_room_path",
     "parse_user_path",
+    "parse_webhook_delivery_path",
+    "parse_webhook_path",
     "redacted",
     "room_access_path",
     "room_path",
@@ -114,4 +121,6 @@ __all__ = [
     "user_path",
     "verify_join_token",
     "verify_webhook",
+    "webhook_delivery_path",
+    "webhook_path",
 ]

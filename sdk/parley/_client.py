@@ -30,10 +30,12 @@ from parley.control.v1 import room_service_pb2 as room_pb
 from parley.control.v1 import room_service_pb2_grpc as room_grpc
 from parley.control.v1 import user_service_pb2 as user_pb
 from parley.control.v1 import user_service_pb2_grpc as user_grpc
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
+from parley.control.v1 import webhook_service_pb2_grpc as webhook_grpc
 
 from ._ai import AI_NOT_CONFIGURED, Summaries, Transcriptions
 from ._config import load_credentials
-from ._names import api_key_path, meeting_path, room_path, user_path
+from ._names import api_key_path, meeting_path, room_path, user_path, webhook_delivery_path, webhook_path
 from ._service import Connection, ServiceClient, bearer_metadata
 
 
@@ -237,6 +239,62 @@ class ApiKeys(ServiceClient):
         await self._call(self._stub.DeleteApiKey, keys_pb.DeleteApiKeyRequest(name=api_key_path(key)))
 
 
+class Webhooks(ServiceClient):
+    """``WebhookService``: where Parley POSTs meeting events (needs ``webhooks:manage``).
+    Receivers check deliveries with :func:`parley.verify_webhook`."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = webhook_grpc.WebhookServiceStub(connection.require())
+
+    async def create(
+        self, url: str, *, event_types: Sequence[str] = (), display_name: str = ""
+    ) -> webhook_pb.CreateWebhookResponse:
+        """Creates a webhook for ``event_types`` (empty: all); the response holds its secret,
+        shown this once."""
+        webhook = webhook_pb.Webhook(url=url, event_types=list(event_types), display_name=display_name)
+        return await self._call(self._stub.CreateWebhook, webhook_pb.CreateWebhookRequest(webhook=webhook))
+
+    async def get(self, webhook: str) -> webhook_pb.Webhook:
+        return await self._call(self._stub.GetWebhook, webhook_pb.GetWebhookRequest(name=webhook_path(webhook)))
+
+    def list(self, *, page_size: int = 0) -> AsyncIterator[webhook_pb.Webhook]:
+        return self._pages(self._stub.ListWebhooks, webhook_pb.ListWebhooksRequest(page_size=page_size), "webhooks")
+
+    async def update(self, webhook: webhook_pb.Webhook, *, update_mask: Sequence[str]) -> webhook_pb.Webhook:
+        """Changes the fields named in ``update_mask`` (``display_name``, ``url``, ``event_types``)."""
+        request = webhook_pb.UpdateWebhookRequest(
+            webhook=webhook, update_mask=field_mask_pb2.FieldMask(paths=list(update_mask))
+        )
+        return await self._call(self._stub.UpdateWebhook, request)
+
+    async def delete(self, webhook: str) -> None:
+        await self._call(self._stub.DeleteWebhook, webhook_pb.DeleteWebhookRequest(name=webhook_path(webhook)))
+
+    async def rotate_secret(self, webhook: str) -> webhook_pb.RotateWebhookSecretResponse:
+        """A new signing secret (shown this once) under a new ``signing_key_id``."""
+        request = webhook_pb.RotateWebhookSecretRequest(name=webhook_path(webhook))
+        return await self._call(self._stub.RotateWebhookSecret, request)
+
+    def list_deliveries(
+        self,
+        webhook: str,
+        *,
+        state: webhook_pb.WebhookDeliveryState.ValueType = webhook_pb.WEBHOOK_DELIVERY_STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> AsyncIterator[webhook_pb.WebhookDelivery]:
+        """A webhook's delivery log, newest first; optionally only deliveries in ``state``."""
+        request = webhook_pb.ListWebhookDeliveriesRequest(
+            parent=webhook_path(webhook), state=state, page_size=page_size
+        )
+        return self._pages(self._stub.ListWebhookDeliveries, request, "webhook_deliveries")
+
+    async def redeliver(self, delivery: str, *, webhook: str = "") -> webhook_pb.WebhookDelivery:
+        """Queues a delivery (by resource name, or by id with ``webhook``) to be sent again."""
+        request = webhook_pb.RedeliverWebhookDeliveryRequest(name=webhook_delivery_path(webhook, delivery))
+        return await self._call(self._stub.RedeliverWebhookDelivery, request)
+
+
 class Client:
     """Async client of the Parley control plane (and of the AI service).
 
@@ -274,6 +332,7 @@ class Client:
         self.meetings = Meetings(control)
         self.users = Users(control)
         self.api_keys = ApiKeys(control)
+        self.webhooks = Webhooks(control)
         ai = Connection(self.ai_channel, self._metadata, missing=AI_NOT_CONFIGURED)
         self.transcriptions = Transcriptions(ai)
         self.summaries = Summaries(ai)

@@ -10,6 +10,8 @@ _LOBBY_ENTRY = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/lobbyEntries/([0-9
 _MEETING = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/meetings/([0-9a-f]{32})$")
 _USER = re.compile(r"^users/(me|[0-9a-f]{32})$")
 _API_KEY = re.compile(r"^apiKeys/(pk_[A-Za-z0-9]{16,64})$")
+_WEBHOOK = re.compile(r"^webhooks/([0-9a-f]{32})$")
+_WEBHOOK_DELIVERY = re.compile(r"^webhooks/([0-9a-f]{32})/deliveries/([0-9a-f]{32})$")
 
 
 def _parse(pattern: re.Pattern[str], name: str, what: str) -> tuple[str, ...]:
@@ -82,3 +84,26 @@ def api_key_path(key_id: str) -> str:
 def parse_api_key_path(name: str) -> str:
     """The key id in ``apiKeys/{key_id}``."""
     return _parse(_API_KEY, name, "API key")[0]
+
+
+def webhook_path(webhook: str) -> str:
+    """``webhooks/{webhook}``. An existing path is returned as is."""
+    return webhook if webhook.startswith("webhooks/") else f"webhooks/{webhook}"
+
+
+def parse_webhook_path(name: str) -> str:
+    """The webhook id in ``webhooks/{webhook}``."""
+    return _parse(_WEBHOOK, name, "webhook")[0]
+
+
+def webhook_delivery_path(webhook: str, delivery: str) -> str:
+    """``webhooks/{webhook}/deliveries/{delivery}``; ``delivery`` may already be that path."""
+    if delivery.startswith("webhooks/"):
+        return delivery
+    return f"{webhook_path(webhook)}/deliveries/{delivery}"
+
+
+def parse_webhook_delivery_path(name: str) -> tuple[str, str]:
+    """(webhook id, delivery id) of ``webhooks/{webhook}/deliveries/{delivery}``."""
+    webhook, delivery = _parse(_WEBHOOK_DELIVERY, name, "webhook delivery")
+    return webhook, delivery

@@ -395,8 +395,9 @@ class ApiKey(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What the key may do: `rooms:create`, `rooms:list`, `rooms:read`, `rooms:update`,
         `rooms:delete`, `tokens:create`, `keys:manage`, for the AI service `ai:read` (see
-        every transcription and summary) and `ai:write` (create, cancel and delete them), and
-        `sfu:report` for SFU nodes reporting what happens in meetings (`SfuReportService`).
+        every transcription and summary) and `ai:write` (create, cancel and delete them),
+        `sfu:report` for SFU nodes reporting what happens in meetings (`SfuReportService`), and
+        `webhooks:manage` to manage webhooks (`WebhookService`).
         """
 
     @_builtins.property

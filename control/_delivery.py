@@ -1,0 +1,275 @@
+"""Webhook delivery workers: every control replica runs one; they share the work through the
+database.
+
+A worker claims due deliveries (``WebhookDeliveries.claim``: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so two replicas never take the same row), leases them, POSTs each signed event and
+records the outcome. Only the oldest pending delivery of each (webhook, room) is ever claimable,
+so a room's events reach a webhook in order, and a failing one holds back the room's later
+events until it succeeds or is given up on. Failures are retried with exponential backoff and
+jitter until ``webhook_retry_for`` has passed since the event; a webhook that fails
+``webhook_breaker_failures`` times in a row is paused (the circuit breaker) instead of being
+hammered. A worker that dies mid-delivery leaves a lease that expires, and the delivery is sent
+again: delivery is at least once, and receivers de-duplicate by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from prometheus_client import Counter, Histogram
+
+from parley import WEBHOOK_CONTENT_TYPE, sign_webhook
+from parley.server.db import Sessions
+
+from ._domain import utcnow
+from ._models import DeliveryState
+from ._outbox import OutboxSignal
+from ._repos import WebhookDeliveries, Webhooks, aware
+from ._settings import ControlSettings
+from ._targets import TargetRefused, check_target, parse_networks
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = Counter(
+    "parley_webhook_attempts", "Webhook delivery attempts, by outcome (delivered, failed, gave_up).", ("outcome",)
+)
+ATTEMPT_SECONDS = Histogram(
+    "parley_webhook_attempt_duration_seconds",
+    "Time from sending a webhook to its answer (or failure).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DELIVERY_LAG = Histogram(
+    "parley_webhook_delivery_lag_seconds",
+    "Time from an event being written to its delivery being accepted.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+
+#: How long a claim holds a delivery beyond the request timeout (time to record the outcome).
+LEASE_MARGIN = timedelta(seconds=30)
+#: How much of a failed answer's body goes into the log.
+ERROR_BODY_CHARS = 200
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A leased delivery with what sending it needs."""
+
+    delivery_id: str
+    token: str
+    webhook_id: str
+    url: str
+    key_id: str
+    secret: str
+    body: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status_code: int
+    latency: float
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def retry_delay(settings: ControlSettings, attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failure: doubling from the initial delay up to the
+    maximum, with "equal jitter" (between half and all of it) so that retries spread out."""
+    ceiling = min(settings.webhook_retry_initial * (1 << min(attempts - 1, 30)), settings.webhook_retry_max_interval)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def breaker_pause(settings: ControlSettings, failures: int) -> timedelta | None:
+    """How long to pause a webhook that has failed ``failures`` times in a row; None below the
+    threshold."""
+    beyond = failures - settings.webhook_breaker_failures
+    if beyond < 0:
+        return None
+    return min(settings.webhook_breaker_pause * (1 << min(beyond, 30)), settings.webhook_retry_max_interval)
+
+
+class WebhookDispatcher:
+    """Sends the outbox's deliveries until ``stop``. ``transport`` replaces the network (tests)."""
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        sessions: Sessions,
+        signal: OutboxSignal,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._writes = sessions.writes
+        self._signal = signal
+        self._allowed = parse_networks(settings.webhook_allowed_networks)
+        self._client = httpx.AsyncClient(
+            timeout=settings.webhook_timeout.total_seconds(),
+            follow_redirects=False,  # a redirect would lead past the target check
+            trust_env=False,
+            transport=transport,
+            headers={"user-agent": "Parley-Webhooks/1"},
+        )
+        self._lease = settings.webhook_timeout + LEASE_MARGIN
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Claims and sends deliveries, ``webhook_concurrency`` at a time, until ``stop``."""
+        poll = self.settings.webhook_poll_interval.total_seconds()
+        while not self._stopping:
+            free = self.settings.webhook_concurrency - len(self._in_flight)
+            claimed: list[_Claim] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    log.exception("claiming webhook deliveries failed; trying again in %.1f s", poll)
+            for claim in claimed:
+                task = asyncio.create_task(self._deliver(claim), name=f"webhook-delivery-{claim.delivery_id}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if not claimed:
+                await self._signal.wait(poll)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        # The room's next event may be due now.
+        self._signal.wake()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops claiming; deliveries in flight get ``grace`` seconds to finish (one cut short
+        is sent again when its lease expires)."""
+        self._stopping = True
+        self._signal.wake()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+        await self._client.aclose()
+
+    async def _claim(self, limit: int) -> list[_Claim]:
+        now = utcnow()
+        token = secrets.token_hex(16)
+        async with self._writes.begin() as session:
+            deliveries = WebhookDeliveries(session)
+            rows = await deliveries.claim(now=now, limit=limit, lease_until=now + self._lease, token=token)
+            if not rows:
+                return []
+            bodies = await deliveries.bodies([row.event_id for row in rows])
+            webhooks = Webhooks(session)
+            claims = []
+            for row in rows:
+                webhook = await webhooks.get(row.webhook_id)
+                if webhook is None:  # deleted meanwhile: its deliveries go with it
+                    continue
+                claims.append(
+                    _Claim(
+                        delivery_id=row.id,
+                        token=token,
+                        webhook_id=webhook.id,
+                        url=webhook.url,
+                        key_id=webhook.signing_key_id,
+                        secret=webhook.secret,
+                        body=bodies[row.event_id].encode(),
+                        created_at=aware(row.created_at),
+                    )
+                )
+        return claims
+
+    async def _deliver(self, claim: _Claim) -> None:
+        outcome = await self._send(claim)
+        try:
+            await self._record(claim, outcome)
+        except Exception:
+            log.exception(
+                "recording webhook delivery %s failed; it is sent again when its lease expires", claim.delivery_id
+            )
+
+    async def _send(self, claim: _Claim) -> _Outcome:
+        started = time.perf_counter()
+        try:
+            await check_target(claim.url, self._allowed)
+        except TargetRefused as exc:
+            return _Outcome(0, 0.0, f"target refused: {exc}")
+        headers = {
+            "content-type": WEBHOOK_CONTENT_TYPE,
+            "authorization": sign_webhook(claim.body, key_id=claim.key_id, secret=claim.secret),
+        }
+        try:
+            response = await self._client.post(claim.url, content=claim.body, headers=headers)
+        except httpx.HTTPError as exc:
+            latency = time.perf_counter() - started
+            return _Outcome(0, latency, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
+        latency = time.perf_counter() - started
+        ATTEMPT_SECONDS.observe(latency)
+        if 200 <= response.status_code < 300:
+            return _Outcome(response.status_code, latency, "")
+        return _Outcome(
+            response.status_code, latency, f"HTTP {response.status_code}: {response.text[:ERROR_BODY_CHARS]}"[:500]
+        )
+
+    async def _record(self, claim: _Claim, outcome: _Outcome) -> None:
+        now = utcnow()
+        async with self._writes.begin() as session:
+            row = await WebhookDeliveries(session).leased(claim.delivery_id, claim.token)
+            if row is None:
+                log.info(
+                    "webhook delivery %s was deleted or taken over before its outcome was recorded", claim.delivery_id
+                )
+                return
+            row.attempts += 1
+            row.last_status_code = outcome.status_code
+            row.last_latency = outcome.latency
+            row.last_error = outcome.error
+            row.lease_until = None
+            row.lease_token = None
+            webhooks = Webhooks(session)
+            if outcome.ok:
+                row.state = DeliveryState.DELIVERED
+                row.delivered_at = now
+                await webhooks.record_success(claim.webhook_id)
+                ATTEMPTS.labels("delivered").inc()
+                DELIVERY_LAG.observe((now - claim.created_at).total_seconds())
+                return
+            failures = await webhooks.record_failure(claim.webhook_id)
+            if now - aware(row.retry_from) >= self.settings.webhook_retry_for:
+                row.state = DeliveryState.FAILED
+                ATTEMPTS.labels("gave_up").inc()
+                log.warning(
+                    "gave up webhook delivery %s to webhooks/%s after %d attempts: %s",
+                    row.id,
+                    claim.webhook_id,
+                    row.attempts,
+                    outcome.error,
+                )
+            else:
+                row.next_attempt_at = now + retry_delay(self.settings, row.attempts)
+                ATTEMPTS.labels("failed").inc()
+                log.info(
+                    "webhook delivery %s to webhooks/%s failed (attempt %d, next in %.1f s): %s",
+                    row.id,
+                    claim.webhook_id,
+                    row.attempts,
+                    (row.next_attempt_at - now).total_seconds(),
+                    outcome.error,
+                )
+            pause = breaker_pause(self.settings, failures)
+            if pause is not None:
+                await webhooks.pause(claim.webhook_id, now + pause)
+                log.warning(
+                    "webhooks/%s failed %d times in a row: paused for %.0f s",
+                    claim.webhook_id,
+                    failures,
+                    pause.total_seconds(),
+                )
