@@ -24,6 +24,15 @@ itself imports none of them. The first API key is made the way an operator makes
 ``sfu:report``), with which it reports meetings to control. Each process writes its log to the
 environment's folder; a service that fails to start raises :class:`ParleyTestEnvironmentError`
 with the end of its log.
+
+Webhooks may target loopback addresses here, and :class:`WebhookReceiver` receives them: an
+HTTP server on a free port that checks each delivery's signature and keeps the events::
+
+    async with WebhookReceiver() as receiver:
+        created = await env.client.webhooks.create(receiver.url)
+        receiver.secrets[created.webhook.signing_key_id] = created.secret
+        ...  # run a meeting
+        events = await receiver.wait_for_events(4)
 """
 
 from __future__ import annotations
@@ -54,9 +63,10 @@ from ._errors import ParleyError
 from ._names import parse_room_path, room_path
 from ._scopes import API_KEY_SCOPES
 from ._tokens import DEFAULT_TTL, VideoGrants, create_join_token
+from ._webhook_receiver import ReceivedEvent, WebhookReceiver
 from .control.v1 import resources_pb2 as control_res
 
-__all__ = ["ParleyTestEnvironment", "ParleyTestEnvironmentError"]
+__all__ = ["ParleyTestEnvironment", "ParleyTestEnvironmentError", "ReceivedEvent", "WebhookReceiver"]
 
 _LOG_TAIL_BYTES = 4000
 
@@ -195,6 +205,8 @@ class ParleyTestEnvironment:
                 "PARLEY_GRPC_ADDRESS": control_target,
                 "PARLEY_SFU_URL": sfu_url,
                 "PARLEY_DEV_LOGIN": base.get("PARLEY_DEV_LOGIN", "1"),
+                # Webhooks may target receivers on this machine (parley.testing.WebhookReceiver).
+                "PARLEY_WEBHOOK_ALLOWED_NETWORKS": base.get("PARLEY_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
             }
             services.append(_spawn("control", control_env, folder / "control.log"))
             await _all_or_first_error(
