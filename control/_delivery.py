@@ -36,6 +36,9 @@ from ._settings import ControlSettings
 from ._targets import TargetRefused, check_target, parse_networks
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO; the delivery log (ListWebhookDeliveries) and the metrics
+# below say what happened to each delivery.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 ATTEMPTS = Counter(
     "parley_webhook_attempts", "Webhook delivery attempts, by outcome (delivered, failed, gave_up).", ("outcome",)
@@ -52,7 +55,8 @@ DELIVERY_LAG = Histogram(
 )
 
 #: How long a claim holds a delivery beyond the request timeout (time to record the outcome).
-LEASE_MARGIN = timedelta(seconds=30)
+#: A replica that dies mid-delivery delays that room's events by the timeout plus this.
+LEASE_MARGIN = timedelta(seconds=10)
 #: How much of a failed answer's body goes into the log.
 ERROR_BODY_CHARS = 200
 
@@ -90,12 +94,14 @@ def retry_delay(settings: ControlSettings, attempts: int) -> timedelta:
 
 
 def breaker_pause(settings: ControlSettings, failures: int) -> timedelta | None:
-    """How long to pause a webhook that has failed ``failures`` times in a row; None below the
-    threshold."""
+    """How long to pause a webhook that has failed ``failures`` times in a row: the breaker's
+    pause, doubled with each failure beyond the threshold, up to the longest retry interval (or
+    the pause itself, when longer); None below the threshold."""
     beyond = failures - settings.webhook_breaker_failures
     if beyond < 0:
         return None
-    return min(settings.webhook_breaker_pause * (1 << min(beyond, 30)), settings.webhook_retry_max_interval)
+    ceiling = max(settings.webhook_breaker_pause, settings.webhook_retry_max_interval)
+    return min(settings.webhook_breaker_pause * (1 << min(beyond, 30)), ceiling)
 
 
 class WebhookDispatcher:

@@ -51,8 +51,10 @@ class OutboxSignal:
 
 
 def event_body(event: webhook_pb.WebhookEvent) -> str:
-    """The JSON body of a delivery: the event's canonical proto3 JSON, compact."""
-    return json.dumps(json_format.MessageToDict(event), separators=(",", ":"), sort_keys=True)
+    """The JSON body of a delivery: the event's canonical proto3 JSON, compact, with fields at
+    their default values written out (``"active": false``) so receivers need not know them."""
+    fields = json_format.MessageToDict(event, always_print_fields_with_no_presence=True)
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
 
 class Outbox:

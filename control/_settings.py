@@ -69,7 +69,7 @@ class ControlSettings:
     webhook_timeout: timedelta = timedelta(seconds=10)
     #: The circuit breaker: after this many failures in a row a target is paused for
     #: ``webhook_breaker_pause``, doubled with each further failure (up to the maximum retry
-    #: interval), and tried again after it.
+    #: interval, if longer), and tried again after it.
     webhook_breaker_failures: int = 10
     webhook_breaker_pause: timedelta = timedelta(seconds=30)
     #: How many deliveries one worker sends at once (each to a different (webhook, room)).

@@ -176,6 +176,10 @@ class Session:
                 signal_time=timestamp(self.join_time),
             )
         )
+        # Tracks negotiated before the media connected are reported after the join, so that
+        # control (and webhooks) never hear of a track before its publisher.
+        for track in self.published.values():
+            self._report_published(track)
 
     async def end(self, reason: int) -> None:
         """Leaves the room: tells the others, stops forwarding, closes the connections."""
@@ -289,6 +293,10 @@ class Session:
         others = sig.TrackPublished(participant_identity=self.identity, track=track.info())
         self._tell_others(sig.ConnectResponse(track_published=others))
         self.room.track_published(self, track)
+        if self.media_connected:
+            self._report_published(track)
+
+    def _report_published(self, track: PublishedTrack) -> None:
         self.room.report(
             track_published=report.TrackPublished(identity=self.identity, track_sid=track.sid, source=track.source)  # type: ignore[arg-type]
         )
@@ -299,7 +307,8 @@ class Session:
         message = sig.TrackMuted(participant_identity=self.identity, track_sid=track.sid, muted=muted)
         self.send(sig.ConnectResponse(track_muted=message))
         self._tell_others(sig.ConnectResponse(track_muted=message))
-        self.room.report(track_muted=report.TrackMuted(identity=self.identity, track_sid=track.sid, muted=muted))
+        if self.media_connected:
+            self.room.report(track_muted=report.TrackMuted(identity=self.identity, track_sid=track.sid, muted=muted))
 
     def unpublish(self, track: PublishedTrack) -> None:
         self.publisher.remove(track)
@@ -307,7 +316,8 @@ class Session:
         self.send(sig.ConnectResponse(track_unpublished=message))  # nothing once left
         self._tell_others(sig.ConnectResponse(track_unpublished=message))
         self.room.track_unpublished(track)
-        self.room.report(track_unpublished=report.TrackUnpublished(identity=self.identity, track_sid=track.sid))
+        if self.media_connected:  # an attempt whose media never connected reports no tracks
+            self.room.report(track_unpublished=report.TrackUnpublished(identity=self.identity, track_sid=track.sid))
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -58,7 +58,7 @@ class WebhookReceiver:
         self.rejected = 0
         self._fail: list[int] = []
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._changed = asyncio.Event()
 
     @property
@@ -85,8 +85,11 @@ class WebhookReceiver:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for writer in list(self._connections):
+        tasks = list(self._connections.values())
+        for writer, task in list(self._connections.items()):
             writer.close()
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -112,14 +115,20 @@ class WebhookReceiver:
         return self.events
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[writer] = task
         try:
             while await self._one_request(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # ``down()`` ends the connection. The task must not end cancelled: Python 3.11's
+            # stream server logs a cancelled connection task as an error.
+            pass
         finally:
-            self._connections.discard(writer)
+            self._connections.pop(writer, None)
             writer.close()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -128,8 +128,8 @@ async def test_a_meeting_is_reported_in_order(control: tuple[FakeControl, str], 
         await until(lambda: "room_finished" in fake.kinds(room_id))  # after the empty timeout
         assert fake.kinds(room_id) == [
             "room_started",
-            "track_published",  # the microphone, negotiated before media flows
             "participant_joined",  # her publisher connection connected
+            "track_published",  # the microphone, negotiated before media flowed: reported after the join
             "track_published",
             "track_muted",
             "track_unpublished",  # the camera
@@ -143,11 +143,11 @@ async def test_a_meeting_is_reported_in_order(control: tuple[FakeControl, str], 
     assert fake.authorizations == {f"Bearer {API_KEY}"}
     events = fake.events
     assert len({e.meeting_sid for e in events}) == 1 and events[0].meeting_sid.startswith("RM_")
-    joined = events[2].participant_joined
+    joined = events[1].participant_joined
     assert (joined.identity, joined.display_name) == ("alice", "Alice")
     assert joined.participant_sid.startswith("PA_") and joined.signal_time.seconds > 0
-    assert events[2].time.ToDatetime() >= joined.signal_time.ToDatetime()
-    assert events[1].track_published.source == control_res.TRACK_SOURCE_MICROPHONE
+    assert events[1].time.ToDatetime() >= joined.signal_time.ToDatetime()
+    assert events[2].track_published.source == control_res.TRACK_SOURCE_MICROPHONE
     camera = events[3].track_published
     assert camera.source == control_res.TRACK_SOURCE_CAMERA
     assert (events[4].track_muted.track_sid, events[4].track_muted.muted) == (camera.track_sid, True)
