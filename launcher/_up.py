@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -47,19 +47,24 @@ def _secret(data_dir: Path, name: str) -> str:
 
 
 async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) -> tuple[Credentials, bool]:
-    """The saved development key if it still works, else a new one (all scopes)."""
+    """The saved development key if it still works and holds every scope, else a new one (all
+    scopes), which replaces a saved key made before a scope existed (``webhooks:manage``...)."""
     from control import ALL_SCOPES, Unauthenticated
 
     try:
         saved = load_credentials(data_dir=data_dir, env={})
-        await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
+        principal = await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
         credentials, created = (
             Credentials(url=server.target, api_key=saved.api_key, api_secret=saved.api_secret, ai_url=ai_url),
             False,
         )
     except (ParleyError, Unauthenticated) as missing:  # no saved key, or one the database lost
         log.debug("creating a development API key: %s", missing)
+        principal = None
+    if principal is None or not set(ALL_SCOPES) <= principal.scopes:
         row, secret = await server.control.create_api_key(None, "development key (parley up)", ALL_SCOPES)
+        if principal is not None:  # an older key, short of the newer scopes
+            await server.control.delete_api_key(None, saved.api_key)
         credentials, created = Credentials(url=server.target, api_key=row.id, api_secret=secret, ai_url=ai_url), True
     save_credentials(data_dir, credentials)
     return credentials, created
@@ -104,6 +109,29 @@ def _ai_settings(data_dir: Path, control_target: str) -> AiSettings:
     )
 
 
+#: Webhook targets ``parley up`` allows although they are not public: this machine, so that a
+#: developer receives webhooks on it. ``PARLEY_WEBHOOK_ALLOWED_NETWORKS`` replaces them.
+_DEV_WEBHOOK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+
+def _webhook_allowed_networks() -> tuple[str, ...]:
+    """``PARLEY_WEBHOOK_ALLOWED_NETWORKS`` (comma-separated CIDRs; empty allows none) when set,
+    else loopback."""
+    from parley.server import parse_value
+
+    raw = os.environ.get("PARLEY_WEBHOOK_ALLOWED_NETWORKS")
+    if raw is None:
+        return _DEV_WEBHOOK_NETWORKS
+    return cast(tuple[str, ...], parse_value(tuple[str, ...], raw))  # as python -m control reads it
+
+
+def _webhooks_line(networks: tuple[str, ...]) -> str:
+    if not networks:
+        return "  webhooks:    public targets only (PARLEY_WEBHOOK_ALLOWED_NETWORKS is empty)"
+    kind = "loopback targets" if networks == _DEV_WEBHOOK_NETWORKS else "targets in these networks"
+    return f"  webhooks:    {kind} allowed (PARLEY_WEBHOOK_ALLOWED_NETWORKS={','.join(networks)})"
+
+
 async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, port: int) -> None:
     """Starts ``server`` on the stack (stopped in reverse order on the way out); a taken port
     is a clear error naming the option that chooses it."""
@@ -129,6 +157,7 @@ async def _serve(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
         token_secret=_secret(data_dir, "token_secret"),
         dev_login=True,
+        webhook_allowed_networks=_webhook_allowed_networks(),
     )
     if with_ai:
         typer.echo("starting a local Ray for the AI service (a few seconds)...")
@@ -191,6 +220,7 @@ def _print_addresses(
     typer.echo(f"  metrics:     {gateway.url}/metrics  (Prometheus; every service of this process)")
     typer.echo(f"  data folder: {data_dir}  (SQLite database, secrets, credentials)")
     typer.echo("  dev login:   enabled (UserService.DevLogin, /auth/login); OIDC not configured")
+    typer.echo(_webhooks_line(server.settings.webhook_allowed_networks))
     typer.echo(f"  {'new ' if created else ''}development API key (all scopes), saved for the CLI:")
     typer.echo(f"    PARLEY_URL={credentials.url}")
     typer.echo(f"    PARLEY_API_KEY={credentials.api_key}")
@@ -244,7 +274,7 @@ def up(
             err=True,
         )
         raise typer.Exit(1)
-    from parley.server import configure_logging, configure_tracing
+    from parley.server import ConfigurationError, configure_logging, configure_tracing
 
     configure_logging(logging.DEBUG if verbose else None)
     configure_tracing("parley")
@@ -252,6 +282,6 @@ def up(
         asyncio.run(
             _serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, sfu_port, host, ai)
         )
-    except _PortTaken as exc:
+    except (_PortTaken, ConfigurationError) as exc:  # a bad PARLEY_WEBHOOK_ALLOWED_NETWORKS, for one
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -24,6 +24,7 @@ import pytest
 from parley import load_credentials, verify_join_token
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
 from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
+from parley.testing import WebhookReceiver
 
 PARLEY = [sys.executable, "-c", "import launcher; launcher.main()"]
 
@@ -79,6 +80,8 @@ class Running:
     rest_url: str
     #: The `parley up` process (control, SFU, AI and gateway).
     pid: int
+    #: What it printed at start.
+    printed: str
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with parley_up(data_dir) as (printed, pid):
         found = re.search(r"REST API and web app on (http://\S+)", printed)
         assert found, printed
-        yield Running(data_dir, found.group(1), pid)
+        yield Running(data_dir, found.group(1), pid, printed)
 
 
 def cli(data_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -163,6 +166,23 @@ def test_restart_keeps_rooms_and_the_development_key(tmp_path: Path) -> None:
         assert slug in cli(tmp_path, "rooms", "list").stdout
 
 
+def test_a_saved_key_short_of_a_scope_is_replaced(tmp_path: Path) -> None:
+    """A data folder from before a scope existed (webhooks:manage) gets a development key that
+    holds it; the old key is revoked."""
+    with parley_up(tmp_path):
+        out = cli(tmp_path, "keys", "create", "--name", "older dev key", "--scope", "rooms:read").stdout
+    older = dict(line.split("=", 1) for line in out.splitlines())
+    credentials = tmp_path / "credentials.json"
+    saved = json.loads(credentials.read_text())
+    credentials.write_text(
+        json.dumps({**saved, "api_key": older["PARLEY_API_KEY"], "api_secret": older["PARLEY_API_SECRET"]})
+    )
+    with parley_up(tmp_path) as (printed, _):
+        assert "new development API key" in printed
+        assert "no webhooks" in cli(tmp_path, "webhooks", "list").stdout
+        assert older["PARLEY_API_KEY"] not in cli(tmp_path, "keys", "list").stdout
+
+
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
     failed = cli(tmp_path / "nothing-here", "rooms", "list", ok=False)
     assert "parley up" in failed.stderr
@@ -235,8 +255,9 @@ def test_load_test_meets_through_the_embedded_sfu(running: Running) -> None:
     assert report["sfu_cpu_percent"] > 0 and report["sfu_rss_mb"] > 0
 
 
-def _report_a_meeting(data_dir: Path, room_id: str) -> None:
-    """Reports a short meeting as an SFU node would (the development key holds sfu:report)."""
+def _report_a_meeting(data_dir: Path, room_id: str, node: str = "cli-test-node") -> None:
+    """Reports a short meeting as an SFU node would (the development key holds sfu:report); a
+    node reports each meeting once (control skips the sequence numbers it already applied)."""
     credentials = load_credentials(data_dir=data_dir, env={})
     start = datetime(2026, 3, 1, 9, tzinfo=UTC)
     steps: list[dict[str, Any]] = [
@@ -258,7 +279,7 @@ def _report_a_meeting(data_dir: Path, room_id: str) -> None:
     async def report() -> None:
         async with grpc.aio.insecure_channel(credentials.url.removeprefix("grpc://")) as channel:
             await report_grpc.SfuReportServiceStub(channel).ReportEvents(
-                report_pb.ReportEventsRequest(node="cli-test-node", node_url="grpc://cli-test:1", events=events),
+                report_pb.ReportEventsRequest(node=node, node_url=f"grpc://{node}:1", events=events),
                 metadata=(("authorization", f"Bearer {credentials.bearer}"),),
             )
 
@@ -282,3 +303,79 @@ def test_meetings_list_and_participants(running: Running) -> None:
     [participant] = json.loads(cli(running.data_dir, "--json", "meetings", "participants", meeting["name"]).stdout)
     assert participant["displayName"] == "Cli Guest" and participant["duration"] == "60s"
     assert "ROOM/MEETING" in cli(running.data_dir, "meetings", "participants", meeting_id, ok=False).stderr
+
+
+async def test_webhooks_create_deliver_redeliver_rotate_delete(running: Running) -> None:
+    """`parley up` lets webhooks reach this machine: a receiver here gets a meeting's events, and
+    the CLI manages the webhook and reads its delivery log."""
+    assert (
+        "webhooks:    loopback targets allowed (PARLEY_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8,::1/128)" in running.printed
+    )
+
+    async def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(cli, running.data_dir, *args, ok=ok)
+
+    room = json.loads((await run("--json", "rooms", "create", "--name", "Hooked")).stdout)
+    room_id = room["name"].removeprefix("rooms/")
+    async with WebhookReceiver() as receiver:
+        events_wanted = ["--event", "room_started", "--event", "room_finished"]
+        out = (await run("webhooks", "create", receiver.url, *events_wanted, "--name", "sync")).stdout
+        assert "shown once" in out
+        webhook = re.search(r"^name: +webhooks/(\w+)$", out, re.M)
+        key_id = re.search(r"^signing key id: +(\S+)$", out, re.M)
+        secret = re.search(r"^secret: +(whsec_\S+)$", out, re.M)
+        assert webhook and key_id and secret, out
+        webhook_id = webhook.group(1)
+        receiver.secrets[key_id.group(1)] = secret.group(1)
+        listed = (await run("webhooks", "list")).stdout
+        assert webhook_id in listed and receiver.url in listed and "room_started,room_finished" in listed
+
+        await asyncio.to_thread(_report_a_meeting, running.data_dir, room_id, "cli-webhook-node")
+        events = await receiver.wait_for_events(2)
+        assert [e.type for e in events] == ["room_started", "room_finished"]  # in order, signatures checked
+
+        table = (await run("webhooks", "deliveries", webhook_id)).stdout.splitlines()
+        assert re.split(r"\s{2,}", table[0]) == [
+            *("DELIVERY", "TIME (UTC)", "EVENT", "ROOM", "STATE"),
+            *("ATTEMPTS", "STATUS", "LATENCY", "LAST ERROR"),
+        ]
+        assert len(table) == 3 and all(room_id in row and "delivered" in row and " 200 " in row for row in table[1:])
+        assert "room_finished" in table[1] and "room_started" in table[2]  # newest first
+        delivered = json.loads(
+            (await run("--json", "webhooks", "deliveries", webhook_id, "--state", "delivered")).stdout
+        )
+        assert [d["event"] for d in delivered] == ["room_finished", "room_started"]
+        assert (await run("webhooks", "deliveries", webhook_id, "--state", "failed")).stdout.strip() == "no deliveries"
+        assert "--state" in (await run("webhooks", "deliveries", webhook_id, "--state", "lost", ok=False)).stderr
+
+        # Sent again, the event keeps its id: receivers drop duplicates by it.
+        started = delivered[1]
+        out = (await run("webhooks", "redeliver", f"webhooks/{webhook_id}", started["name"].rsplit("/", 1)[1])).stdout
+        assert "queued" in out
+        await receiver.wait_for_events(3)
+        assert receiver.events[2].id == events[0].id == started["eventId"]
+
+        updated = json.loads(
+            (await run("--json", "webhooks", "update", webhook_id, "--name", "renamed", "--all-events")).stdout
+        )
+        assert updated["displayName"] == "renamed" and "eventTypes" not in updated
+        assert "give at least one" in (await run("webhooks", "update", webhook_id, ok=False)).stderr
+
+        rotated = (await run("webhooks", "rotate-secret", webhook_id)).stdout
+        new_key = re.search(r"^signing key id: +(\S+)$", rotated, re.M)
+        assert "shown once" in rotated and new_key and new_key.group(1) != key_id.group(1)
+        shown = json.loads((await run("--json", "webhooks", "get", webhook_id)).stdout)
+        assert shown["signingKeyId"] == new_key.group(1)
+
+        assert f"deleted webhooks/{webhook_id}" in (await run("webhooks", "delete", f"webhooks/{webhook_id}")).stdout
+        assert "NOT_FOUND" in (await run("webhooks", "get", webhook_id, ok=False)).stderr
+    assert (await run("webhooks", "list")).stdout.strip() == "no webhooks"
+
+
+def test_webhooks_refuse_private_targets_and_unknown_events(running: Running) -> None:
+    """Loopback is allowed by `parley up`; other private addresses stay refused (SSRF)."""
+    refused = cli(running.data_dir, "webhooks", "create", "http://10.1.2.3/hook", ok=False)
+    assert "INVALID_ARGUMENT" in refused.stderr and "webhook.url" in refused.stderr
+    assert "PARLEY_WEBHOOK_ALLOWED_NETWORKS" in refused.stderr
+    unknown = cli(running.data_dir, "webhooks", "create", "http://127.0.0.1:9/hook", "--event", "room_opened", ok=False)
+    assert "room_opened" in unknown.stderr and "room_started" in unknown.stderr

@@ -1,5 +1,5 @@
-"""The ``parley`` command line: rooms, join tokens, API keys, meeting history and transcription
-against a running server.
+"""The ``parley`` command line: rooms, join tokens, API keys, meeting history, webhooks and
+transcription against a running server.
 
 Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KEY`` /
 ``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its data folder.
@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from buf.validate import validate_pb2
 from google.protobuf import json_format, message
 
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
+from parley.control.v1 import webhook_service_pb2 as webhook_pb
 
 from ._ai import EXPORT_FORMATS
 from ._client import Client
 from ._enums import EnumNames
 from ._errors import ParleyError
-from ._names import meeting_path
+from ._names import meeting_path, webhook_delivery_path, webhook_path
 from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
 T = TypeVar("T")
@@ -42,13 +44,28 @@ meetings_app = typer.Typer(
     help="The history of a room's meetings (owners and administrators; API keys with rooms:read).",
     no_args_is_help=True,
 )
+webhooks_app = typer.Typer(
+    help="Webhooks: where Parley POSTs meeting events (needs the webhooks:manage scope).", no_args_is_help=True
+)
 app.add_typer(rooms_app, name="rooms")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(meetings_app, name="meetings")
+app.add_typer(webhooks_app, name="webhooks")
 
 _ACCESS = EnumNames(res.AccessLevel)
 _PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState)
+_DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState)
+#: The event types a webhook may ask for, as the contract allows them (``Webhook.event_types``).
+_WEBHOOK_EVENTS: tuple[str, ...] = tuple(
+    getattr(
+        webhook_pb.Webhook.DESCRIPTOR.fields_by_name["event_types"]
+        .GetOptions()
+        .Extensions[validate_pb2.field]
+        .repeated.items.string,
+        "in",
+    )
+)
 
 
 class _Options:
@@ -313,6 +330,218 @@ def meetings_participants(
         [_to_dict(p) for p in participants],
         "\n".join(_participant_line(p) for p in participants) or "no participants",
     )
+
+
+#: The WEBHOOK argument of the ``parley webhooks`` commands.
+_WebhookArg = Annotated[str, typer.Argument(help="Webhook id, or its name webhooks/ID.")]
+
+
+def _webhook_events(events: list[str] | None) -> list[str]:
+    unknown = [e for e in events or [] if e not in _WEBHOOK_EVENTS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown event {unknown[0]!r}; use {', '.join(_WEBHOOK_EVENTS)}", param_hint="--event"
+        )
+    return list(events or [])
+
+
+def _webhook_health(webhook: webhook_pb.Webhook) -> str:
+    if webhook.HasField("paused_until") and webhook.paused_until.ToDatetime(tzinfo=UTC) > datetime.now(UTC):
+        return f"paused until {_when(webhook.paused_until, True)}"
+    if webhook.consecutive_failures:
+        return f"failing ({webhook.consecutive_failures} in a row)"
+    return "ok"
+
+
+def _webhook_row(webhook: webhook_pb.Webhook) -> tuple[str, ...]:
+    return (
+        webhook.name.removeprefix("webhooks/"),
+        _webhook_health(webhook),
+        webhook.url,
+        ",".join(webhook.event_types) or "all",
+        webhook.display_name,
+    )
+
+
+def _webhook_text(webhook: webhook_pb.Webhook) -> str:
+    rows = [
+        ("name", webhook.name),
+        ("display name", webhook.display_name or "-"),
+        ("url", webhook.url),
+        ("events", ", ".join(webhook.event_types) or "all (present and future)"),
+        ("signing key id", webhook.signing_key_id),
+        ("deliveries", _webhook_health(webhook)),
+        ("created", _when(webhook.create_time, webhook.HasField("create_time"))),
+        ("updated", _when(webhook.update_time, webhook.HasField("update_time"))),
+    ]
+    return "\n".join(f"{label + ':':<16}{value}" for label, value in rows)
+
+
+def _secret_text(secret: str) -> str:
+    return (
+        f"{'secret:':<16}{secret}\n"
+        "The secret is shown once: keep it with your receiver, which checks each delivery with\n"
+        "parley.verify_webhook(body, authorization, secrets={signing key id: secret})."
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns aligned to their widest cell; the last one runs free."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in [header, *rows]
+    )
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="Where events are POSTed: an http:// or https:// URL.")],
+    event: Annotated[
+        list[str] | None, typer.Option(help=f"Event to send ({', '.join(_WEBHOOK_EVENTS)}); repeat. Default: all.")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="What the webhook is for.")] = "",
+) -> None:
+    """Create a webhook; its signing secret is printed once."""
+    events = _webhook_events(event)
+    created = _run(ctx, lambda c: c.webhooks.create(url, event_types=events, display_name=name))
+    _emit(
+        ctx,
+        {**_to_dict(created.webhook), "secret": created.secret},
+        f"{_webhook_text(created.webhook)}\n{_secret_text(created.secret)}",
+    )
+
+
+@webhooks_app.command("list")
+def webhooks_list(ctx: typer.Context) -> None:
+    """List webhooks, oldest first: id, how their deliveries fare, URL, events, display name."""
+
+    async def work(client: Client) -> list[webhook_pb.Webhook]:
+        return [webhook async for webhook in client.webhooks.list()]
+
+    webhooks = _run(ctx, work)
+    header = ("WEBHOOK", "DELIVERIES", "URL", "EVENTS", "NAME")
+    _emit(
+        ctx,
+        [_to_dict(w) for w in webhooks],
+        _table(header, [_webhook_row(w) for w in webhooks]) if webhooks else "no webhooks",
+    )
+
+
+@webhooks_app.command("get")
+def webhooks_get(ctx: typer.Context, webhook: _WebhookArg) -> None:
+    """Show a webhook."""
+    found = _run(ctx, lambda c: c.webhooks.get(webhook))
+    _emit(ctx, _to_dict(found), _webhook_text(found))
+
+
+@webhooks_app.command("update")
+def webhooks_update(
+    ctx: typer.Context,
+    webhook: _WebhookArg,
+    url: Annotated[str | None, typer.Option(help="New URL.")] = None,
+    event: Annotated[list[str] | None, typer.Option(help="Event to send instead of the current ones; repeat.")] = None,
+    all_events: Annotated[bool, typer.Option("--all-events", help="Send every event, present and future.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+) -> None:
+    """Change a webhook's URL, events or display name; what is not given stays."""
+    if event and all_events:
+        raise typer.BadParameter("give --event or --all-events, not both", param_hint="--all-events")
+    changes = webhook_pb.Webhook(name=webhook_path(webhook))
+    mask = []
+    if url is not None:
+        changes.url = url
+        mask.append("url")
+    if event or all_events:
+        changes.event_types.extend(_webhook_events(event))
+        mask.append("event_types")
+    if name is not None:
+        changes.display_name = name
+        mask.append("display_name")
+    if not mask:
+        raise typer.BadParameter("give at least one of --url, --event, --all-events, --name")
+    updated = _run(ctx, lambda c: c.webhooks.update(changes, update_mask=mask))
+    _emit(ctx, _to_dict(updated), _webhook_text(updated))
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(ctx: typer.Context, webhook: _WebhookArg) -> None:
+    """Delete a webhook and the events still waiting for it."""
+    _run(ctx, lambda c: c.webhooks.delete(webhook))
+    _emit(ctx, {"deleted": webhook}, f"deleted {webhook}")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(ctx: typer.Context, webhook: _WebhookArg) -> None:
+    """Replace a webhook's signing secret; the new one is printed once, under a new key id."""
+    rotated = _run(ctx, lambda c: c.webhooks.rotate_secret(webhook))
+    _emit(
+        ctx,
+        {**_to_dict(rotated.webhook), "secret": rotated.secret},
+        f"{'signing key id:':<16}{rotated.webhook.signing_key_id}\n{_secret_text(rotated.secret)}\n"
+        "Deliveries are signed with it from now on; let your receiver accept the old key id too while it switches.",
+    )
+
+
+#: How much of a delivery's last error a table row shows (``--json`` has all of it).
+_ERROR_CHARS = 80
+
+
+def _delivery_row(delivery: webhook_pb.WebhookDelivery) -> tuple[str, ...]:
+    sent = delivery.attempts > 0
+    ms = delivery.last_latency.ToTimedelta().total_seconds() * 1000
+    error = " ".join(delivery.last_error.split())
+    return (
+        delivery.name.rsplit("/", 1)[1],
+        _when(delivery.create_time, delivery.HasField("create_time")),
+        delivery.event,
+        delivery.room.removeprefix("rooms/"),
+        _DELIVERY_STATES.names.get(delivery.state, "unspecified"),
+        str(delivery.attempts),
+        str(delivery.last_status_code) if sent and delivery.last_status_code else "-",
+        (f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms") if sent and ms > 0 else "-",  # 0: refused before sending
+        error if len(error) <= _ERROR_CHARS else error[: _ERROR_CHARS - 1] + "…",
+    )
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    ctx: typer.Context,
+    webhook: _WebhookArg,
+    state: Annotated[
+        str | None, typer.Option(help=f"Only deliveries in this state: {', '.join(_DELIVERY_STATES.values)}.")
+    ] = None,
+) -> None:
+    """A webhook's delivery log, newest first: each event on its way, and its latest attempt."""
+    if state is not None and state not in _DELIVERY_STATES.values:
+        raise typer.BadParameter(f"use one of {', '.join(_DELIVERY_STATES.values)}", param_hint="--state")
+    wanted = _DELIVERY_STATES.value(state) if state else webhook_pb.WEBHOOK_DELIVERY_STATE_UNSPECIFIED
+
+    async def work(client: Client) -> list[webhook_pb.WebhookDelivery]:
+        return [delivery async for delivery in client.webhooks.list_deliveries(webhook, state=wanted)]
+
+    deliveries = _run(ctx, work)
+    header = ("DELIVERY", "TIME (UTC)", "EVENT", "ROOM", "STATE", "ATTEMPTS", "STATUS", "LATENCY", "LAST ERROR")
+    _emit(
+        ctx,
+        [_to_dict(d) for d in deliveries],
+        _table(header, [_delivery_row(d) for d in deliveries]) if deliveries else "no deliveries",
+    )
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    ctx: typer.Context,
+    webhook: _WebhookArg,
+    delivery: Annotated[str, typer.Argument(help="Delivery id (see `parley webhooks deliveries`), or its name.")],
+) -> None:
+    """Send a delivery again: it is queued as new, whatever its state."""
+    name = webhook_delivery_path(webhook, delivery)
+    if not name.startswith(webhook_path(webhook) + "/"):
+        raise typer.BadParameter(f"{delivery} is not a delivery of {webhook_path(webhook)}", param_hint="DELIVERY")
+    queued = _run(ctx, lambda c: c.webhooks.redeliver(name))
+    _emit(ctx, _to_dict(queued), f"queued {queued.name} ({queued.event}) to be sent again")
 
 
 async def _follow(label: str, updates: AsyncIterator[Any], *, quiet: bool) -> Any:
