@@ -194,12 +194,11 @@ class WebhookDispatcher:
         return claims
 
     async def _deliver(self, claim: _Claim) -> None:
-        outcome = await self._send(claim)
         try:
-            await self._record(claim, outcome)
+            await self._record(claim, await self._send(claim))
         except Exception:
             log.exception(
-                "recording webhook delivery %s failed; it is sent again when its lease expires", claim.delivery_id
+                "webhook delivery %s failed unexpectedly; it is sent again when its lease expires", claim.delivery_id
             )
 
     async def _send(self, claim: _Claim) -> _Outcome:

@@ -63,6 +63,7 @@ class Outbox:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self._subscriptions: list[tuple[str, list[str]]] | None = None
+        self._locked_rooms: set[str] = set()
         #: How many events this transaction wrote (to wake the worker after commit).
         self.written = 0
 
@@ -74,6 +75,9 @@ class Outbox:
         targets = [webhook for webhook, types in self._subscriptions if not types or event.event in types]
         if not targets:
             return
+        if room_id not in self._locked_rooms:
+            await WebhookDeliveries(self._session).lock_room(room_id)
+            self._locked_rooms.add(room_id)
         event.id = new_id()
         now = utcnow()
         row = WebhookEventRow(id=event.id, event=event.event, room_id=room_id, body=event_body(event), created_at=now)

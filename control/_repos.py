@@ -383,6 +383,13 @@ class WebhookDeliveries:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
+    async def lock_room(self, room_id: str) -> None:
+        """Serialises the transactions that write a room's events until they end, so that
+        delivery sequence numbers follow commit order within a room (two SFU nodes may report
+        one room while one of them restarts). PostgreSQL only: SQLite writes one at a time."""
+        if self._s.get_bind().dialect.name == "postgresql":
+            await self._s.execute(select(func.pg_advisory_xact_lock(func.hashtext("webhooks:" + room_id))))
+
     def add_event(self, event: WebhookEventRow, deliveries: Sequence[WebhookDeliveryRow]) -> None:
         self._s.add(event)
         self._s.add_all(deliveries)

@@ -174,6 +174,10 @@ class WebhookUseCases(UseCases):
             row.state = DeliveryState.PENDING
             row.retry_from = now
             row.next_attempt_at = now
+            # An attempt in flight no longer owns it: its outcome is not recorded, and the
+            # delivery is sent again.
+            row.lease_until = None
+            row.lease_token = None
         self._signal.wake()
         return row
 
