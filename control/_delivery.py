@@ -93,13 +93,10 @@ def retry_delay(settings: ControlSettings, attempts: int) -> timedelta:
     return ceiling * random.uniform(0.5, 1.0)
 
 
-def breaker_pause(settings: ControlSettings, failures: int) -> timedelta | None:
-    """How long to pause a webhook that has failed ``failures`` times in a row: the breaker's
-    pause, doubled with each failure beyond the threshold, up to the longest retry interval (or
-    the pause itself, when longer); None below the threshold."""
-    beyond = failures - settings.webhook_breaker_failures
-    if beyond < 0:
-        return None
+def breaker_pause(settings: ControlSettings, trips: int) -> timedelta:
+    """How long the ``trips``-th pause in a row lasts: the breaker's pause, doubled with each
+    trip, up to the longest retry interval (or the pause itself, when longer)."""
+    beyond = max(trips - 1, 0)
     ceiling = max(settings.webhook_breaker_pause, settings.webhook_retry_max_interval)
     return min(settings.webhook_breaker_pause * (1 << min(beyond, 30)), ceiling)
 
@@ -247,7 +244,7 @@ class WebhookDispatcher:
                 ATTEMPTS.labels("delivered").inc()
                 DELIVERY_LAG.observe((now - claim.created_at).total_seconds())
                 return
-            failures = await webhooks.record_failure(claim.webhook_id)
+            failures, paused_until, trips = await webhooks.record_failure(claim.webhook_id)
             if now - aware(row.retry_from) >= self.settings.webhook_retry_for:
                 row.state = DeliveryState.FAILED
                 ATTEMPTS.labels("gave_up").inc()
@@ -269,9 +266,12 @@ class WebhookDispatcher:
                     (row.next_attempt_at - now).total_seconds(),
                     outcome.error,
                 )
-            pause = breaker_pause(self.settings, failures)
-            if pause is not None:
-                await webhooks.pause(claim.webhook_id, now + pause)
+            # Attempts in flight together fail together: only the first failure past the
+            # threshold, of a webhook not paused yet, trips the breaker.
+            tripped = failures >= self.settings.webhook_breaker_failures
+            if tripped and (paused_until is None or paused_until <= now):
+                pause = breaker_pause(self.settings, trips + 1)
+                await webhooks.pause(claim.webhook_id, now + pause, trips + 1)
                 log.warning(
                     "webhooks/%s failed %d times in a row: paused for %.0f s",
                     claim.webhook_id,

@@ -224,6 +224,8 @@ class WebhookRow(Base):
     #: The circuit breaker: failures in a row, and until when deliveries are paused.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     paused_until: Mapped[datetime | None] = mapped_column(default=None)
+    #: How many times in a row the breaker has paused it (each pause twice the previous).
+    breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
 

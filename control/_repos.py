@@ -352,29 +352,43 @@ class Webhooks:
         return list((await self._s.execute(_keyset(select(WebhookRow), WebhookRow, after, limit))).scalars())
 
     async def record_success(self, webhook_id: str) -> None:
+        """Resets the circuit breaker. Writes (and locks the row) only when it was not reset
+        already: every delivery of a webhook succeeds here, on every replica."""
         await self._s.execute(
             update(WebhookRow)
-            .where(WebhookRow.id == webhook_id)
-            .values(consecutive_failures=0, paused_until=None)
+            .where(
+                WebhookRow.id == webhook_id,
+                or_(
+                    WebhookRow.consecutive_failures != 0,
+                    WebhookRow.paused_until.is_not(None),
+                    WebhookRow.breaker_trips != 0,
+                ),
+            )
+            .values(consecutive_failures=0, paused_until=None, breaker_trips=0)
             .execution_options(synchronize_session=False)
         )
 
-    async def record_failure(self, webhook_id: str) -> int:
-        """Counts one more failure in a row; returns the count."""
+    async def record_failure(self, webhook_id: str) -> tuple[int, datetime | None, int]:
+        """Counts one more failure in a row (locking the row until the transaction ends);
+        returns (failures in a row, paused until, breaker trips)."""
         result = await self._s.execute(
             update(WebhookRow)
             .where(WebhookRow.id == webhook_id)
             .values(consecutive_failures=WebhookRow.consecutive_failures + 1)
-            .returning(WebhookRow.consecutive_failures)
+            .returning(WebhookRow.consecutive_failures, WebhookRow.paused_until, WebhookRow.breaker_trips)
             .execution_options(synchronize_session=False)
         )
-        return int(result.scalar_one_or_none() or 0)
+        found = result.one_or_none()
+        if found is None:
+            return 0, None, 0
+        failures, paused_until, trips = found
+        return int(failures), aware(paused_until) if paused_until is not None else None, int(trips)
 
-    async def pause(self, webhook_id: str, until: datetime) -> None:
+    async def pause(self, webhook_id: str, until: datetime, trips: int) -> None:
         await self._s.execute(
             update(WebhookRow)
             .where(WebhookRow.id == webhook_id)
-            .values(paused_until=until)
+            .values(paused_until=until, breaker_trips=trips)
             .execution_options(synchronize_session=False)
         )
 

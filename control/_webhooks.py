@@ -76,6 +76,7 @@ class WebhookUseCases(UseCases):
             secret_version=1,
             consecutive_failures=0,
             paused_until=None,
+            breaker_trips=0,
             created_at=now,
             updated_at=now,
         )

@@ -26,6 +26,7 @@ import sqlalchemy
 from aiortc.mediastreams import AudioStreamTrack
 
 from control import ControlServer, ControlSettings
+from control._delivery import breaker_pause, retry_delay
 from control._meetings import MeetingUseCases
 from control._targets import TargetRefused, check_target, parse_networks
 from parley import Client, InvalidArgument, NotFound
@@ -254,6 +255,28 @@ async def test_allowed_networks_open_only_themselves() -> None:
         parse_networks(["10.0.0.0/33"])
 
 
+def test_retries_back_off_exponentially_with_jitter_up_to_the_maximum() -> None:
+    settings = _settings(
+        "sqlite:///unused.db",
+        webhook_retry_initial=timedelta(seconds=1),
+        webhook_retry_max_interval=timedelta(seconds=10),
+    )
+    for attempts, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (60, 10.0)]:
+        delays = [retry_delay(settings, attempts).total_seconds() for _ in range(50)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays), (attempts, delays)
+        assert len(set(delays)) > 1  # spread out: retries of many deliveries do not come in step
+
+
+def test_breaker_pauses_double_with_each_trip_up_to_the_maximum() -> None:
+    settings = _settings(
+        "sqlite:///unused.db",
+        webhook_breaker_pause=timedelta(seconds=30),
+        webhook_retry_max_interval=timedelta(minutes=10),
+    )
+    pauses = [breaker_pause(settings, trips).total_seconds() for trips in (1, 2, 3, 5, 6, 40)]
+    assert pauses == [30, 60, 120, 480, 600, 600]
+
+
 # -- delivery -----------------------------------------------------------------------------
 
 
@@ -370,23 +393,34 @@ async def test_two_replicas_deliver_each_event_once_and_in_order(database_url: s
 
 
 async def test_a_target_that_keeps_failing_is_paused_then_resumed(database_url: str) -> None:
-    settings = _settings(database_url, webhook_breaker_failures=3, webhook_breaker_pause=timedelta(seconds=2))
+    settings = _settings(
+        database_url,
+        webhook_breaker_failures=3,
+        webhook_breaker_pause=timedelta(seconds=2),
+        webhook_retry_max_interval=timedelta(seconds=5),  # a second pause would last 4 s
+    )
     async with _control(settings) as control, WebhookReceiver() as receiver:
         webhook = await _webhook(control.client, receiver)
         receiver.fail_next(1000, status=500)
-        await Node(control.client).meeting(await control.room(), one_report=True)
+        rooms = [await control.room() for _ in range(6)]
+        node = Node(control.client)
+        for room in rooms:  # six rooms' deliveries are in flight, and fail, together
+            await node.meeting(room, one_report=True)
         async with asyncio.timeout(WITHIN):
             while not (paused := await control.client.webhooks.get(webhook.name)).HasField("paused_until"):
                 await asyncio.sleep(0.05)
-        assert paused.consecutive_failures == 3
+        assert paused.consecutive_failures >= 3
+        # The first pause, however many attempts failed together.
+        pause = paused.paused_until.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+        assert pause <= timedelta(seconds=2)
         calls = receiver.calls
         await asyncio.sleep(1.0)  # paused: nothing is sent
         assert receiver.calls == calls
-        receiver._fail.clear()
-        await receiver.wait_for_events(len(MEETING_EVENTS), seconds=WITHIN)
+        receiver.stop_failing()
+        await receiver.wait_for_events(len(rooms) * len(MEETING_EVENTS), seconds=WITHIN)
         resumed = await control.client.webhooks.get(webhook.name)
     assert resumed.consecutive_failures == 0 and not resumed.HasField("paused_until")
-    assert [e.type for e in receiver.events] == MEETING_EVENTS
+    assert _by_room(receiver) == {f"rooms/{room}": MEETING_EVENTS for room in rooms}
 
 
 async def test_a_delivery_given_up_on_no_longer_holds_the_room_back_and_can_be_redelivered(
@@ -409,7 +443,7 @@ async def test_a_delivery_given_up_on_no_longer_holds_the_room_back_and_can_be_r
                 await asyncio.sleep(0.1)
         [delivery] = given_up
         assert delivery.attempts >= 2 and delivery.last_status_code == 500 and "HTTP 500" in delivery.last_error
-        receiver._fail.clear()
+        receiver.stop_failing()
         await node.report(room, "RM_given_up", {"room_finished": report_pb.RoomFinished()})
         await receiver.wait_for_events(1, seconds=WITHIN)
         assert [e.type for e in receiver.events] == ["room_finished"]

@@ -98,6 +98,10 @@ class WebhookReceiver:
         """Answers the next ``count`` calls with ``status`` (and keeps nothing of them)."""
         self._fail.extend([status] * count)
 
+    def stop_failing(self) -> None:
+        """Answers normally again (drops what ``fail_next`` still had to fail)."""
+        self._fail.clear()
+
     def event_ids(self) -> list[str]:
         return [received.id for received in self.events]
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("secret_version", sa.Integer(), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("paused_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("breaker_trips", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
