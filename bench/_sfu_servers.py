@@ -3,7 +3,11 @@
     python -m bench._sfu_servers parley PORT   # Parley's SFU (RTP forwarding)
     python -m bench._sfu_servers relay PORT    # aiortc's MediaRelay: decode once, encode per subscriber
 
-Each prints ``ready`` when it listens, and on SIGTERM one JSON line of what it measured."""
+Each prints ``ready`` when it listens, and on SIGTERM one JSON line of what it measured. Parley's
+also prints, on each SIGUSR1, one JSON line of the forwarding delays since the last one (so that
+a run can measure several windows), and reads from the environment where to report
+(``PARLEY_CONTROL_TARGET``, ``PARLEY_SFU_REPORT_API_KEY``, ``PARLEY_SFU_REPORT_BUFFER``) and
+where to serve its Prometheus metrics (``PARLEY_SFU_METRICS_ADDRESS``, ``host:port``)."""
 
 from __future__ import annotations
 
@@ -36,14 +40,21 @@ async def parley(port: int) -> dict[str, Any]:
     from sfu import SfuServer, SfuSettings, record_forwarding_delays
 
     delays = record_forwarding_delays()
+
+    def mark() -> None:  # SIGUSR1: the delays of the window that ends now
+        print(json.dumps(_percentiles(delays)), flush=True)
+        delays.clear()
+
     # Reporting to control when the benchmark asks for it (``--report``).
     settings = SfuSettings(
         token_secrets={"bench": BENCH_SECRET},
         grpc_address=f"127.0.0.1:{port}",
         control_target=os.environ.get("PARLEY_CONTROL_TARGET", ""),
         report_api_key=os.environ.get("PARLEY_SFU_REPORT_API_KEY", ""),
+        report_buffer=int(os.environ.get("PARLEY_SFU_REPORT_BUFFER") or SfuSettings.report_buffer),
     )
-    async with SfuServer(settings):
+    async with SfuServer(settings, metrics_address=os.environ.get("PARLEY_SFU_METRICS_ADDRESS", "")):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, mark)
         print("ready", flush=True)
         await _until_term()
         return _percentiles(delays)
