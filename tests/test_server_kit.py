@@ -50,6 +50,7 @@ _SAMPLES: dict[str, str] = {
     "session_secret": "t" * 40,
     "summary_engine": "openai",
     "summary_base_url": "http://llm.example/v1",
+    "webhook_allowed_networks": "10.0.0.0/8",
 }
 _READER_ENV: dict[str, dict[str, str]] = {
     "oidc": {
