@@ -19,6 +19,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +32,7 @@ from parley.server.db import Sessions
 from ._domain import utcnow
 from ._models import DeliveryState
 from ._outbox import OutboxSignal
-from ._repos import WebhookDeliveries, Webhooks, aware
+from ._repos import Claimed, Outcome, WebhookDeliveries, Webhooks
 from ._settings import ControlSettings
 from ._targets import TargetRefused, check_target, parse_networks
 
@@ -57,6 +58,8 @@ DELIVERY_LAG = Histogram(
 #: How long a claim holds a delivery beyond the request timeout (time to record the outcome).
 #: A replica that dies mid-delivery delays that room's events by the timeout plus this.
 LEASE_MARGIN = timedelta(seconds=10)
+#: At most this many answers are recorded in one transaction.
+RECORD_BATCH = 200
 #: How much of a failed answer's body goes into the log.
 ERROR_BODY_CHARS = 200
 
@@ -65,18 +68,18 @@ ERROR_BODY_CHARS = 200
 class _Claim:
     """A leased delivery with what sending it needs."""
 
-    delivery_id: str
+    delivery: Claimed
     token: str
-    webhook_id: str
     url: str
     key_id: str
     secret: str
     body: bytes
-    created_at: datetime
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class _Answer:
+    """How the target answered an attempt."""
+
     status_code: int
     latency: float
     error: str
@@ -125,30 +128,32 @@ class WebhookDispatcher:
         )
         self._lease = settings.webhook_timeout + LEASE_MARGIN
         self._in_flight: set[asyncio.Task[None]] = set()
+        #: Answers waiting to be recorded (None: stop).
+        self._answers: asyncio.Queue[tuple[_Claim, _Answer] | None] = asyncio.Queue()
         self._stopping = False
 
     async def run(self) -> None:
         """Claims and sends deliveries, ``webhook_concurrency`` at a time, until ``stop``."""
+        recorder = asyncio.create_task(self._record_answers(), name="webhook-recorder")
         poll = self.settings.webhook_poll_interval.total_seconds()
-        while not self._stopping:
-            free = self.settings.webhook_concurrency - len(self._in_flight)
-            claimed: list[_Claim] = []
-            if free > 0:
-                try:
-                    claimed = await self._claim(free)
-                except Exception:
-                    log.exception("claiming webhook deliveries failed; trying again in %.1f s", poll)
-            for claim in claimed:
-                task = asyncio.create_task(self._deliver(claim), name=f"webhook-delivery-{claim.delivery_id}")
-                self._in_flight.add(task)
-                task.add_done_callback(self._done)
-            if not claimed:
-                await self._signal.wait(poll)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        # The room's next event may be due now.
-        self._signal.wake()
+        try:
+            while not self._stopping:
+                free = self.settings.webhook_concurrency - len(self._in_flight)
+                claimed: list[_Claim] = []
+                if free > 0:
+                    try:
+                        claimed = await self._claim(free)
+                    except Exception:
+                        log.exception("claiming webhook deliveries failed; trying again in %.1f s", poll)
+                for claim in claimed:
+                    task = asyncio.create_task(self._deliver(claim), name=f"webhook-{claim.delivery.delivery_id}")
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if not claimed:
+                    await self._signal.wait(poll)
+        finally:
+            await self._answers.put(None)
+            await recorder
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops claiming; deliveries in flight get ``grace`` seconds to finish (one cut short
@@ -166,44 +171,31 @@ class WebhookDispatcher:
         token = secrets.token_hex(16)
         async with self._writes.begin() as session:
             deliveries = WebhookDeliveries(session)
-            rows = await deliveries.claim(now=now, limit=limit, lease_until=now + self._lease, token=token)
-            if not rows:
+            leased = await deliveries.claim(now=now, limit=limit, lease_until=now + self._lease, token=token)
+            if not leased:
                 return []
-            bodies = await deliveries.bodies([row.event_id for row in rows])
-            webhooks = Webhooks(session)
-            claims = []
-            for row in rows:
-                webhook = await webhooks.get(row.webhook_id)
-                if webhook is None:  # deleted meanwhile: its deliveries go with it
-                    continue
-                claims.append(
-                    _Claim(
-                        delivery_id=row.id,
-                        token=token,
-                        webhook_id=webhook.id,
-                        url=webhook.url,
-                        key_id=webhook.signing_key_id,
-                        secret=webhook.secret,
-                        body=bodies[row.event_id].encode(),
-                        created_at=aware(row.created_at),
-                    )
-                )
-        return claims
+            bodies = await deliveries.bodies([d.event_id for d in leased])
+            targets = await deliveries.targets(list({d.webhook_id for d in leased}))
+        return [
+            _Claim(d, token, *targets[d.webhook_id], bodies[d.event_id].encode())
+            for d in leased
+            if d.webhook_id in targets  # one deleted meanwhile took its deliveries with it
+        ]
 
     async def _deliver(self, claim: _Claim) -> None:
         try:
-            await self._record(claim, await self._send(claim))
-        except Exception:
-            log.exception(
-                "webhook delivery %s failed unexpectedly; it is sent again when its lease expires", claim.delivery_id
-            )
+            answer = await self._send(claim)
+        except Exception as exc:
+            log.exception("webhook delivery %s failed unexpectedly", claim.delivery.delivery_id)
+            answer = _Answer(0, 0.0, f"unexpected error: {type(exc).__name__}")
+        await self._answers.put((claim, answer))
 
-    async def _send(self, claim: _Claim) -> _Outcome:
+    async def _send(self, claim: _Claim) -> _Answer:
         started = time.perf_counter()
         try:
             await check_target(claim.url, self._allowed)
         except TargetRefused as exc:
-            return _Outcome(0, 0.0, f"target refused: {exc}")
+            return _Answer(0, 0.0, f"target refused: {exc}")
         headers = {
             "content-type": WEBHOOK_CONTENT_TYPE,
             "authorization": sign_webhook(claim.body, key_id=claim.key_id, secret=claim.secret),
@@ -212,69 +204,103 @@ class WebhookDispatcher:
             response = await self._client.post(claim.url, content=claim.body, headers=headers)
         except httpx.HTTPError as exc:
             latency = time.perf_counter() - started
-            return _Outcome(0, latency, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
+            return _Answer(0, latency, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
         latency = time.perf_counter() - started
         ATTEMPT_SECONDS.observe(latency)
         if 200 <= response.status_code < 300:
-            return _Outcome(response.status_code, latency, "")
-        return _Outcome(
+            return _Answer(response.status_code, latency, "")
+        return _Answer(
             response.status_code, latency, f"HTTP {response.status_code}: {response.text[:ERROR_BODY_CHARS]}"[:500]
         )
 
-    async def _record(self, claim: _Claim, outcome: _Outcome) -> None:
+    async def _record_answers(self) -> None:
+        """Records answers as they come, all those waiting in one transaction (a round trip
+        per batch, not per delivery), then wakes the claimer: a room's next event may be due."""
+        while True:
+            first = await self._answers.get()
+            batch = [first]
+            while not self._answers.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self._answers.get_nowait())
+            answers = [item for item in batch if item is not None]
+            if answers:
+                try:
+                    await self._record(answers)
+                except Exception:
+                    log.exception(
+                        "recording %d webhook deliveries failed; they are sent again when their leases expire",
+                        len(answers),
+                    )
+                self._signal.wake()
+            if None in batch:
+                return
+
+    async def _record(self, answers: Sequence[tuple[_Claim, _Answer]]) -> None:
         now = utcnow()
-        async with self._writes.begin() as session:
-            row = await WebhookDeliveries(session).leased(claim.delivery_id, claim.token)
-            if row is None:
-                log.info(
-                    "webhook delivery %s was deleted or taken over before its outcome was recorded", claim.delivery_id
-                )
-                return
-            row.attempts += 1
-            row.last_status_code = outcome.status_code
-            row.last_latency = outcome.latency
-            row.last_error = outcome.error
-            row.lease_until = None
-            row.lease_token = None
-            webhooks = Webhooks(session)
-            if outcome.ok:
-                row.state = DeliveryState.DELIVERED
-                row.delivered_at = now
-                await webhooks.record_success(claim.webhook_id)
+        outcomes = []
+        failed: dict[str, int] = {}
+        succeeded: set[str] = set()
+        for claim, answer in answers:
+            delivery = claim.delivery
+            attempts = delivery.attempts + 1
+            state, next_attempt, delivered = DeliveryState.PENDING, now, None
+            if answer.ok:
+                state, delivered = DeliveryState.DELIVERED, now
+                succeeded.add(delivery.webhook_id)
                 ATTEMPTS.labels("delivered").inc()
-                DELIVERY_LAG.observe((now - claim.created_at).total_seconds())
-                return
-            failures, paused_until, trips = await webhooks.record_failure(claim.webhook_id)
-            if now - aware(row.retry_from) >= self.settings.webhook_retry_for:
-                row.state = DeliveryState.FAILED
+                DELIVERY_LAG.observe((now - delivery.created_at).total_seconds())
+            elif now - delivery.retry_from >= self.settings.webhook_retry_for:
+                state = DeliveryState.FAILED
+                failed[delivery.webhook_id] = failed.get(delivery.webhook_id, 0) + 1
                 ATTEMPTS.labels("gave_up").inc()
                 log.warning(
                     "gave up webhook delivery %s to webhooks/%s after %d attempts: %s",
-                    row.id,
-                    claim.webhook_id,
-                    row.attempts,
-                    outcome.error,
+                    delivery.delivery_id,
+                    delivery.webhook_id,
+                    attempts,
+                    answer.error,
                 )
             else:
-                row.next_attempt_at = now + retry_delay(self.settings, row.attempts)
+                next_attempt = now + retry_delay(self.settings, attempts)
+                failed[delivery.webhook_id] = failed.get(delivery.webhook_id, 0) + 1
                 ATTEMPTS.labels("failed").inc()
                 log.info(
                     "webhook delivery %s to webhooks/%s failed (attempt %d, next in %.1f s): %s",
-                    row.id,
-                    claim.webhook_id,
-                    row.attempts,
-                    (row.next_attempt_at - now).total_seconds(),
-                    outcome.error,
+                    delivery.delivery_id,
+                    delivery.webhook_id,
+                    attempts,
+                    (next_attempt - now).total_seconds(),
+                    answer.error,
                 )
-            # Attempts in flight together fail together: only the first failure past the
-            # threshold, of a webhook not paused yet, trips the breaker.
-            tripped = failures >= self.settings.webhook_breaker_failures
-            if tripped and (paused_until is None or paused_until <= now):
-                pause = breaker_pause(self.settings, trips + 1)
-                await webhooks.pause(claim.webhook_id, now + pause, trips + 1)
-                log.warning(
-                    "webhooks/%s failed %d times in a row: paused for %.0f s",
-                    claim.webhook_id,
-                    failures,
-                    pause.total_seconds(),
+            outcomes.append(
+                Outcome(
+                    delivery.delivery_id,
+                    claim.token,
+                    state,
+                    answer.status_code,
+                    answer.latency,
+                    answer.error,
+                    next_attempt,
+                    delivered,
                 )
+            )
+        async with self._writes.begin() as session:
+            await WebhookDeliveries(session).record(outcomes)
+            webhooks = Webhooks(session)
+            # In a fixed order, so that two replicas' transactions never wait on each other in a
+            # cycle; a success resets the breaker, failures after it count again.
+            for webhook_id in sorted(succeeded | set(failed)):
+                if webhook_id in succeeded:
+                    await webhooks.record_success(webhook_id)
+                if webhook_id in failed:
+                    await self._count_failures(webhooks, webhook_id, failed[webhook_id], now)
+
+    async def _count_failures(self, webhooks: Webhooks, webhook_id: str, count: int, now: datetime) -> None:
+        failures, paused_until, trips = await webhooks.record_failure(webhook_id, count)
+        # Attempts in flight together fail together: they trip the breaker once, and only a
+        # webhook that is not paused already.
+        if failures >= self.settings.webhook_breaker_failures and (paused_until is None or paused_until <= now):
+            pause = breaker_pause(self.settings, trips + 1)
+            await webhooks.pause(webhook_id, now + pause, trips + 1)
+            log.warning(
+                "webhooks/%s failed %d times in a row: paused for %.0f s", webhook_id, failures, pause.total_seconds()
+            )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TypeVarTuple
+from typing import NamedTuple, TypeVarTuple, cast
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -368,13 +368,13 @@ class Webhooks:
             .execution_options(synchronize_session=False)
         )
 
-    async def record_failure(self, webhook_id: str) -> tuple[int, datetime | None, int]:
-        """Counts one more failure in a row (locking the row until the transaction ends);
-        returns (failures in a row, paused until, breaker trips)."""
+    async def record_failure(self, webhook_id: str, count: int = 1) -> tuple[int, datetime | None, int]:
+        """Counts ``count`` more failures in a row (locking the row until the transaction
+        ends); returns (failures in a row, paused until, breaker trips)."""
         result = await self._s.execute(
             update(WebhookRow)
             .where(WebhookRow.id == webhook_id)
-            .values(consecutive_failures=WebhookRow.consecutive_failures + 1)
+            .values(consecutive_failures=WebhookRow.consecutive_failures + count)
             .returning(WebhookRow.consecutive_failures, WebhookRow.paused_until, WebhookRow.breaker_trips)
             .execution_options(synchronize_session=False)
         )
@@ -393,6 +393,31 @@ class Webhooks:
         )
 
 
+class Claimed(NamedTuple):
+    """A delivery a worker has leased."""
+
+    seq: int
+    delivery_id: str
+    webhook_id: str
+    event_id: str
+    attempts: int
+    created_at: datetime
+    retry_from: datetime
+
+
+class Outcome(NamedTuple):
+    """What an attempt ended in, as the delivery's row records it."""
+
+    delivery_id: str
+    token: str
+    state: DeliveryState
+    status_code: int
+    latency: float
+    error: str
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+
 class WebhookDeliveries:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -408,10 +433,11 @@ class WebhookDeliveries:
         self._s.add(event)
         self._s.add_all(deliveries)
 
-    async def claim(self, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[WebhookDeliveryRow]:
+    async def claim(self, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[Claimed]:
         """Leases up to ``limit`` deliveries that are due, each the oldest pending one of its
-        (webhook, room), of webhooks that are not paused; ``FOR UPDATE SKIP LOCKED`` lets
-        several workers (replicas) claim at once without taking the same row."""
+        (webhook, room), of webhooks that are not paused, in one statement; ``FOR UPDATE SKIP
+        LOCKED`` lets several workers (replicas) claim at once without taking the same row.
+        Returns them oldest first."""
         d = WebhookDeliveryRow
         earlier = aliased(WebhookDeliveryRow)
         older_pending = (
@@ -424,8 +450,8 @@ class WebhookDeliveries:
             )
             .exists()
         )
-        query = (
-            select(d)
+        due = (
+            select(d.seq)
             .join(WebhookRow, WebhookRow.id == d.webhook_id)
             .where(
                 d.state == DeliveryState.PENDING,
@@ -438,21 +464,67 @@ class WebhookDeliveries:
             .limit(limit)
             .with_for_update(skip_locked=True, of=d)
         )
-        rows = list((await self._s.execute(query)).scalars())
-        for row in rows:
-            row.lease_until = lease_until
-            row.lease_token = token
-        return rows
-
-    async def leased(self, delivery_id: str, token: str) -> WebhookDeliveryRow | None:
-        """A delivery, if the claim ``token`` still holds it."""
-        query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
-        row = (await self._s.execute(query.with_for_update())).scalar_one_or_none()
-        return row if row is not None and row.lease_token == token else None
+        leased = (
+            update(d)
+            .where(d.seq.in_(due))
+            .values(lease_until=lease_until, lease_token=token)
+            .returning(d.seq, d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, d.retry_from)
+            .execution_options(synchronize_session=False)
+        )
+        rows = (await self._s.execute(leased)).all()
+        return sorted(
+            (
+                Claimed(seq, delivery_id, webhook_id, event_id, attempts, aware(created), aware(retry_from))
+                for seq, delivery_id, webhook_id, event_id, attempts, created, retry_from in rows
+            ),
+            key=lambda claimed: claimed.seq,
+        )
 
     async def bodies(self, event_ids: Sequence[str]) -> dict[str, str]:
         query = select(WebhookEventRow.id, WebhookEventRow.body).where(WebhookEventRow.id.in_(event_ids))
         return {event_id: body for event_id, body in (await self._s.execute(query)).all()}
+
+    async def targets(self, webhook_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """(url, signing key id, secret) of each webhook that still exists."""
+        query = select(WebhookRow).where(WebhookRow.id.in_(webhook_ids))
+        return {row.id: (row.url, row.signing_key_id, row.secret) for row in (await self._s.execute(query)).scalars()}
+
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Records attempts' outcomes, in one statement (executed many), each only if the
+        delivery is still leased to the worker that made the attempt."""
+        table = cast(Table, WebhookDeliveryRow.__table__)
+        t = table.c
+        stmt = (
+            update(table)
+            .where(t.id == bindparam("o_id"), t.lease_token == bindparam("o_token"))
+            .values(
+                state=bindparam("o_state"),
+                attempts=t.attempts + 1,
+                last_status_code=bindparam("o_status"),
+                last_latency=bindparam("o_latency"),
+                last_error=bindparam("o_error"),
+                next_attempt_at=bindparam("o_next"),
+                delivered_at=bindparam("o_delivered"),
+                lease_until=None,
+                lease_token=None,
+            )
+        )
+        await self._s.execute(
+            stmt,
+            [
+                {
+                    "o_id": o.delivery_id,
+                    "o_token": o.token,
+                    "o_state": o.state,
+                    "o_status": o.status_code,
+                    "o_latency": o.latency,
+                    "o_error": o.error,
+                    "o_next": o.next_attempt_at,
+                    "o_delivered": o.delivered_at,
+                }
+                for o in outcomes
+            ],
+        )
 
     async def get(self, webhook_id: str, delivery_id: str) -> WebhookDeliveryRow | None:
         query = select(WebhookDeliveryRow).where(
