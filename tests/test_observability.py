@@ -3,9 +3,12 @@ flows, and one REST call is one trace from the gateway into control."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from opentelemetry import trace
@@ -16,7 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from control import ControlServer, ControlSettings
 from gateway import GatewayServer, GatewaySettings
-from parley import Client
+from parley import Client, VideoGrants, create_join_token
+from parley.room import Room
+from parley.sfu.v1 import signal_service_pb2 as sig
+from parley.sfu.v1 import signal_service_pb2_grpc as sig_grpc
+from sfu import SfuServer, SfuSettings
 
 from .conftest import TOKEN_SECRET
 
@@ -104,3 +111,30 @@ async def test_a_rest_call_is_one_trace_from_gateway_to_control(spans: InMemoryS
     assert rpc_span.context.trace_id == http_span.context.trace_id
     assert rpc_span.parent.span_id == http_span.context.span_id
     assert rpc_span.attributes is not None and rpc_span.attributes["rpc.method"] == "DevLogin"
+
+
+async def test_a_signal_stream_has_a_span_that_ends_with_the_call(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A streaming call's span is not made current (its generator may be closed from another
+    # task, where the context could not be detached); it still starts and ends with the call,
+    # whether the participant leaves or drops the call.
+    settings = SfuSettings(token_secrets={"parley": TOKEN_SECRET}, grpc_address="127.0.0.1:0", empty_timeout=0.2)
+    token, _ = create_join_token(
+        key_id="parley", secret=TOKEN_SECRET, identity="bot", grants=VideoGrants(room="traced")
+    )
+    with caplog.at_level(logging.ERROR, logger="opentelemetry.context"):
+        async with SfuServer(settings) as sfu:
+            async with await Room.connect(f"grpc://{sfu.target}", token):
+                pass
+            # A client that drops its call instead of leaving: grpc closes the handler's
+            # generator from another task than the one that ran it.
+            async with grpc.aio.insecure_channel(sfu.target) as channel:
+                call = sig_grpc.SignalServiceStub(channel).Connect()
+                await call.write(sig.ConnectRequest(join=sig.JoinRequest(token=token)))
+                await call.read()
+                call.cancel()
+            await asyncio.sleep(0.5)
+    assert not [r for r in caplog.records if r.name == "opentelemetry.context"]
+    connects = [s for s in spans.get_finished_spans() if s.name.endswith("SignalService/Connect")]
+    assert len(connects) == 2 and all(s.end_time and s.start_time and s.end_time > s.start_time for s in connects)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,9 +86,12 @@ async def run_load_test(
     rooms: list[Room] = []
     counters: list[FrameCounter] = []
     report = LoadReport(seconds=seconds)
+    # Identities unique to this run: a second load test on the same room would otherwise take
+    # over (and disconnect) this one's participants, as a rejoin under the same identity does.
+    run = secrets.token_hex(3)
     try:
         for index in range(max(video_publishers, audio_publishers)):
-            url, token = await tokens(f"load-publisher-{index}")
+            url, token = await tokens(f"load-publisher-{index}-{run}")
             started = time.monotonic()
             room = await Room.connect(url, token, auto_subscribe=False)
             rooms.append(room)
@@ -99,7 +103,7 @@ async def run_load_test(
             progress(f"publisher {index + 1} joined")
         listeners: list[tuple[Room, SubscriberReport, list[FrameCounter]]] = []
         for index in range(subscribers):
-            url, token = await tokens(f"load-subscriber-{index}")
+            url, token = await tokens(f"load-subscriber-{index}-{run}")
             started = time.monotonic()
             room = await Room.connect(url, token)
             rooms.append(room)
@@ -112,7 +116,9 @@ async def run_load_test(
                 counters.append(counter)
                 if event.track.track.kind == "video":
                     video.append(counter)
-            listeners.append((room, SubscriberReport(f"load-subscriber-{index}", time.monotonic() - started), video))
+            listeners.append(
+                (room, SubscriberReport(f"load-subscriber-{index}-{run}", time.monotonic() - started), video)
+            )
             progress(f"subscriber {index + 1} joined")
         await asyncio.sleep(2)  # first keyframes
         before = [await inbound_counts(room._subscriber) for room, _, _ in listeners]

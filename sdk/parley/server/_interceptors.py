@@ -253,7 +253,7 @@ class TracingInterceptor(ServerInterceptor):
                 raise
 
     async def intercept_stream(self, input: CallInput, next: StreamNext) -> AsyncIterator[Any]:
-        with server_span(input.method, input.metadata) as span:
+        with server_span(input.method, input.metadata, current=False) as span:
             try:
                 async for response in next(input):
                     yield response

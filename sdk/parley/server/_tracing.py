@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, MutableSequence
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 from opentelemetry import propagate, trace
@@ -52,19 +53,31 @@ class _CallSpan:
 
 
 @contextmanager
-def server_span(method: str, metadata: Mapping[str, str]) -> Iterator[_CallSpan]:
-    """The span of one served call (``/pkg.Service/Method``), child of the caller's context."""
+def server_span(method: str, metadata: Mapping[str, str], *, current: bool = True) -> Iterator[_CallSpan]:
+    """The span of one served call (``/pkg.Service/Method``), child of the caller's context;
+    made the current span (the parent of the spans the handler starts) when ``current``.
+
+    A streaming call's span is not made current: its handler is an async generator, which
+    grpc may close from another task, where detaching the context it attached fails ("Failed
+    to detach context", logged at every participant's leave)."""
     service, _, name = method[1:].rpartition("/")
     parent = propagate.extract(metadata) if "traceparent" in metadata else None
-    with _tracer.start_as_current_span(
-        f"{service}/{name}",
-        context=parent,
-        kind=SpanKind.SERVER,
-        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        yield _CallSpan(span)
+    options: dict[str, Any] = {
+        "context": parent,
+        "kind": SpanKind.SERVER,
+        "attributes": {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        "record_exception": False,
+        "set_status_on_exception": False,
+    }
+    if current:
+        with _tracer.start_as_current_span(f"{service}/{name}", **options) as span:
+            yield _CallSpan(span)
+        return
+    detached = _tracer.start_span(f"{service}/{name}", **options)
+    try:
+        yield _CallSpan(detached)
+    finally:
+        detached.end()
 
 
 def inject_trace_context(metadata: MutableSequence[tuple[str, str]]) -> None:
