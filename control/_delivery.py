@@ -116,6 +116,7 @@ class WebhookDispatcher:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
+        self._reads = sessions.reads
         self._writes = sessions.writes
         self._signal = signal
         self._allowed = parse_networks(settings.webhook_allowed_networks)
@@ -169,6 +170,9 @@ class WebhookDispatcher:
     async def _claim(self, limit: int) -> list[_Claim]:
         now = utcnow()
         token = secrets.token_hex(16)
+        async with self._reads() as session:
+            if not await WebhookDeliveries(session).any_due(now=now):
+                return []
         async with self._writes.begin() as session:
             deliveries = WebhookDeliveries(session)
             leased = await deliveries.claim(now=now, limit=limit, lease_until=now + self._lease, token=token)

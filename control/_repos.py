@@ -433,6 +433,23 @@ class WebhookDeliveries:
         self._s.add(event)
         self._s.add_all(deliveries)
 
+    async def any_due(self, *, now: datetime) -> bool:
+        """Whether some delivery of a webhook that is not paused is due: a read, so that an
+        idle worker does not take the write lock (SQLite's only one) every time it looks."""
+        d = WebhookDeliveryRow
+        query = (
+            select(d.seq)
+            .join(WebhookRow, WebhookRow.id == d.webhook_id)
+            .where(
+                d.state == DeliveryState.PENDING,
+                d.next_attempt_at <= now,
+                or_(d.lease_until.is_(None), d.lease_until <= now),
+                or_(WebhookRow.paused_until.is_(None), WebhookRow.paused_until <= now),
+            )
+            .limit(1)
+        )
+        return (await self._s.execute(query)).first() is not None
+
     async def claim(self, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[Claimed]:
         """Leases up to ``limit`` deliveries that are due, each the oldest pending one of its
         (webhook, room), of webhooks that are not paused, in one statement; ``FOR UPDATE SKIP

@@ -3,6 +3,7 @@ PostgreSQL and SQLite) by the management command in its own process, then used w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -77,13 +78,13 @@ async def test_first_key_on_an_empty_database_works_with_the_sdk(empty_database:
             (f"apiKeys/{key_id}", ["rooms:create", "keys:manage"], "ops")
         ]
 
-        listed = manage(empty_database, "keys", "list", "--json")
+        listed = await asyncio.to_thread(manage, empty_database, "keys", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         (only,) = json.loads(listed.stdout)
         assert only["id"] == key_id and only["scopes"] == ["rooms:create", "keys:manage"]
         assert "secret" not in only and secret not in listed.stdout
 
-        revoked = manage(empty_database, "keys", "revoke", key_id)
+        revoked = await asyncio.to_thread(manage, empty_database, "keys", "revoke", key_id)
         assert revoked.returncode == 0, revoked.stderr
         with pytest.raises(ParleyError) as refused:
             await client.rooms.create(display_name="After revocation")
