@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ._health import HealthService
 from ._interceptors import InterceptorChain, ServerInterceptor
 from ._metrics import MetricsEndpoint
 
@@ -82,7 +83,7 @@ class GrpcServer:
         self.metrics = MetricsEndpoint(metrics_address) if metrics_address else None
         self._interceptors = tuple(interceptors)
         self._options = tuple(options)
-        self._health = health.aio.HealthServicer()
+        self._health = HealthService()
         self._server: grpc.aio.Server | None = None
         self._service_names: tuple[str, ...] = ()
         self._stopped = False
