@@ -15,6 +15,7 @@ again: delivery is at least once, and receivers de-duplicate by event id.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import secrets
@@ -241,7 +242,7 @@ class WebhookDispatcher:
     async def _record(self, answers: Sequence[tuple[_Claim, _Answer]]) -> None:
         now = utcnow()
         outcomes = []
-        failed: dict[str, int] = {}
+        failed: collections.Counter[str] = collections.Counter()
         succeeded: set[str] = set()
         for claim, answer in answers:
             delivery = claim.delivery
@@ -254,7 +255,6 @@ class WebhookDispatcher:
                 DELIVERY_LAG.observe((now - delivery.created_at).total_seconds())
             elif now - delivery.retry_from >= self.settings.webhook_retry_for:
                 state = DeliveryState.FAILED
-                failed[delivery.webhook_id] = failed.get(delivery.webhook_id, 0) + 1
                 ATTEMPTS.labels("gave_up").inc()
                 log.warning(
                     "gave up webhook delivery %s to webhooks/%s after %d attempts: %s",
@@ -265,7 +265,6 @@ class WebhookDispatcher:
                 )
             else:
                 next_attempt = now + retry_delay(self.settings, attempts)
-                failed[delivery.webhook_id] = failed.get(delivery.webhook_id, 0) + 1
                 ATTEMPTS.labels("failed").inc()
                 log.info(
                     "webhook delivery %s to webhooks/%s failed (attempt %d, next in %.1f s): %s",
@@ -275,6 +274,8 @@ class WebhookDispatcher:
                     (next_attempt - now).total_seconds(),
                     answer.error,
                 )
+            if not answer.ok:
+                failed[delivery.webhook_id] += 1
             outcomes.append(
                 Outcome(
                     delivery.delivery_id,

@@ -22,16 +22,6 @@ from ._domain import new_id, utcnow
 from ._models import DeliveryState, WebhookDeliveryRow, WebhookEventRow
 from ._repos import WebhookDeliveries, Webhooks
 
-#: ``WebhookEvent.event`` values, as ``Webhook.event_types`` allows them.
-EVENT_TYPES = (
-    "room_started",
-    "room_finished",
-    "participant_joined",
-    "participant_left",
-    "track_published",
-    "track_unpublished",
-)
-
 
 class OutboxSignal:
     """Wakes this process's delivery worker when a transaction has written events, so that they

@@ -418,6 +418,22 @@ class Outcome(NamedTuple):
     delivered_at: datetime | None
 
 
+def _due(now: datetime) -> Select[int]:
+    """Sequence numbers of the deliveries that are due ``now``: pending, their retry time come,
+    not leased (or their lease expired), of a webhook that is not paused."""
+    d = WebhookDeliveryRow
+    return (
+        select(d.seq)
+        .join(WebhookRow, WebhookRow.id == d.webhook_id)
+        .where(
+            d.state == DeliveryState.PENDING,
+            d.next_attempt_at <= now,
+            or_(d.lease_until.is_(None), d.lease_until <= now),
+            or_(WebhookRow.paused_until.is_(None), WebhookRow.paused_until <= now),
+        )
+    )
+
+
 class WebhookDeliveries:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -436,18 +452,7 @@ class WebhookDeliveries:
     async def any_due(self, *, now: datetime) -> bool:
         """Whether some delivery of a webhook that is not paused is due: a read, so that an
         idle worker does not take the write lock (SQLite's only one) every time it looks."""
-        d = WebhookDeliveryRow
-        query = (
-            select(d.seq)
-            .join(WebhookRow, WebhookRow.id == d.webhook_id)
-            .where(
-                d.state == DeliveryState.PENDING,
-                d.next_attempt_at <= now,
-                or_(d.lease_until.is_(None), d.lease_until <= now),
-                or_(WebhookRow.paused_until.is_(None), WebhookRow.paused_until <= now),
-            )
-            .limit(1)
-        )
+        query = _due(now).limit(1)
         return (await self._s.execute(query)).first() is not None
 
     async def claim(self, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[Claimed]:
@@ -467,20 +472,7 @@ class WebhookDeliveries:
             )
             .exists()
         )
-        due = (
-            select(d.seq)
-            .join(WebhookRow, WebhookRow.id == d.webhook_id)
-            .where(
-                d.state == DeliveryState.PENDING,
-                d.next_attempt_at <= now,
-                or_(d.lease_until.is_(None), d.lease_until <= now),
-                or_(WebhookRow.paused_until.is_(None), WebhookRow.paused_until <= now),
-                ~older_pending,
-            )
-            .order_by(d.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=d)
-        )
+        due = _due(now).where(~older_pending).order_by(d.seq).limit(limit).with_for_update(skip_locked=True, of=d)
         leased = (
             update(d)
             .where(d.seq.in_(due))

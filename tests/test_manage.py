@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from control import ControlServer, ControlSettings
 from parley import Client, ParleyError
 
-from .conftest import PG_ADMIN_URL, TOKEN_SECRET
+from .conftest import TOKEN_SECRET, fresh_pg_database
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -29,12 +28,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'control.db'}"
         return
-    name = f"parley_manage_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("parley_manage") as url:
+        yield url
 
 
 def manage(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

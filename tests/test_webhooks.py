@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 import sqlalchemy
 from aiortc.mediastreams import AudioStreamTrack
@@ -38,7 +37,7 @@ from parley.room import Room
 from parley.testing import WebhookReceiver
 from sfu import SfuServer, SfuSettings
 
-from .conftest import PG_ADMIN_URL, TOKEN_SECRET
+from .conftest import TOKEN_SECRET, fresh_pg_database
 
 #: How long a test waits for deliveries (a bound, not a measure of speed).
 WITHIN = 30.0
@@ -70,12 +69,8 @@ MEETING_EVENTS = [
 @pytest.fixture
 def database_url() -> Iterator[str]:
     """A fresh PostgreSQL database per test: webhooks receive the events of every room."""
-    name = f"parley_webhooks_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("parley_webhooks") as url:
+        yield url
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from buf.validate import validate_pb2
 from google.protobuf import json_format, message
 
 from parley.ai.v1 import resources_pb2 as ai_res
@@ -32,6 +31,7 @@ from ._client import Client
 from ._enums import EnumNames
 from ._errors import ParleyError
 from ._names import meeting_path, webhook_delivery_path, webhook_path
+from ._scopes import WEBHOOK_EVENT_TYPES
 from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
 T = TypeVar("T")
@@ -56,16 +56,6 @@ app.add_typer(webhooks_app, name="webhooks")
 _ACCESS = EnumNames(res.AccessLevel)
 _PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState)
 _DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState)
-#: The event types a webhook may ask for, as the contract allows them (``Webhook.event_types``).
-_WEBHOOK_EVENTS: tuple[str, ...] = tuple(
-    getattr(
-        webhook_pb.Webhook.DESCRIPTOR.fields_by_name["event_types"]
-        .GetOptions()
-        .Extensions[validate_pb2.field]
-        .repeated.items.string,
-        "in",
-    )
-)
 
 
 class _Options:
@@ -337,10 +327,10 @@ _WebhookArg = Annotated[str, typer.Argument(help="Webhook id, or its name webhoo
 
 
 def _webhook_events(events: list[str] | None) -> list[str]:
-    unknown = [e for e in events or [] if e not in _WEBHOOK_EVENTS]
+    unknown = [e for e in events or [] if e not in WEBHOOK_EVENT_TYPES]
     if unknown:
         raise typer.BadParameter(
-            f"unknown event {unknown[0]!r}; use {', '.join(_WEBHOOK_EVENTS)}", param_hint="--event"
+            f"unknown event {unknown[0]!r}; use {', '.join(WEBHOOK_EVENT_TYPES)}", param_hint="--event"
         )
     return list(events or [])
 
@@ -399,7 +389,7 @@ def webhooks_create(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="Where events are POSTed: an http:// or https:// URL.")],
     event: Annotated[
-        list[str] | None, typer.Option(help=f"Event to send ({', '.join(_WEBHOOK_EVENTS)}); repeat. Default: all.")
+        list[str] | None, typer.Option(help=f"Event to send ({', '.join(WEBHOOK_EVENT_TYPES)}); repeat. Default: all.")
     ] = None,
     name: Annotated[str, typer.Option("--name", help="What the webhook is for.")] = "",
 ) -> None:
