@@ -397,7 +397,11 @@ class ApiKey(_message.Message):
         `rooms:delete`, `tokens:create`, `keys:manage`, for the AI service `ai:read` (see
         every transcription and summary) and `ai:write` (create, cancel and delete them),
         `sfu:report` for SFU nodes reporting what happens in meetings (`SfuReportService`), and
-        `webhooks:manage` to manage webhooks (`WebhookService`).
+        `webhooks:manage` to manage webhooks (`WebhookService`), `recordings:read` and
+        `recordings:write` to see, start, stop and delete any room's recordings
+        (`RecordingService`), `storage:notify` for the storage hook (S3 / MinIO bucket
+        notifications), `egress:manage` to call the egress service directly (control holds it) and
+        `egress:report` for egress nodes reporting their recordings (`EgressReportService`).
         """
 
     @_builtins.property

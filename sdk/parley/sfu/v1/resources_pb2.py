@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from parley.control.v1 import resources_pb2 as parley_dot_control_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dparley/sfu/v1/resources.proto\x12\rparley.sfu.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\"\x86\x01\n\x04Room\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0b\n\x03sid\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_participants\x18\x04 \x01(\x05\x12\x19\n\x11participant_count\x18\x05 \x01(\x05\"\x9c\x01\n\x05Track\x12\x0b\n\x03sid\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.parley.sfu.v1.TrackKind\x12.\n\x06source\x18\x03 \x01(\x0e\x32\x1e.parley.control.v1.TrackSource\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\r\n\x05muted\x18\x05 \x01(\x08\x12\x11\n\tmime_type\x18\x06 \x01(\t\"\xd0\x01\n\x15ParticipantPermission\x12\x15\n\rcan_subscribe\x18\x01 \x01(\x08\x12\x13\n\x0b\x63\x61n_publish\x18\x02 \x01(\x08\x12\x18\n\x10\x63\x61n_publish_data\x18\x03 \x01(\x08\x12;\n\x13\x63\x61n_publish_sources\x18\x04 \x03(\x0e\x32\x1e.parley.control.v1.TrackSource\x12\x0e\n\x06hidden\x18\x05 \x01(\x08\x12\x10\n\x08recorder\x18\x06 \x01(\x08\x12\x12\n\nroom_admin\x18\x07 \x01(\x08\"\xce\x02\n\x0bParticipant\x12\x0b\n\x03sid\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\x12>\n\nattributes\x18\x05 \x03(\x0b\x32*.parley.sfu.v1.Participant.AttributesEntry\x12$\n\x06tracks\x18\x06 \x03(\x0b\x32\x14.parley.sfu.v1.Track\x12\x38\n\npermission\x18\x07 \x01(\x0b\x32$.parley.sfu.v1.ParticipantPermission\x12-\n\tjoin_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb7\x01\n\nDataPacket\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.parley.sfu.v1.DataKind\x12\x16\n\x05topic\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x19\n\x07payload\x18\x03 \x01(\x0c\x42\x08\xbaH\x05z\x03\x18\x80x\x12\x31\n\x16\x64\x65stination_identities\x18\x04 \x03(\tB\x11\xbaH\x0e\x92\x01\x0b\x10\x64\"\x07r\x05\x10\x01\x18\x80\x01\x12\x1c\n\x14participant_identity\x18\x05 \x01(\t*S\n\tTrackKind\x12\x1a\n\x16TRACK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10TRACK_KIND_AUDIO\x10\x01\x12\x14\n\x10TRACK_KIND_VIDEO\x10\x02*R\n\x08\x44\x61taKind\x12\x19\n\x15\x44\x41TA_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TA_KIND_RELIABLE\x10\x01\x12\x13\n\x0f\x44\x41TA_KIND_LOSSY\x10\x02*\xa9\x02\n\x0bLeaveReason\x12\x1c\n\x18LEAVE_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dLEAVE_REASON_CLIENT_INITIATED\x10\x01\x12\x18\n\x14LEAVE_REASON_REMOVED\x10\x02\x12\x1c\n\x18LEAVE_REASON_ROOM_CLOSED\x10\x03\x12#\n\x1fLEAVE_REASON_DUPLICATE_IDENTITY\x10\x04\x12\x1e\n\x1aLEAVE_REASON_TOKEN_EXPIRED\x10\x05\x12 \n\x1cLEAVE_REASON_SERVER_SHUTDOWN\x10\x06\x12\"\n\x1eLEAVE_REASON_CONNECTION_FAILED\x10\x07\x12\x16\n\x12LEAVE_REASON_MOVED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dparley/sfu/v1/resources.proto\x12\rparley.sfu.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/control/v1/resources.proto\"\x99\x01\n\x04Room\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0b\n\x03sid\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_participants\x18\x04 \x01(\x05\x12\x19\n\x11participant_count\x18\x05 \x01(\x05\x12\x11\n\trecording\x18\x06 \x01(\x08\"\x9c\x01\n\x05Track\x12\x0b\n\x03sid\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.parley.sfu.v1.TrackKind\x12.\n\x06source\x18\x03 \x01(\x0e\x32\x1e.parley.control.v1.TrackSource\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\r\n\x05muted\x18\x05 \x01(\x08\x12\x11\n\tmime_type\x18\x06 \x01(\t\"\xd0\x01\n\x15ParticipantPermission\x12\x15\n\rcan_subscribe\x18\x01 \x01(\x08\x12\x13\n\x0b\x63\x61n_publish\x18\x02 \x01(\x08\x12\x18\n\x10\x63\x61n_publish_data\x18\x03 \x01(\x08\x12;\n\x13\x63\x61n_publish_sources\x18\x04 \x03(\x0e\x32\x1e.parley.control.v1.TrackSource\x12\x0e\n\x06hidden\x18\x05 \x01(\x08\x12\x10\n\x08recorder\x18\x06 \x01(\x08\x12\x12\n\nroom_admin\x18\x07 \x01(\x08\"\xce\x02\n\x0bParticipant\x12\x0b\n\x03sid\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\x12>\n\nattributes\x18\x05 \x03(\x0b\x32*.parley.sfu.v1.Participant.AttributesEntry\x12$\n\x06tracks\x18\x06 \x03(\x0b\x32\x14.parley.sfu.v1.Track\x12\x38\n\npermission\x18\x07 \x01(\x0b\x32$.parley.sfu.v1.ParticipantPermission\x12-\n\tjoin_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb7\x01\n\nDataPacket\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.parley.sfu.v1.DataKind\x12\x16\n\x05topic\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x19\n\x07payload\x18\x03 \x01(\x0c\x42\x08\xbaH\x05z\x03\x18\x80x\x12\x31\n\x16\x64\x65stination_identities\x18\x04 \x03(\tB\x11\xbaH\x0e\x92\x01\x0b\x10\x64\"\x07r\x05\x10\x01\x18\x80\x01\x12\x1c\n\x14participant_identity\x18\x05 \x01(\t*S\n\tTrackKind\x12\x1a\n\x16TRACK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10TRACK_KIND_AUDIO\x10\x01\x12\x14\n\x10TRACK_KIND_VIDEO\x10\x02*R\n\x08\x44\x61taKind\x12\x19\n\x15\x44\x41TA_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TA_KIND_RELIABLE\x10\x01\x12\x13\n\x0f\x44\x41TA_KIND_LOSSY\x10\x02*\xa9\x02\n\x0bLeaveReason\x12\x1c\n\x18LEAVE_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dLEAVE_REASON_CLIENT_INITIATED\x10\x01\x12\x18\n\x14LEAVE_REASON_REMOVED\x10\x02\x12\x1c\n\x18LEAVE_REASON_ROOM_CLOSED\x10\x03\x12#\n\x1fLEAVE_REASON_DUPLICATE_IDENTITY\x10\x04\x12\x1e\n\x1aLEAVE_REASON_TOKEN_EXPIRED\x10\x05\x12 \n\x1cLEAVE_REASON_SERVER_SHUTDOWN\x10\x06\x12\"\n\x1eLEAVE_REASON_CONNECTION_FAILED\x10\x07\x12\x16\n\x12LEAVE_REASON_MOVED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,22 +42,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATAPACKET'].fields_by_name['payload']._serialized_options = b'\272H\005z\003\030\200x'
   _globals['_DATAPACKET'].fields_by_name['destination_identities']._loaded_options = None
   _globals['_DATAPACKET'].fields_by_name['destination_identities']._serialized_options = b'\272H\016\222\001\013\020d\"\007r\005\020\001\030\200\001'
-  _globals['_TRACKKIND']._serialized_start=1175
-  _globals['_TRACKKIND']._serialized_end=1258
-  _globals['_DATAKIND']._serialized_start=1260
-  _globals['_DATAKIND']._serialized_end=1342
-  _globals['_LEAVEREASON']._serialized_start=1345
-  _globals['_LEAVEREASON']._serialized_end=1642
+  _globals['_TRACKKIND']._serialized_start=1194
+  _globals['_TRACKKIND']._serialized_end=1277
+  _globals['_DATAKIND']._serialized_start=1279
+  _globals['_DATAKIND']._serialized_end=1361
+  _globals['_LEAVEREASON']._serialized_start=1364
+  _globals['_LEAVEREASON']._serialized_end=1661
   _globals['_ROOM']._serialized_start=146
-  _globals['_ROOM']._serialized_end=280
-  _globals['_TRACK']._serialized_start=283
-  _globals['_TRACK']._serialized_end=439
-  _globals['_PARTICIPANTPERMISSION']._serialized_start=442
-  _globals['_PARTICIPANTPERMISSION']._serialized_end=650
-  _globals['_PARTICIPANT']._serialized_start=653
-  _globals['_PARTICIPANT']._serialized_end=987
-  _globals['_PARTICIPANT_ATTRIBUTESENTRY']._serialized_start=938
-  _globals['_PARTICIPANT_ATTRIBUTESENTRY']._serialized_end=987
-  _globals['_DATAPACKET']._serialized_start=990
-  _globals['_DATAPACKET']._serialized_end=1173
+  _globals['_ROOM']._serialized_end=299
+  _globals['_TRACK']._serialized_start=302
+  _globals['_TRACK']._serialized_end=458
+  _globals['_PARTICIPANTPERMISSION']._serialized_start=461
+  _globals['_PARTICIPANTPERMISSION']._serialized_end=669
+  _globals['_PARTICIPANT']._serialized_start=672
+  _globals['_PARTICIPANT']._serialized_end=1006
+  _globals['_PARTICIPANT_ATTRIBUTESENTRY']._serialized_start=957
+  _globals['_PARTICIPANT_ATTRIBUTESENTRY']._serialized_end=1006
+  _globals['_DATAPACKET']._serialized_start=1009
+  _globals['_DATAPACKET']._serialized_end=1192
 # @@protoc_insertion_point(module_scope)

@@ -130,6 +130,7 @@ class Room(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     MAX_PARTICIPANTS_FIELD_NUMBER: _builtins.int
     PARTICIPANT_COUNT_FIELD_NUMBER: _builtins.int
+    RECORDING_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """The room's id, as in its join tokens' `video.room` grant (the slug of `rooms/{room}`)."""
     sid: _builtins.str
@@ -138,6 +139,8 @@ class Room(_message.Message):
     """The most participants the meeting admits; 0: no limit."""
     participant_count: _builtins.int
     """Participants in the meeting now, hidden ones included."""
+    recording: _builtins.bool
+    """Whether the meeting is being recorded (a recorder is in it): clients show it."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the meeting started (its first participant joined)."""
@@ -150,10 +153,11 @@ class Room(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         max_participants: _builtins.int = ...,
         participant_count: _builtins.int = ...,
+        recording: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_participants", b"max_participants", "participant_count", b"participant_count", "room", b"room", "sid", b"sid", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_participants", b"max_participants", "participant_count", b"participant_count", "recording", b"recording", "room", b"room", "sid", b"sid", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -193,6 +193,7 @@ class ConnectResponse(_message.Message):
     LEFT_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    ROOM_UPDATED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___JoinResponse:
         """The answer to `join`: the meeting as it is now."""
@@ -257,6 +258,10 @@ class ConnectResponse(_message.Message):
     def error(self) -> Global___SignalError:
         """A request failed; the session goes on."""
 
+    @_builtins.property
+    def room_updated(self) -> Global___RoomUpdated:
+        """The meeting changed (for example a recorder joined: `Room.recording`)."""
+
     def __init__(
         self,
         *,
@@ -276,16 +281,41 @@ class ConnectResponse(_message.Message):
         left: Global___Left | None = ...,
         pong: Global___Pong | None = ...,
         error: Global___SignalError | None = ...,
+        room_updated: Global___RoomUpdated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["joined", "answer", "offer", "trickle", "participant_joined", "participant_updated", "participant_left", "track_published", "track_unpublished", "track_muted", "speakers_changed", "data", "connection_quality", "left", "pong", "error"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["joined", "answer", "offer", "trickle", "participant_joined", "participant_updated", "participant_left", "track_published", "track_unpublished", "track_muted", "speakers_changed", "data", "connection_quality", "left", "pong", "error", "room_updated"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+
+@_typing.final
+class RoomUpdated(_message.Message):
+    """The meeting as it is now, sent when it changes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def room(self) -> _resources_pb2.Room:
+        """The meeting."""
+
+    def __init__(
+        self,
+        *,
+        room: _resources_pb2.Room | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["room", b"room"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomUpdated: _TypeAlias = RoomUpdated  # noqa: Y015
 
 @_typing.final
 class JoinRequest(_message.Message):
