@@ -5,10 +5,12 @@ Besides the server, the building blocks of its pipeline are public for benchmark
 deployments: audio decoding, speech chunking, the speech model and its pool of Ray actors, the
 light summary engine and its speed measure."""
 
+from parley.server.ray_runtime import start_ray
+
 from ._audio import decode_audio
 from ._chunking import plan_chunks
 from ._errors import AiError
-from ._pool import SpeechPool, SpeechPoolOptions, start_ray
+from ._pool import SpeechPool, SpeechPoolOptions
 from ._server import SERVICE_NAMES, AiServer, start_runtime
 from ._settings import AiSettings, ConfigurationError
 from ._summary_engines import LlamaCppEngine, tokens_per_second

@@ -14,11 +14,11 @@ from parley.ai.v1 import (
     transcription_service_pb2,
     transcription_service_pb2_grpc,
 )
-from parley.server import AuthenticationInterceptor, GrpcServer, db, standard_interceptors
+from parley.server import AuthenticationInterceptor, ControlAuthenticator, GrpcServer, db, standard_interceptors
+from parley.server.ray_runtime import start_ray
 
-from ._auth import ControlAuthenticator
+from ._auth import Caller
 from ._caller import CALLER, describe
-from ._pool import start_ray
 from ._runner import JobRunner
 from ._service import AiService
 from ._servicers import SummaryServicer, TranscriptionServicer
@@ -49,7 +49,7 @@ class AiServer(GrpcServer):
     name = "ai"
 
     def __init__(self, settings: AiSettings, *, address: str = "127.0.0.1:0", metrics_address: str = "") -> None:
-        self._auth = ControlAuthenticator(settings.control_target)
+        self._auth = ControlAuthenticator(settings.control_target, Caller)
         authentication = AuthenticationInterceptor(self._auth, CALLER, describe=describe)
         super().__init__(
             address,

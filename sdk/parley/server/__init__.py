@@ -7,6 +7,8 @@ none of them copies it:
   errors, protovalidate validation, authentication; public and chainable (``ServerInterceptor``);
 * one server base (``GrpcServer``): health, reflection, bind in ``start()``, ``async with``,
   ``/metrics``, and ``serve()`` draining on SIGTERM / SIGINT; ``run_service`` for ``__main__``;
+* ``ControlAuthenticator``: services other than control learn who calls them by asking
+  control;
 * one settings loader (``EnvSpec``, ``ConfigurationError``);
 * one page-token codec; logging with context (``log_context``, JSON lines);
 * ``EnumNames``: a contract enum's short names both ways, read from its descriptor (the
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from parley._enums import EnumNames
 
 from ._base import GrpcServer, stop_signals
+from ._control_auth import ControlAuthenticator, RemoteCaller
 from ._errors import (
     ERROR_DOMAIN,
     AlreadyExists,
@@ -71,6 +74,7 @@ __all__ = [
     "AuthenticationInterceptor",
     "CallInput",
     "ConfigurationError",
+    "ControlAuthenticator",
     "EnumNames",
     "EnvSpec",
     "ErrorInterceptor",
@@ -84,6 +88,7 @@ __all__ = [
     "MetricsInterceptor",
     "NotFound",
     "PermissionDenied",
+    "RemoteCaller",
     "ResourceExhausted",
     "ServerInterceptor",
     "ServiceError",
