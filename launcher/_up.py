@@ -1,6 +1,7 @@
 """``parley up``: control on embedded defaults (SQLite in the data folder, dev login), the AI
-service (local Ray, packaged models) and the REST gateway in front of both, with a development
-API key created on first start and saved where the CLI finds it.
+service (local Ray, packaged models), the egress service (recordings in the data folder, on
+the same local Ray) and the REST gateway in front of them, with a development API key created
+on first start and saved where the CLI finds it.
 
 The services are imported only when ``parley up`` runs, so that the ``parley`` command works
 with the SDK alone (``pip install parley``); ``parley up`` needs ``parley[server]`` (and
@@ -26,6 +27,7 @@ from parley import Credentials, ParleyError, default_data_dir, load_credentials,
 if TYPE_CHECKING:
     from ai import AiServer, AiSettings
     from control import ControlServer
+    from egress import EgressServer
     from gateway import GatewayServer
     from sfu import SfuServer
 
@@ -70,24 +72,40 @@ async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) ->
     return credentials, created
 
 
-async def _sfu_report_key(server: ControlServer, data_dir: Path) -> str:
-    """The API key (``key.secret``, scope ``sfu:report``) the embedded SFU reports meetings
-    with: the one kept in the data folder if control still knows it, else a new one."""
+async def _service_key(server: ControlServer, data_dir: Path, name: str, scopes: list[str]) -> str:
+    """An API key (``key.secret``) an embedded service calls with (the SFU's ``sfu:report``,
+    the egress node's, control's own): the one kept in the data folder under ``name`` if control
+    still knows it with those scopes, else a new one."""
     from control import Unauthenticated
 
     path = data_dir / _SECRETS_FILE
     saved = json.loads(path.read_text()) if path.exists() else {}
-    key = str(saved.get("sfu_report_key", ""))
+    key = str(saved.get(name, ""))
     if key:
         key_id, _, secret = key.partition(".")
         with contextlib.suppress(Unauthenticated):
-            if "sfu:report" in (await server.control.authenticate_api_key(key_id, secret)).scopes:
+            if set(scopes) <= (await server.control.authenticate_api_key(key_id, secret)).scopes:
                 return key
-    row, secret = await server.control.create_api_key(None, "sfu node (parley up)", ["sfu:report"])
-    saved["sfu_report_key"] = f"{row.id}.{secret}"
+    row, secret = await server.control.create_api_key(None, f"{name.replace('_', ' ')} (parley up)", scopes)
+    saved[name] = f"{row.id}.{secret}"
     path.touch(mode=0o600)
     path.write_text(json.dumps(saved))
-    return str(saved["sfu_report_key"])
+    return str(saved[name])
+
+
+#: The keys of the embedded services: name in secrets.json, scopes.
+_SFU_KEY = ("sfu_report_key", ["sfu:report"])
+_EGRESS_KEY = ("egress_node_key", ["egress:report", "tokens:create"])
+_CONTROL_KEY = ("control_service_key", ["egress:manage", "ai:read", "ai:write"])
+
+
+def _free_port(host: str) -> int:
+    """A port free now, for a service whose address another must know before it starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 class _PortTaken(Exception):
@@ -141,8 +159,29 @@ async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, por
         raise _PortTaken(option, port) from exc
 
 
+def _egress_settings(data_dir: Path, control_target: str, api_key: str) -> Any:
+    """The egress service on embedded defaults: recordings in the data folder, recorders on the
+    local Ray. ``PARLEY_EGRESS_*`` variables still apply (a bucket, a Ray cluster)."""
+    from egress import EgressSettings
+
+    return EgressSettings.from_env(
+        control_target=control_target,
+        api_key=api_key,
+        recordings_dir=Path(os.environ.get("PARLEY_EGRESS_RECORDINGS_DIR", str(data_dir / "recordings"))),
+        spool_dir=Path(os.environ.get("PARLEY_EGRESS_SPOOL_DIR", str(data_dir / "spool"))),
+    )
+
+
 async def _serve(
-    data_dir: Path, grpc_port: int, http_port: int, ai_port: int, sfu_port: int, host: str, with_ai: bool
+    data_dir: Path,
+    grpc_port: int,
+    http_port: int,
+    ai_port: int,
+    sfu_port: int,
+    egress_port: int,
+    host: str,
+    with_ai: bool,
+    with_recording: bool,
 ) -> None:
     from control import ControlServer, ControlSettings
     from gateway import GatewayServer, GatewaySettings
@@ -150,19 +189,31 @@ async def _serve(
     from sfu import SfuServer, SfuSettings
 
     if with_ai:
-        from ai import AiServer, start_runtime
+        from ai import AiServer
+    if with_recording:
+        from egress import EgressServer
+    if with_ai or with_recording:
+        from parley.server.ray_runtime import start_ray
 
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
+    recordings_dir = data_dir / "recordings"
+    files_secret = _secret(data_dir, "files_secret")
+    if with_recording and not egress_port:
+        egress_port = _free_port(host)  # control must know the egress address before it starts
     settings = ControlSettings(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
         token_secret=_secret(data_dir, "token_secret"),
         dev_login=True,
         webhook_allowed_networks=_webhook_allowed_networks(),
+        egress_url=f"grpc://{host}:{egress_port}" if with_recording else "",
+        recordings_dir=recordings_dir,
+        files_secret=files_secret,
     )
-    if with_ai:
-        typer.echo("starting a local Ray for the AI service (a few seconds)...")
-        # Before any gRPC server runs in this process (see start_runtime).
-        start_runtime(os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
+    if with_ai or with_recording:
+        typer.echo("starting a local Ray for the AI and egress services (a few seconds)...")
+        # Before any gRPC server runs in this process: a local Ray's daemons, spawned from a
+        # process whose gRPC core already runs, fail to come up.
+        start_ray(address=os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
     async with contextlib.AsyncExitStack() as stack:
         stop = stack.enter_context(stop_signals())  # before the servers: a Ctrl-C in start-up stops them
         sfu = SfuServer(
@@ -175,17 +226,26 @@ async def _serve(
         # Control needs the SFU's URL, so the SFU started first; it reports meetings once control
         # is up, and stops before control does (the stack unwinds in reverse), so that the end
         # of the meetings open at Ctrl-C is recorded.
-        sfu.report_to(server.target, await _sfu_report_key(server, data_dir))
+        sfu.report_to(server.target, await _service_key(server, data_dir, *_SFU_KEY))
         stack.push_async_callback(sfu.stop)
         ai: AiServer | None = None
         if with_ai:
             ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
             await _start(stack, ai, "--ai-port", ai_port)
+        egress: EgressServer | None = None
+        if with_recording:
+            server.use_service_key(await _service_key(server, data_dir, *_CONTROL_KEY))
+            egress_key = await _service_key(server, data_dir, *_EGRESS_KEY)
+            egress = EgressServer(_egress_settings(data_dir, server.target, egress_key), address=f"{host}:{egress_port}")
+            await _start(stack, egress, "--egress-port", egress_port)
         gateway_settings = GatewaySettings(
             control_target=server.target,
             ai_target=ai.target if ai else "",
+            egress_target=egress.target if egress else "",
             sfu_target=sfu.target,
             session_secret=_secret(data_dir, "session_secret"),
+            files_secret=files_secret,
+            recordings_dir=recordings_dir,
             dev_login=True,
             secure_cookies=False,
         )
@@ -195,7 +255,7 @@ async def _serve(
             raise _PortTaken("--http-port", http_port) from exc
         await stack.enter_async_context(gateway)
         credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
-        _print_addresses(server, sfu, ai, gateway, data_dir, credentials, created)
+        _print_addresses(server, sfu, ai, egress, gateway, data_dir, credentials, created)
         await stop
         typer.echo("stopping")
 
@@ -204,6 +264,7 @@ def _print_addresses(
     server: ControlServer,
     sfu: SfuServer,
     ai: AiServer | None,
+    egress: EgressServer | None,
     gateway: GatewayServer,
     data_dir: Path,
     credentials: Credentials,
@@ -213,6 +274,8 @@ def _print_addresses(
     typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu.target}")
     if ai is not None:
         typer.echo(f"Parley AI (gRPC: transcription, summaries) listening on {ai.target}")
+    if egress is not None:
+        typer.echo(f"Parley egress (gRPC: recordings, to {data_dir / 'recordings'}) listening on {egress.target}")
     typer.echo(
         f"Parley REST API and web app on {gateway.url}  (API docs: {gateway.url}/api/docs, "
         f"dev login: {gateway.url}/auth/login)"
@@ -230,17 +293,19 @@ def _print_addresses(
     typer.echo("  try: parley rooms create --name 'Weekly sync'   (Ctrl-C stops)")
     if ai is not None:
         typer.echo("       parley transcribe meeting.wav --summarize")
+    if egress is not None:
+        typer.echo("       parley recordings start ROOM   (in a meeting; then: parley recordings stop / download)")
 
 
 #: The packages each part of ``parley up`` imports, and the extra that installs them.
-_EXTRAS = {"server": ("control", "sfu", "gateway"), "ai": ("ai",)}
+_EXTRAS = {"server": ("control", "sfu", "gateway"), "ai": ("ai",), "egress": ("egress",)}
 
 
-def _missing_extra(with_ai: bool) -> tuple[str, str] | None:
+def _missing_extra(with_ai: bool, with_recording: bool = False) -> tuple[str, str] | None:
     """The extra to install and the package missing when a service cannot be imported here
     (the SDK alone installs none of their packages), else None."""
     for extra, modules in _EXTRAS.items():
-        if extra == "ai" and not with_ai:
+        if (extra == "ai" and not with_ai) or (extra == "egress" and not with_recording):
             continue
         for module in modules:
             try:
@@ -258,16 +323,20 @@ def up(
     http_port: Annotated[int, typer.Option(help="Port of the REST API and web app (0: any free port).")] = 8080,
     ai_port: Annotated[int, typer.Option(help="gRPC port of the AI service (0: any free port).")] = 50053,
     sfu_port: Annotated[int, typer.Option(help="gRPC signaling port of the SFU (0: any free port).")] = 7880,
+    egress_port: Annotated[int, typer.Option(help="gRPC port of the egress service (0: any free port).")] = 50054,
     ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
+    recording: Annotated[bool, typer.Option(help="Run the egress service (recordings).")] = True,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
     """Run Parley on its embedded defaults: control (SQLite, dev login), the AI service (local
-    Ray, Whisper tiny.en, a light summary model) and the REST gateway."""
-    missing = _missing_extra(ai)
+    Ray, Whisper tiny.en, a light summary model), the egress service (recordings in the data
+    folder) and the REST gateway."""
+    missing = _missing_extra(ai, recording)
     if missing is not None:
         extra, package = missing
-        hint = " (or run without the AI service: parley up --no-ai)" if extra == "ai" else ""
+        hints = {"ai": " (or run without the AI service: parley up --no-ai)", "egress": " (or: parley up --no-recording)"}
+        hint = hints.get(extra, "")
         typer.echo(
             f"error: `parley up` runs Parley's services, whose packages are not installed here "
             f"(no {package!r}): pip install 'parley[{extra}]'{hint}",
@@ -280,7 +349,17 @@ def up(
     configure_tracing("parley")
     try:
         asyncio.run(
-            _serve((data_dir or default_data_dir()).expanduser(), grpc_port, http_port, ai_port, sfu_port, host, ai)
+            _serve(
+                (data_dir or default_data_dir()).expanduser(),
+                grpc_port,
+                http_port,
+                ai_port,
+                sfu_port,
+                egress_port,
+                host,
+                ai,
+                recording,
+            )
         )
     except (_PortTaken, ConfigurationError) as exc:  # a bad PARLEY_WEBHOOK_ALLOWED_NETWORKS, for one
         typer.echo(f"error: {exc}", err=True)

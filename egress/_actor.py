@@ -1,0 +1,48 @@
+"""The Ray actor a recording runs in: one process per recording, so that a crash or a stuck
+decoder ends that recording only. Its methods are async (the actor runs an event loop, which
+the room client needs): ``record`` runs the whole recording and returns its ``Result``,
+``progress`` and ``stop`` are answered meanwhile."""
+
+from __future__ import annotations
+
+import logging
+
+import ray
+
+from ._spec import Progress, RecordingSpec, Result
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class RecorderActor:
+    def __init__(self) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._recorder: object = None
+        self._stopped = False  # a stop that came before the recording started
+
+    async def record(self, spec: RecordingSpec) -> Result:
+        from ._recorder import Recorder
+
+        recorder = Recorder(spec)
+        self._recorder = recorder
+        if self._stopped:
+            recorder.stop()
+        return await recorder.run()
+
+    async def progress(self) -> Progress:
+        from ._recorder import Recorder
+
+        if isinstance(self._recorder, Recorder):
+            return self._recorder.progress()
+        return Progress(phase="joining")
+
+    async def stop(self) -> None:
+        from ._recorder import Recorder
+
+        self._stopped = True
+        if isinstance(self._recorder, Recorder):
+            self._recorder.stop()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

@@ -1,0 +1,360 @@
+"""The recorder: a hidden participant that records one room to one file.
+
+It joins through the SDK room client (``parley.room``, subscribe-only, with the recorder
+grant), lets aiortc decode every track it receives, and builds the output on a clock of its
+own::
+
+    video tracks ──recv()──► latest frames (placed on the timeline by RTP time) ─┐
+                                                                                 ├─► tick ─► compositor ─► writer ─► sink
+    audio tracks ──recv()──► resample ──► mixer (placed by RTP time) ────────────┘     (one worker thread)
+
+**The timeline.** Time 0 is when recording began. Each track's first frame is placed at its
+arrival time, and every later frame at that place plus its RTP timestamp's distance from the
+first (re-anchored if the two drift apart by more than a second: the publisher restarted).
+Network jitter therefore never moves audio against video; both are read ``DELAY`` seconds
+behind real time so that late packets still make it.
+
+**The clock.** Video ticks ``fps`` times a second: the compositor takes each tile's newest
+frame at or before the tick, the writer encodes it with the audio that belongs to the same
+stretch of time. A tick that falls more than a frame behind real time is skipped (a dropped
+frame, counted); audio is never skipped. Audio-only recordings tick every 100 ms.
+
+**The end.** ``stop()``, the maximum duration (``limit_reached``), the room closing or staying
+empty for ``empty_room_timeout`` end the recording; the writer finishes the file and the sink
+completes its upload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError
+
+from parley import ParleyError
+from parley.control.v1 import resources_pb2 as control_res
+from parley.room import RemoteTrack, Room, RoomEvent
+
+from ._compositor import Compositor, Layout, Tile
+from ._mixer import AudioMixer, SourceResampler
+from ._sink import FolderSink, S3Sink
+from ._spec import FileInfo, Outcome, Progress, RecordingSpec, Result
+from ._storage import s3_client
+from ._writer import MediaWriter
+
+log = logging.getLogger(__name__)
+
+#: Seconds the output is built behind real time, so that late packets make it.
+DELAY = 0.3
+SAMPLE_RATE = 48_000
+CHANNELS = 2
+#: Audio block of audio-only recordings, in seconds.
+AUDIO_BLOCK = 0.1
+#: A track whose RTP time and arrival time drift apart by more than this is re-anchored.
+REANCHOR = 1.0
+
+
+@dataclass
+class _Anchor:
+    """Where a track's RTP time meets the recording's timeline."""
+
+    position: float
+    pts: int
+
+    def place(self, pts: int, time_base: Fraction, arrival: float) -> float:
+        position = self.position + float((pts - self.pts) * time_base)
+        if abs(position - arrival) > REANCHOR:
+            self.position, self.pts = arrival, pts
+            return arrival
+        return position
+
+
+@dataclass
+class _Video:
+    identity: str
+    screen: bool
+    frames: deque[tuple[float, av.VideoFrame]] = field(default_factory=lambda: deque(maxlen=8))
+
+    def frame_at(self, position: float) -> av.VideoFrame | None:
+        chosen = None
+        for placed, frame in self.frames:
+            if placed <= position:
+                chosen = frame
+        return chosen if chosen is not None else (self.frames[0][1] if self.frames else None)
+
+
+class Recorder:
+    """Records ``spec.room`` until stopped; ``run()`` returns how it ended."""
+
+    def __init__(self, spec: RecordingSpec) -> None:
+        self.spec = spec
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self._phase: str = "joining"
+        self._origin = 0.0  # monotonic time of timeline 0
+        self._epoch = 0.0  # wall-clock time of timeline 0
+        self._videos: dict[str, _Video] = {}
+        self._anchors: dict[str, _Anchor] = {}
+        self._resamplers: dict[str, SourceResampler] = {}
+        self._mixer = AudioMixer(sample_rate=SAMPLE_RATE, channels=CHANNELS)
+        self._speaker: str | None = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._sink: FolderSink | S3Sink | None = None
+        self._writer: MediaWriter | None = None
+        self._position = 0.0
+        self.dropped_frames = 0
+
+    # --- asked from outside ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def progress(self) -> Progress:
+        return Progress(phase=self._phase, file=self._file_info())  # type: ignore[arg-type]
+
+    def _file_info(self) -> FileInfo | None:
+        if self._sink is None:
+            return None
+        location = (
+            f"s3://{self.spec.storage.bucket}/{self.spec.key}"
+            if self.spec.storage.bucket
+            else (self.spec.storage.folder / self.spec.key).resolve().as_uri()  # type: ignore[operator]
+        )
+        duration = self._writer.duration if self._writer is not None else 0.0
+        return FileInfo(
+            location=location,
+            key=self.spec.key,
+            size_bytes=self._sink.bytes_written,
+            content_type=self.spec.content_type,
+            duration=duration,
+            media_start=self._epoch,
+            media_end=self._epoch + duration if duration else 0.0,
+        )
+
+    # --- the recording -----------------------------------------------------------------------
+
+    async def run(self) -> Result:
+        self._wake = asyncio.Event()
+        if self._stopping:
+            return Result(outcome="aborted", error="stopped before it began")
+        try:
+            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=True)
+        except (ParleyError, OSError) as error:
+            return Result(outcome="failed", error=f"cannot join the room: {error}")
+        try:
+            if self._stopping:
+                return Result(outcome="aborted", error="stopped before it began")
+            return await self._record(room)
+        finally:
+            for task in self._readers.values():
+                task.cancel()
+            await asyncio.gather(*self._readers.values(), return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await room.close()
+
+    def _open(self) -> None:
+        s = self.spec
+        if s.storage.bucket:
+            self._sink = S3Sink(s3_client(s.storage), s.storage.bucket, s.key, s.content_type, s.spool_dir)
+        else:
+            assert s.storage.folder is not None
+            self._sink = FolderSink(s.storage.folder, s.key)
+        if s.audio_only:
+            self._writer = MediaWriter.ogg(self._sink, sample_rate=SAMPLE_RATE, channels=CHANNELS)
+        else:
+            self._writer = MediaWriter.mp4(
+                self._sink, s.width, s.height, s.fps, s.bitrate, sample_rate=SAMPLE_RATE, channels=CHANNELS
+            )
+
+    async def _record(self, room: Room) -> Result:
+        loop = asyncio.get_running_loop()
+        worker = ThreadPoolExecutor(1, thread_name_prefix=f"egress-{self.spec.egress_id[:8]}")
+        try:
+            await loop.run_in_executor(worker, self._open)
+        except Exception as error:  # noqa: BLE001 - storage refused: nothing was recorded
+            worker.shutdown()
+            return Result(outcome="failed", error=f"cannot open the output: {error}")
+        self._origin, self._epoch = time.monotonic(), time.time()
+        self._phase = "recording"
+        for participant in room.participants.values():
+            for remote in participant.tracks.values():
+                self._follow_track(remote)
+        events = asyncio.create_task(self._follow_events(room))
+        compositor = (
+            None
+            if self.spec.audio_only
+            else Compositor(self.spec.width, self.spec.height, Layout[self.spec.layout])
+        )
+        outcome: Outcome = "complete"
+        error = ""
+        try:
+            outcome, error = await self._tick(room, loop, worker, compositor)
+        except Exception as failure:  # noqa: BLE001 - keep what was written
+            log.exception("recording %s failed", self.spec.egress_id)
+            outcome, error = "failed", f"recording failed: {failure}"
+        finally:
+            events.cancel()
+            await asyncio.gather(events, return_exceptions=True)
+            self._phase = "ending"
+            try:
+                await loop.run_in_executor(worker, self._close)
+            except Exception as failure:  # noqa: BLE001
+                log.exception("finishing %s failed", self.spec.egress_id)
+                outcome, error = "failed", f"finishing the file failed: {failure}"
+            worker.shutdown()
+        self._phase = "done"
+        return Result(outcome=outcome, error=error, file=self._file_info())
+
+    def _close(self) -> None:
+        assert self._writer is not None and self._sink is not None
+        self._writer.close()
+        self._sink.close()
+
+    async def _tick(
+        self, room: Room, loop: asyncio.AbstractEventLoop, worker: ThreadPoolExecutor, compositor: Compositor | None
+    ) -> tuple[Outcome, str]:
+        assert self._wake is not None
+        step = AUDIO_BLOCK if compositor is None else 1 / self.spec.fps
+        index = 0
+        written_samples = 0
+        empty_since: float | None = None
+        while True:
+            position = index * step
+            due = self._origin + DELAY + position
+            if (wait := due - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            if self._stopping:
+                return "complete", ""
+            if room.closed.is_set():
+                return "complete", ""
+            if position >= self.spec.max_duration:
+                return "limit_reached", ""
+            if room.participants:
+                empty_since = None
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif time.monotonic() - empty_since > self.spec.empty_room_timeout:
+                return "complete", ""
+            end_samples = round((position + step) * SAMPLE_RATE)
+            audio = self._mixer.pull(end_samples - written_samples)
+            start_samples, written_samples = written_samples, end_samples
+            if compositor is None:
+                await loop.run_in_executor(worker, self._write, None, None, index, audio, start_samples)
+            else:
+                late = time.monotonic() - due > step
+                tiles = None if late else self._tiles(room, position)
+                if late:
+                    self.dropped_frames += 1
+                await loop.run_in_executor(worker, self._write, compositor, tiles, index, audio, start_samples)
+            self._position = position
+            index += 1
+
+    def _write(
+        self,
+        compositor: Compositor | None,
+        tiles: list[Tile] | None,
+        index: int,
+        audio: np.ndarray,
+        audio_start: int,
+    ) -> None:
+        assert self._writer is not None
+        if compositor is not None and tiles is not None:
+            self._writer.write_video(compositor.compose(tiles, self._speaker), index)
+        self._writer.write_audio(audio, audio_start)
+
+    def _tiles(self, room: Room, position: float) -> list[Tile]:
+        tiles: list[Tile] = []
+        for participant in room.participants.values():
+            name = participant.info.name or participant.identity
+            camera: av.VideoFrame | None = None
+            for sid, remote in participant.tracks.items():
+                video = self._videos.get(sid)
+                if video is None or remote.muted:
+                    continue
+                frame = video.frame_at(position)
+                if video.screen:
+                    tiles.append(Tile(identity=f"{participant.identity}:screen", name=name, frame=frame, screen=True))
+                elif camera is None:
+                    camera = frame
+            tiles.append(Tile(identity=participant.identity, name=name, frame=camera))
+        return tiles
+
+    # --- tracks and events -------------------------------------------------------------------
+
+    async def _follow_events(self, room: Room) -> None:
+        async for event in room.events():
+            self._on_event(event)
+
+    def _on_event(self, event: RoomEvent) -> None:
+        if event.type == "track_subscribed" and event.track is not None:
+            self._follow_track(event.track)
+        elif event.type == "track_unpublished" and event.track is not None:
+            self._forget(event.track.sid)
+        elif event.type == "participant_left" and event.participant is not None:
+            for sid in list(event.participant.tracks):
+                self._forget(sid)
+        elif event.type == "speakers_changed" and event.speakers:
+            self._speaker = event.speakers[0].identity
+
+    def _follow_track(self, remote: RemoteTrack) -> None:
+        if remote.track is None or remote.sid in self._readers:
+            return
+        if remote.track.kind == "video":
+            screen = remote.info.source == control_res.TRACK_SOURCE_SCREEN_SHARE
+            self._videos[remote.sid] = _Video(identity=remote.participant_identity, screen=screen)
+            reader = self._read_video(remote)
+        else:
+            self._resamplers[remote.sid] = SourceResampler(SAMPLE_RATE, CHANNELS)
+            reader = self._read_audio(remote)
+        self._readers[remote.sid] = asyncio.create_task(reader)
+
+    def _forget(self, sid: str) -> None:
+        task = self._readers.pop(sid, None)
+        if task is not None:
+            task.cancel()
+        self._videos.pop(sid, None)
+        self._anchors.pop(sid, None)
+        self._resamplers.pop(sid, None)
+        self._mixer.remove(sid)
+
+    def _place(self, sid: str, pts: int | None, time_base: Fraction | None) -> float:
+        arrival = time.monotonic() - self._origin
+        if pts is None or time_base is None:
+            return arrival
+        anchor = self._anchors.get(sid)
+        if anchor is None:
+            self._anchors[sid] = _Anchor(position=arrival, pts=pts)
+            return arrival
+        return anchor.place(pts, time_base, arrival)
+
+    async def _read_video(self, remote: RemoteTrack) -> None:
+        track: Any = remote.track
+        video = self._videos[remote.sid]
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                video.frames.append((self._place(remote.sid, frame.pts, frame.time_base), frame))
+
+    async def _read_audio(self, remote: RemoteTrack) -> None:
+        track: Any = remote.track
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                position = self._place(remote.sid, frame.pts, frame.time_base)
+                resampler = self._resamplers.get(remote.sid)
+                if resampler is None:
+                    return
+                samples = resampler(frame)
+                if samples.shape[1]:
+                    self._mixer.push(remote.sid, samples, round(position * SAMPLE_RATE))

@@ -1,0 +1,67 @@
+"""What the egress service hands a recorder process, and what the recorder says back: plain
+dataclasses, so that they cross into Ray actors (pickled) unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Storage:
+    """Where the file goes: a folder (``bucket`` empty) or an S3 bucket."""
+
+    folder: Path | None = None
+    bucket: str = ""
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingSpec:
+    egress_id: str
+    room: str
+    sfu_url: str
+    token: str
+    audio_only: bool
+    layout: str  # "GRID", "SPEAKER", "SINGLE_SPEAKER"
+    width: int
+    height: int
+    fps: int
+    bitrate: int
+    storage: Storage
+    key: str
+    content_type: str
+    spool_dir: Path
+    max_duration: float
+    empty_room_timeout: float
+
+
+Phase = Literal["joining", "recording", "ending", "done"]
+Outcome = Literal["complete", "limit_reached", "aborted", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileInfo:
+    location: str
+    key: str
+    size_bytes: int
+    content_type: str
+    duration: float
+    #: Wall-clock (epoch seconds) of the first and last media written; 0 when none.
+    media_start: float
+    media_end: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    phase: Phase
+    file: FileInfo | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    outcome: Outcome
+    error: str = ""
+    file: FileInfo | None = None
