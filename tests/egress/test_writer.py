@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from av.container import InputContainer
 
+from egress._compositor import Compositor, Layout, Tile
 from egress._writer import MediaWriter, PassthroughWriter
 
 from .media import MemorySink, band_energy, peaks, tone
@@ -26,11 +27,14 @@ def _frame(index: int, width: int = 320, height: int = 240) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.concatenate([y, chroma]), format="yuv420p")
 
 
-def _write_mp4(sink: MemorySink, seconds: int, *, frames: list[av.VideoFrame] | None = None) -> MediaWriter:
+def _write_mp4(sink: MemorySink, seconds: int) -> MediaWriter:
+    """Composited frames (a moving picture beside a camera that is off) and a tone."""
     writer = MediaWriter.mp4(sink, 320, 240, FPS, 500_000)
+    compositor = Compositor(320, 240, Layout.GRID)
     per_frame = 48000 // FPS
     for index in range(seconds * FPS):
-        writer.write_video(frames[index % len(frames)] if frames else _frame(index), index)
+        tiles = [Tile("ada", "Ada", _frame(index)), Tile("bob", "Bob", None)]
+        writer.write_video(compositor.compose(tiles, "ada"), index)
         writer.write_audio(tone(440, index * per_frame, per_frame), index * per_frame)
     writer.close()
     return writer
