@@ -1,5 +1,5 @@
 """Shared fixtures: real PostgreSQL (a fresh database per session) and SQLite, a control
-server per backend, and callers of every kind (anonymous, users, API keys)."""
+server per backend, callers of every kind (anonymous, users, API keys), and a moto S3 server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -17,6 +18,11 @@ import pytest
 from control import ALL_SCOPES, ControlServer, ControlSettings
 from gateway import GatewayServer, GatewaySettings
 from parley import Client
+
+from .s3 import moto_server, s3_client
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 PG_ADMIN_URL = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN_SECRET = "test-token-secret-" + "x" * 32
@@ -109,3 +115,16 @@ async def gateway(server: ControlServer) -> AsyncIterator[GatewayServer]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "parley-data"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a moto S3 server running for this test session (``http://127.0.0.1:PORT``)."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint: str) -> S3Client:
+    """A boto3 S3 client for the session's moto server (dummy credentials, us-east-1)."""
+    return s3_client(s3_endpoint)

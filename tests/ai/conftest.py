@@ -1,11 +1,10 @@
-"""Fixtures of the AI service's tests: a real S3 API (moto's standalone server, spoken to over
-HTTP like any S3-compatible store) and a boto3 client for it."""
+"""Fixtures of the AI service's tests: control and the AI service with their real neighbours
+(PostgreSQL, Ray, and the moto S3 server of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -14,16 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from ai import AiServer, AiSettings
 from control import ALL_SCOPES, ControlServer, ControlSettings
@@ -35,68 +30,8 @@ from ..conftest import TOKEN_SECRET
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 #: Converted / joined model weights, kept between test runs (ignored by git).
 MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "parley-models"
-_LISTENING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a moto S3 server running for this test session (``http://127.0.0.1:PORT``)."""
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    # Port 0 lets the OS pick a free port (no race with other test sessions); the server prints
-    # the URL it listens on. Its output goes to a file: a pipe nobody drains would fill up with
-    # request logs and stall the server.
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", "0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
-        )
-    try:
-        endpoint = _wait_for_endpoint(process, log_path, timeout=30.0)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_endpoint(process: subprocess.Popen[bytes], log_path: Path, *, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    endpoint = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited ({process.returncode}): {log_path.read_text(errors='replace')}")
-        if endpoint is None:
-            match = _LISTENING.search(log_path.read_text(errors="replace"))
-            endpoint = match.group(1) if match else None
-        if endpoint is not None:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                    return endpoint
-            except (urllib.error.URLError, OSError):
-                pass
-        time.sleep(0.05)
-    raise RuntimeError(f"moto_server did not answer within {timeout} s: {log_path.read_text(errors='replace')}")
-
-
-@pytest.fixture(scope="session")
-def s3(s3_endpoint: str) -> S3Client:
-    """A boto3 S3 client for the session's moto server (dummy credentials, us-east-1)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-    )
 
 
 # -- the AI service with its real neighbours ------------------------------------------------

@@ -1,0 +1,1 @@
+"""Tests of the recorder (egress/): its media core (compositor, mixer, writers, sinks)."""
