@@ -47,6 +47,7 @@ class ControlLink:
         self._on_answer = on_answer
         self._pending: dict[str, res.Egress] = {}
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set whenever nothing is pending
         self._task: asyncio.Task[None] | None = None
         self.running: Callable[[], list[res.Egress]] = list
 
@@ -85,7 +86,8 @@ class ControlLink:
 
     async def _drain(self) -> None:
         while self._pending:
-            await asyncio.sleep(0.05)
+            self._idle.clear()
+            await self._idle.wait()
 
     async def _send_forever(self) -> None:
         delay = 0.5
@@ -101,7 +103,7 @@ class ControlLink:
                     answer = await self._reports.ReportEgress(
                         rec.ReportEgressRequest(egress=egress), metadata=self._metadata, timeout=10
                     )
-                except Exception as error:  # noqa: BLE001 - control away: keep it, retry later
+                except Exception as error:
                     log.warning("cannot report %s to control (%s); retrying in %.1f s", name, error, delay)
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, 30.0)
@@ -109,6 +111,8 @@ class ControlLink:
                 delay = 0.5
                 if self._pending.get(name) is egress:
                     del self._pending[name]
+                if not self._pending:
+                    self._idle.set()
                 try:
                     await self._on_answer(egress, answer)
                 except ParleyError:  # pragma: no cover - the answer's handler logs its own

@@ -116,9 +116,13 @@ class Job:
     async def watch(self) -> AsyncIterator[res.Egress]:
         """The egress now, then after each change, until it is final."""
         seen = -1
+
+        def changed() -> bool:
+            return self.version != seen
+
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: self.version != seen)
+                await self._changed.wait_for(changed)
                 seen = self.version
                 snapshot = res.Egress()
                 snapshot.CopyFrom(self.egress)

@@ -4,9 +4,9 @@ It joins through the SDK room client (``parley.room``, subscribe-only, with the 
 grant), lets aiortc decode every track it receives, and builds the output on a clock of its
 own::
 
-    video tracks ──recv()──► latest frames (placed on the timeline by RTP time) ─┐
-                                                                                 ├─► tick ─► compositor ─► writer ─► sink
-    audio tracks ──recv()──► resample ──► mixer (placed by RTP time) ────────────┘     (one worker thread)
+    video tracks ─recv()─► newest frames (placed by RTP time) ─┐
+                                                               ├─► tick ─► compositor ─► writer ─► sink
+    audio tracks ─recv()─► resample ─► mixer (placed by RTP time) ┘    (in one worker thread)
 
 **The timeline.** Time 0 is when recording began. Each track's first frame is placed at its
 arrival time, and every later frame at that place plus its RTP timestamp's distance from the
@@ -181,7 +181,7 @@ class Recorder:
         worker = ThreadPoolExecutor(1, thread_name_prefix=f"egress-{self.spec.egress_id[:8]}")
         try:
             await loop.run_in_executor(worker, self._open)
-        except Exception as error:  # noqa: BLE001 - storage refused: nothing was recorded
+        except Exception as error:
             worker.shutdown()
             return Result(outcome="failed", error=f"cannot open the output: {error}")
         self._origin, self._epoch = time.monotonic(), time.time()
@@ -191,32 +191,31 @@ class Recorder:
                 self._follow_track(remote)
         events = asyncio.create_task(self._follow_events(room))
         compositor = (
-            None
-            if self.spec.audio_only
-            else Compositor(self.spec.width, self.spec.height, Layout[self.spec.layout])
+            None if self.spec.audio_only else Compositor(self.spec.width, self.spec.height, Layout[self.spec.layout])
         )
         outcome: Outcome = "complete"
-        error = ""
+        message = ""
         try:
-            outcome, error = await self._tick(room, loop, worker, compositor)
-        except Exception as failure:  # noqa: BLE001 - keep what was written
+            outcome, message = await self._tick(room, loop, worker, compositor)
+        except Exception as failure:
             log.exception("recording %s failed", self.spec.egress_id)
-            outcome, error = "failed", f"recording failed: {failure}"
+            outcome, message = "failed", f"recording failed: {failure}"
         finally:
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
             self._phase = "ending"
             try:
                 await loop.run_in_executor(worker, self._close)
-            except Exception as failure:  # noqa: BLE001
+            except Exception as failure:
                 log.exception("finishing %s failed", self.spec.egress_id)
-                outcome, error = "failed", f"finishing the file failed: {failure}"
+                outcome, message = "failed", f"finishing the file failed: {failure}"
             worker.shutdown()
         self._phase = "done"
-        return Result(outcome=outcome, error=error, file=self._file_info())
+        return Result(outcome=outcome, error=message, file=self._file_info())
 
     def _close(self) -> None:
-        assert self._writer is not None and self._sink is not None
+        assert self._writer is not None
+        assert self._sink is not None
         self._writer.close()
         self._sink.close()
 

@@ -8,7 +8,13 @@ import logging
 import grpc
 
 from parley.egress.v1 import egress_service_pb2, egress_service_pb2_grpc
-from parley.server import AuthenticationInterceptor, ControlAuthenticator, GrpcServer, RemoteCaller, standard_interceptors
+from parley.server import (
+    AuthenticationInterceptor,
+    ControlAuthenticator,
+    GrpcServer,
+    RemoteCaller,
+    standard_interceptors,
+)
 from parley.server.ray_runtime import start_ray
 
 from ._caller import CALLER, describe
@@ -73,7 +79,7 @@ class EgressServer(GrpcServer):
             storage = Storage(bucket=s.recordings_bucket, endpoint_url=s.s3_endpoint_url, region=s.s3_region)
             try:
                 outcome = await asyncio.to_thread(recover_spool, s3_client(storage), sidecar)
-            except Exception:  # noqa: BLE001 - one bad spool must not keep the node down
+            except Exception:
                 log.exception("cannot recover the upload of %s", sidecar)
                 continue
             log.info("recovered an interrupted recording upload: %s", outcome)

@@ -60,9 +60,7 @@ _OUTCOMES = {
 
 def file_name(template: str, *, room: str, egress_id: str, now: datetime, extension: str) -> str:
     """The object key from a template with ``{room}``, ``{time}`` and ``{id}``."""
-    name = (template or "{room}/{time}-{id}").format(
-        room=room, time=now.strftime("%Y%m%dT%H%M%SZ"), id=egress_id
-    )
+    name = (template or "{room}/{time}-{id}").format(room=room, time=now.strftime("%Y%m%dT%H%M%SZ"), id=egress_id)
     name = "/".join(part for part in name.split("/") if part not in ("", ".", ".."))
     return f"{name}.{extension}"
 
@@ -187,12 +185,14 @@ class EgressService:
         self._require(caller)
         return self._job(name).egress
 
-    def list(self, caller: RemoteCaller, request: pb.ListEgressesRequest) -> pb.ListEgressesResponse:
+    def list_egresses(self, caller: RemoteCaller, request: pb.ListEgressesRequest) -> pb.ListEgressesResponse:
         self._require(caller)
         size = page_size(request.page_size)
         scope = f"egress:{request.room}:{request.active}"
         jobs = sorted(self._jobs.values(), key=lambda j: (j.egress.create_time.ToNanoseconds(), j.id), reverse=True)
-        jobs = [j for j in jobs if (not request.room or j.egress.room == request.room) and not (request.active and j.final)]
+        jobs = [
+            j for j in jobs if (not request.room or j.egress.room == request.room) and not (request.active and j.final)
+        ]
         if request.page_token:
             after = decode_page_token(request.page_token, scope=scope)
             if after is None:
@@ -220,7 +220,8 @@ class EgressService:
         """Control says the recording ended without this egress: stop recording."""
         job = self._jobs.get(egress.name.removeprefix("egresses/"))
         if job is not None and not job.final and answer.recording and answer.state in RECORDING_OVER:
-            log.info("egress %s: %s ended (%s); stopping", job.id, answer.recording, rec.RecordingState.Name(answer.state))
+            state = rec.RecordingState.Name(answer.state)
+            log.info("egress %s: %s ended (%s); stopping", job.id, answer.recording, state)
             job.stop_requested.set()
 
     # --- supervision -------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class EgressService:
         except asyncio.CancelledError:
             await job.finish(res.EGRESS_STATUS_FAILED, error="the egress node shut down")
             raise
-        except Exception as error:  # noqa: BLE001 - whatever happened, the job must end
+        except Exception as error:
             log.exception("egress %s failed", job.id)
             await job.finish(res.EGRESS_STATUS_FAILED, error=f"recorder failed: {error}")
         finally:
@@ -297,7 +298,7 @@ class EgressService:
 
     def _salvage(self, spec: RecordingSpec) -> FileInfo | None:
         """What a dead recorder left: the folder file as it is, or its S3 upload completed."""
-        from ._sink import recover_spool, spool_paths
+        from ._sink import recover_spool, sidecar_path
 
         if spec.storage.folder is not None:
             path = (spec.storage.folder / spec.key).resolve()
@@ -305,20 +306,30 @@ class EgressService:
                 return None
             size = path.stat().st_size
             return FileInfo(
-                location=path.as_uri(), key=spec.key, size_bytes=size, content_type=spec.content_type,
-                duration=0.0, media_start=0.0, media_end=0.0,
+                location=path.as_uri(),
+                key=spec.key,
+                size_bytes=size,
+                content_type=spec.content_type,
+                duration=0.0,
+                media_start=0.0,
+                media_end=0.0,
             )
         from ._storage import s3_client
 
-        sidecar = spool_paths(spec.spool_dir, spec.key)[1]
+        sidecar = sidecar_path(spec.spool_dir, spec.key)
         if not sidecar.exists():
             return None
         outcome = recover_spool(s3_client(spec.storage), sidecar)
         if outcome is None:
             return None
         return FileInfo(
-            location=outcome.location, key=outcome.key, size_bytes=outcome.size_bytes,
-            content_type=spec.content_type, duration=0.0, media_start=0.0, media_end=0.0,
+            location=outcome.location,
+            key=outcome.key,
+            size_bytes=outcome.size_bytes,
+            content_type=spec.content_type,
+            duration=0.0,
+            media_start=0.0,
+            media_end=0.0,
         )
 
     async def aclose(self) -> None:

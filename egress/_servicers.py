@@ -36,7 +36,7 @@ class EgressServicer(pb_grpc.EgressServiceServicer):
         return self._service.get(current_caller(), request.name)
 
     async def ListEgresses(self, request: pb.ListEgressesRequest, context: Context) -> pb.ListEgressesResponse:
-        return self._service.list(current_caller(), request)
+        return self._service.list_egresses(current_caller(), request)
 
     async def WatchEgress(self, request: pb.WatchEgressRequest, context: Context) -> AsyncIterator[res.Egress]:
         async for egress in self._service.watch(current_caller(), request.name):

@@ -294,6 +294,11 @@ class S3Sink:
         os.replace(temporary, self.sidecar_path)
 
 
+def sidecar_path(spool_dir: Path, key: str) -> Path:
+    """Where an ``S3Sink`` writing ``key`` keeps its sidecar (found by ``recover_spool``)."""
+    return spool_dir / f"{_spool_stem(key)}{SIDECAR_SUFFIX}"
+
+
 def pending_spools(spool_dir: Path) -> list[Path]:
     """The sidecars that dead recorders left in ``spool_dir``, for ``recover_spool``."""
     if not spool_dir.is_dir():

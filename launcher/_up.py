@@ -236,7 +236,9 @@ async def _serve(
         if with_recording:
             server.use_service_key(await _service_key(server, data_dir, *_CONTROL_KEY))
             egress_key = await _service_key(server, data_dir, *_EGRESS_KEY)
-            egress = EgressServer(_egress_settings(data_dir, server.target, egress_key), address=f"{host}:{egress_port}")
+            egress = EgressServer(
+                _egress_settings(data_dir, server.target, egress_key), address=f"{host}:{egress_port}"
+            )
             await _start(stack, egress, "--egress-port", egress_port)
         gateway_settings = GatewaySettings(
             control_target=server.target,
@@ -335,7 +337,10 @@ def up(
     missing = _missing_extra(ai, recording)
     if missing is not None:
         extra, package = missing
-        hints = {"ai": " (or run without the AI service: parley up --no-ai)", "egress": " (or: parley up --no-recording)"}
+        hints = {
+            "ai": " (or run without the AI service: parley up --no-ai)",
+            "egress": " (or: parley up --no-recording)",
+        }
         hint = hints.get(extra, "")
         typer.echo(
             f"error: `parley up` runs Parley's services, whose packages are not installed here "

@@ -1,10 +1,19 @@
 """Shared fixtures: real PostgreSQL (a fresh database per session) and SQLite, a control
-server per backend, callers of every kind (anonymous, users, API keys), and a moto S3 server."""
+server per backend, callers of every kind (anonymous, users, API keys), a moto S3 server, and
+a local Ray cluster (the AI and egress services' work runs on it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -128,3 +137,49 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def s3(s3_endpoint: str) -> S3Client:
     """A boto3 S3 client for the session's moto server (dummy credentials, us-east-1)."""
     return s3_client(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """A local Ray cluster (2 CPUs) in its own process group, as production runs one beside the
+    service. Started by ``ray start`` rather than from this process: a local Ray spawns its
+    daemons from the process that starts it, and from a pytest process that already runs gRPC
+    servers they failed to come up ("The current node timed out during startup")."""
+    # Ray's socket paths must stay short (AF_UNIX limit): not pytest's deep tmp folders.
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        f"--temp-dir={folder}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    log_path = folder / "ray-start.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while b"Ray runtime started" not in log_path.read_bytes():
+            assert process.poll() is None, f"ray start exited {process.returncode}:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"ray start did not finish:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        # The whole group: `ray start`, its GCS and raylet, and the workers they spawned.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -6,14 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,52 +60,6 @@ class AiStack:
         async for _update in client.transcriptions.watch(name):
             pass
         return await client.transcriptions.get(name, full=True)
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """A local Ray cluster (2 CPUs) in its own process group, as production runs one beside the
-    service. Started by ``ray start`` rather than from this process: a local Ray spawns its
-    daemons from the process that starts it, and from a pytest process that already runs gRPC
-    servers they failed to come up ("The current node timed out during startup")."""
-    # Ray's socket paths must stay short (AF_UNIX limit): not pytest's deep tmp folders.
-    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        str(Path(sys.executable).with_name("ray")),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        "--num-cpus=2",
-        f"--temp-dir={folder}",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-    ]
-    log_path = folder / "ray-start.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while b"Ray runtime started" not in log_path.read_bytes():
-            assert process.poll() is None, f"ray start exited {process.returncode}:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"ray start did not finish:\n{log_path.read_text()}"
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        # The whole group: `ray start`, its GCS and raylet, and the workers they spawned.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
