@@ -28,7 +28,14 @@ from typing import Any, Literal
 import grpc
 
 try:
-    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc import (
+        RTCBundlePolicy,
+        RTCConfiguration,
+        RTCIceServer,
+        RTCPeerConnection,
+        RTCRtpReceiver,
+        RTCSessionDescription,
+    )
     from aiortc.mediastreams import MediaStreamTrack
 except ModuleNotFoundError as missing:  # `pip install parley` alone
     raise ModuleNotFoundError(
@@ -327,6 +334,16 @@ class Room:
                 track_sids=list(track_sids), subscribe=subscribe, paused=paused
             )
         )
+
+    def receiver_of(self, track_sid: str) -> RTCRtpReceiver | None:
+        """The aiortc receiver of a subscribed track, for code that reads its RTP stream
+        itself (a recorder writing the track as it was sent); None until it is subscribed."""
+        if self._subscriber is None:
+            return None
+        for transceiver in self._subscriber.getTransceivers():
+            if self._mids.get(transceiver.mid or "") == track_sid:
+                return transceiver.receiver
+        return None
 
     async def ping(self, timestamp: int = 0) -> None:
         """Pings the SFU and waits for its pong (the room also pings by itself)."""
