@@ -1,5 +1,5 @@
-"""The gateway's ASGI app: REST facade over the gRPC APIs of control and the AI service,
-browser sessions, docs, static files and health."""
+"""The gateway's ASGI app: REST facade over the gRPC APIs of control, the AI service and the
+egress service, browser sessions, docs, recordings' downloads, static files and health."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import parley
 from parley.sfu_registry import SfuRegistry
 
 from . import _routes
+from ._files import files_route
 from ._observability import HttpObservability, grpc_metadata, metrics, set_route
 from ._routes import Match, Router, routes_for
 from ._settings import GatewaySettings
@@ -58,14 +59,15 @@ CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 #: The backends and how errors name them: the AI service serves the ``parley.ai.*``
-#: packages, control everything else.
-_BACKEND_TEXT = {"control": "control", "ai": "the AI service"}
-_AI_PACKAGE_PREFIX = "parley.ai."
+#: packages, the egress service ``parley.egress.*``, control everything else.
+_BACKEND_TEXT = {"control": "control", "ai": "the AI service", "egress": "the egress service"}
+_PACKAGE_BACKENDS = {"parley.ai.": "ai", "parley.egress.": "egress"}
 
 
 def backend_of(route: _routes.Route) -> str:
-    """``ai`` for the AI service's services (package ``parley.ai.v1``...), else ``control``."""
-    return "ai" if route.package.startswith(_AI_PACKAGE_PREFIX) else "control"
+    """``ai`` for the AI service's services (package ``parley.ai.v1``...), ``egress`` for the
+    egress service's (``parley.egress.v1``), else ``control``."""
+    return next((b for prefix, b in _PACKAGE_BACKENDS.items() if route.package.startswith(prefix)), "control")
 
 
 def load_descriptor_set(path: Path = DESCRIPTORS) -> descriptor_pb2.FileDescriptorSet:
@@ -100,14 +102,19 @@ def _raw_headers(body: message.Message) -> dict[str, str]:
 
 
 class Gateway:
-    """Transcodes REST calls to their backend (control, or the AI service for ``parley.ai.*``)
-    and back; holds one gRPC channel per configured backend for the app's life."""
+    """Transcodes REST calls to their backend (control, the AI service for ``parley.ai.*``, the
+    egress service for ``parley.egress.*``) and back; holds one gRPC channel per configured
+    backend for the app's life."""
 
     def __init__(self, settings: GatewaySettings, descriptor_set: descriptor_pb2.FileDescriptorSet) -> None:
         self.settings = settings
         self.router = Router(routes_for(parley_services(descriptor_set)))
         #: Backend -> gRPC address; an empty one is not configured (its routes answer 503).
-        self.targets = {"control": settings.control_target, "ai": settings.ai_target}
+        self.targets = {
+            "control": settings.control_target,
+            "ai": settings.ai_target,
+            "egress": settings.egress_target,
+        }
         #: Run when the app stops (the signal bridge closes its SFU connections).
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -368,6 +375,7 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
     gateway.on_shutdown.append(close_signal)
     routes += [
         signal,
+        files_route(settings),
         Route("/v1/{rest:path}", gateway.handle, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Mount("/", StaticFiles(directory=settings.static_dir, html=True)),
     ]

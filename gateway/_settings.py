@@ -1,8 +1,9 @@
 """Gateway configuration: explicit arguments, else ``PARLEY_*`` variables, else an error.
 
-``PARLEY_CONTROL_TARGET`` and ``PARLEY_SESSION_SECRET`` are required; ``PARLEY_AI_TARGET`` (the
-AI service's gRPC address) is optional, ``PARLEY_OIDC_*`` configure the browser login and
-``PARLEY_SECURE_COOKIES`` the session cookie."""
+``PARLEY_CONTROL_TARGET`` and ``PARLEY_SESSION_SECRET`` are required; ``PARLEY_AI_TARGET`` and
+``PARLEY_EGRESS_TARGET`` (the AI and egress services' gRPC addresses) are optional,
+``PARLEY_FILES_SECRET`` and ``PARLEY_RECORDINGS_DIR`` serve recordings kept in a local folder,
+``PARLEY_OIDC_*`` configure the browser login and ``PARLEY_SECURE_COOKIES`` the session cookie."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class OidcClientSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
-    #: gRPC address of control, ``host:port``: every service but the AI service's.
+    #: gRPC address of control, ``host:port``: every service but the AI and egress services'.
     control_target: str
     #: Signs the session cookie; at least 32 bytes.
     session_secret: str
@@ -44,6 +45,15 @@ class GatewaySettings:
     #: gRPC address of the AI service (``parley.ai.*`` services: transcriptions, summaries),
     #: ``host:port``. Empty: this gateway has no AI service, and its routes answer 503.
     ai_target: str = ""
+    #: gRPC address of the egress service (``parley.egress.*``), ``host:port``. Empty: its
+    #: routes answer 503.
+    egress_target: str = ""
+    #: Checks the download tokens control signs for recordings in a local folder (control's
+    #: own ``files_secret``). Empty, or no ``recordings_dir``: ``/v1/files/...`` answers 503.
+    files_secret: str = field(default="", repr=False)
+    #: The local folder recordings are written to (the egress service's and control's), whose
+    #: files ``/v1/files/{token}`` serves.
+    recordings_dir: Path | None = None
     #: gRPC address of the SFU whose signal stream ``/v1/signal`` bridges browsers to.
     #: Empty: that WebSocket answers an UNAVAILABLE error.
     sfu_target: str = ""

@@ -48,16 +48,21 @@ def _secret(data_dir: Path, name: str) -> str:
     return str(saved[name])
 
 
-async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) -> tuple[Credentials, bool]:
+async def _ensure_dev_key(
+    server: ControlServer, data_dir: Path, ai_url: str, gateway_url: str, egress_url: str = ""
+) -> tuple[Credentials, bool]:
     """The saved development key if it still works and holds every scope, else a new one (all
-    scopes), which replaces a saved key made before a scope existed (``webhooks:manage``...)."""
+    scopes), which replaces a saved key made before a scope existed (``webhooks:manage``...).
+    Saved with the addresses of this run (the CLI downloads recordings from the gateway)."""
     from control import ALL_SCOPES, Unauthenticated
+
+    addresses = {"url": server.target, "ai_url": ai_url, "gateway_url": gateway_url, "egress_url": egress_url}
 
     try:
         saved = load_credentials(data_dir=data_dir, env={})
         principal = await server.control.authenticate_api_key(saved.api_key, saved.api_secret)
         credentials, created = (
-            Credentials(url=server.target, api_key=saved.api_key, api_secret=saved.api_secret, ai_url=ai_url),
+            Credentials(api_key=saved.api_key, api_secret=saved.api_secret, **addresses),
             False,
         )
     except (ParleyError, Unauthenticated) as missing:  # no saved key, or one the database lost
@@ -67,7 +72,7 @@ async def _ensure_dev_key(server: ControlServer, data_dir: Path, ai_url: str) ->
         row, secret = await server.control.create_api_key(None, "development key (parley up)", ALL_SCOPES)
         if principal is not None:  # an older key, short of the newer scopes
             await server.control.delete_api_key(None, saved.api_key)
-        credentials, created = Credentials(url=server.target, api_key=row.id, api_secret=secret, ai_url=ai_url), True
+        credentials, created = Credentials(api_key=row.id, api_secret=secret, **addresses), True
     save_credentials(data_dir, credentials)
     return credentials, created
 
@@ -256,7 +261,9 @@ async def _serve(
         except OSError as exc:
             raise _PortTaken("--http-port", http_port) from exc
         await stack.enter_async_context(gateway)
-        credentials, created = await _ensure_dev_key(server, data_dir, ai.target if ai else "")
+        credentials, created = await _ensure_dev_key(
+            server, data_dir, ai.target if ai else "", gateway.url, egress.target if egress else ""
+        )
         _print_addresses(server, sfu, ai, egress, gateway, data_dir, credentials, created)
         await stop
         typer.echo("stopping")

@@ -70,7 +70,14 @@ class Room:
             start_time=timestamp(self.start_time),
             max_participants=self.settings.max_participants,
             participant_count=len(self.sessions),
+            recording=self.recording,
         )
+
+    @property
+    def recording(self) -> bool:
+        """Being recorded: a participant whose token has the ``recorder`` grant is in it (as
+        LiveKit decides), so that everyone can be shown it."""
+        return any(s.permission.recorder for s in self.sessions.values())
 
     def report(self, **event: Any) -> None:
         """Tells control what happened in this meeting (``SfuEvent``'s fields), without waiting."""
@@ -86,17 +93,28 @@ class Room:
 
     def admit(self, session: Session) -> None:
         """Adds a session (any earlier one of its identity has ended)."""
+        recording = self.recording
         self.sessions[session.identity] = session
         self._empty_since = None
+        # The newcomer reads the new state in its own ``joined``.
+        self._tell_if_recording_changed(recording, exclude=session)
 
     def remove(self, session: Session) -> bool:
         """Takes a session out (unless a newer one of its identity replaced it)."""
         if self.sessions.get(session.identity) is not session:
             return False
+        recording = self.recording
         del self.sessions[session.identity]
         if not self.sessions:
             self._empty_since = time.monotonic()
+        self._tell_if_recording_changed(recording)
         return True
+
+    def _tell_if_recording_changed(self, recording: bool, *, exclude: Session | None = None) -> None:
+        """Sends everyone ``room_updated`` when a recorder came or went (hidden as it is, the
+        meeting shows that it is recorded)."""
+        if self.recording != recording:
+            self.broadcast(sig.ConnectResponse(room_updated=sig.RoomUpdated(room=self.info())), exclude=exclude)
 
     def expired(self, now: float) -> bool:
         """Empty for longer than the settings allow."""

@@ -183,6 +183,11 @@ def test_a_saved_key_short_of_a_scope_is_replaced(tmp_path: Path) -> None:
         assert older["PARLEY_API_KEY"] not in cli(tmp_path, "keys", "list").stdout
 
 
+def test_parley_up_saves_where_its_gateway_is(running: Running) -> None:
+    """The CLI resolves recordings' download links (``/v1/files/...``) against it."""
+    assert load_credentials(data_dir=running.data_dir, env={}).gateway_url == running.rest_url
+
+
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
     failed = cli(tmp_path / "nothing-here", "rooms", "list", ok=False)
     assert "parley up" in failed.stderr

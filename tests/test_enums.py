@@ -26,6 +26,7 @@ from parley._enums import EnumNames
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
+from parley.control.v1 import recording_service_pb2 as recording_pb
 from parley.control.v1 import resources_pb2 as control_res
 from parley.server import db
 from parley.sfu.v1 import resources_pb2 as sfu_res
@@ -194,6 +195,7 @@ def test_the_sdk_literals_are_the_contracts_names() -> None:
     assert list(get_args(parley.TrackSourceName)) == list(EnumNames(control_res.TrackSource).values)
     assert get_args(parley.TrackSourceName) == parley.TRACK_SOURCES
     assert sorted(get_args(parley._ai.ExportFormat)) == sorted(EnumNames(transcription_pb.TranscriptFormat).values)
+    assert list(get_args(parley.RecordingModeName)) == list(EnumNames(recording_pb.RecordingMode).values)
 
 
 def test_every_track_source_has_a_kind() -> None:

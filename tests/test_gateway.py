@@ -39,7 +39,7 @@ _BACKGROUND_KEYS = {
 
 
 #: RPCs that deliberately have no REST route (their contracts say why).
-GRPC_ONLY = {"SfuReportService.ReportEvents"}
+GRPC_ONLY = {"SfuReportService.ReportEvents", "EgressReportService.ReportEgress"}
 
 
 def test_every_rpc_has_a_rest_route() -> None:
@@ -134,6 +134,8 @@ async def _caller(callers: Callers, rpc: str, people: dict[str, tuple[Client, st
         return callers.admin_key
     if rpc == "RoomService.CreateJoinToken":
         return await callers.key("tokens:create")
+    if rpc == "RecordingService.NotifyStorageEvent":  # the storage's own key, as its bearer
+        return await callers.key("storage:notify")
     return people["owner"][0]
 
 

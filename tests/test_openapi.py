@@ -192,3 +192,14 @@ async def test_served_with_a_docs_page(document: Document) -> None:
         # call goes on to control, which is unreachable here (503), not to a 404.
         escaped = await http.get("/v1/rooms%2Fabc")
         assert escaped.status_code == 503 and escaped.json()["code"] == 14
+
+
+def test_recording_and_egress_operations(document: Document) -> None:
+    operations = _operations(document)
+    assert operations["RecordingService_ListRecordings"][:2] == ("GET", "/v1/rooms/{room}/recordings")
+    assert operations["EgressService_WatchEgress"][:2] == ("GET", "/v1/egresses/{egress}:watch")
+    assert "EgressReportService_ReportEgress" not in operations  # egress nodes only, over gRPC
+    # The storage hook's body is the bucket notification as the storage sends it: any object.
+    method, path, notify = operations["RecordingService_NotifyStorageEvent"]
+    assert (method, path) == ("POST", "/v1/storage:notify")
+    assert notify["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}

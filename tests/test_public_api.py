@@ -23,6 +23,16 @@ def test_sdk_public_names() -> None:
             "AlreadyExists",
             "ApiKeys",
             "Cancelled",
+            "Egresses",
+            "FileClaims",
+            "RecordingModeName",
+            "Recordings",
+            "egress_path",
+            "parse_egress_path",
+            "parse_recording_path",
+            "recording_path",
+            "sign_file_token",
+            "verify_file_token",
             "Client",
             "Credentials",
             "DataLoss",
@@ -139,6 +149,11 @@ def test_resource_names_round_trip() -> None:
     assert parley.parse_meeting_path(parley.meeting_path("r1", "d" * 32)) == ("r1", "d" * 32)
     assert parley.meeting_path("r1", f"rooms/r2/meetings/{'d' * 32}") == f"rooms/r2/meetings/{'d' * 32}"
     assert parley.parse_user_path(parley.user_path("me")) == "me"
+    recording = f"rooms/r2/recordings/{'e' * 32}"
+    assert parley.parse_recording_path(parley.recording_path("r1", "e" * 32)) == ("r1", "e" * 32)
+    assert parley.recording_path("r1", recording) == recording
+    assert parley.parse_egress_path(parley.egress_path("f" * 32)) == "f" * 32
+    assert parley.egress_path(f"egresses/{'f' * 32}") == f"egresses/{'f' * 32}"
     webhook, delivery = "a" * 32, "b" * 32
     assert parley.parse_webhook_path(parley.webhook_path(webhook)) == webhook
     assert parley.parse_webhook_delivery_path(parley.webhook_delivery_path(webhook, delivery)) == (webhook, delivery)

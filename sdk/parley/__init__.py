@@ -1,11 +1,23 @@
-"""Parley's Python SDK: the async client, typed errors, join tokens, webhook verification and
-resource names.
+"""Parley's Python SDK: the async client, typed errors, join tokens, webhook verification,
+download tokens for local recordings and resource names.
 
 The generated protocol package lives beside it as ``parley.<domain>.v1``.
 """
 
-from ._client import ApiKeys, Client, Lobby, Meetings, RoomAccesses, Rooms, Users, Webhooks
+from ._client import (
+    ApiKeys,
+    Client,
+    Lobby,
+    Meetings,
+    RecordingModeName,
+    Recordings,
+    RoomAccesses,
+    Rooms,
+    Users,
+    Webhooks,
+)
 from ._config import Credentials, default_data_dir, load_credentials, save_credentials
+from ._egress import Egresses
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -26,18 +38,23 @@ from ._errors import (
     Unavailable,
     Unimplemented,
 )
+from ._files import FileClaims, sign_file_token, verify_file_token
 from ._names import (
     api_key_path,
+    egress_path,
     lobby_entry_path,
     meeting_path,
     parse_api_key_path,
+    parse_egress_path,
     parse_lobby_entry_path,
     parse_meeting_path,
+    parse_recording_path,
     parse_room_access_path,
     parse_room_path,
     parse_user_path,
     parse_webhook_delivery_path,
     parse_webhook_path,
+    recording_path,
     room_access_path,
     room_path,
     user_path,
@@ -77,8 +94,10 @@ __all__ = [
     "Credentials",
     "DataLoss",
     "DeadlineExceeded",
+    "Egresses",
     "FailedPrecondition",
     "FieldViolation",
+    "FileClaims",
     "Internal",
     "InvalidArgument",
     "InvalidTokenError",
@@ -89,6 +108,8 @@ __all__ = [
     "OutOfRange",
     "ParleyError",
     "PermissionDenied",
+    "RecordingModeName",
+    "Recordings",
     "ResourceExhausted",
     "RoomAccesses",
     "Rooms",
@@ -102,23 +123,29 @@ __all__ = [
     "api_key_path",
     "create_join_token",
     "default_data_dir",
+    "egress_path",
     "load_credentials",
     "lobby_entry_path",
     "meeting_path",
     "parse_api_key_path",
+    "parse_egress_path",
     "parse_lobby_entry_path",
     "parse_meeting_path",
+    "parse_recording_path",
     "parse_room_access_path",
     "parse_room_path",
     "parse_user_path",
     "parse_webhook_delivery_path",
     "parse_webhook_path",
+    "recording_path",
     "redacted",
     "room_access_path",
     "room_path",
     "save_credentials",
+    "sign_file_token",
     "sign_webhook",
     "user_path",
+    "verify_file_token",
     "verify_join_token",
     "verify_webhook",
     "webhook_delivery_path",

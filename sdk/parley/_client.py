@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
@@ -23,6 +24,8 @@ from parley.control.v1 import lobby_service_pb2 as lobby_pb
 from parley.control.v1 import lobby_service_pb2_grpc as lobby_grpc
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
 from parley.control.v1 import meeting_service_pb2_grpc as meeting_grpc
+from parley.control.v1 import recording_service_pb2 as recording_pb
+from parley.control.v1 import recording_service_pb2_grpc as recording_grpc
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_access_service_pb2 as access_pb
 from parley.control.v1 import room_access_service_pb2_grpc as access_grpc
@@ -35,7 +38,17 @@ from parley.control.v1 import webhook_service_pb2_grpc as webhook_grpc
 
 from ._ai import AI_NOT_CONFIGURED, Summaries, Transcriptions
 from ._config import load_credentials
-from ._names import api_key_path, meeting_path, room_path, user_path, webhook_delivery_path, webhook_path
+from ._egress import EGRESS_NOT_CONFIGURED, Egresses
+from ._enums import EnumNames
+from ._names import (
+    api_key_path,
+    meeting_path,
+    recording_path,
+    room_path,
+    user_path,
+    webhook_delivery_path,
+    webhook_path,
+)
 from ._service import Connection, ServiceClient, bearer_metadata
 
 
@@ -202,6 +215,70 @@ class Meetings(ServiceClient):
         return self._pages(self._stub.ListMeetingParticipants, request, "meeting_participants")
 
 
+#: The short names of ``parley.control.v1.RecordingMode`` (tests/test_enums.py keeps them equal).
+RecordingModeName = Literal["screen_recording", "transcript"]
+#: ``"transcript"`` ↔ ``RECORDING_MODE_TRANSCRIPT``..., read from the contract.
+RECORDING_MODES = EnumNames(recording_pb.RecordingMode)
+
+
+class Recordings(ServiceClient):
+    """``RecordingService``: recording meetings (a room's owners and administrators, and API
+    keys with ``recordings:write``); everyone in the meeting sees that it is recorded.
+
+    A recording is named by its resource name, or by its id with ``room``."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._stub = recording_grpc.RecordingServiceStub(connection.require())
+
+    async def start(
+        self,
+        room: str,
+        *,
+        mode: RecordingModeName = "screen_recording",
+        language: str = "",
+        transcribe: bool = False,
+        collect_metadata: bool = False,
+    ) -> recording_pb.Recording:
+        """Starts recording a room: video and audio (``"screen_recording"``) or audio only
+        (``"transcript"``, always transcribed); ``language`` (``en``, ``fr``...) for the
+        transcript, empty to detect it."""
+        recording = recording_pb.Recording(
+            mode=RECORDING_MODES.value(mode),
+            options=recording_pb.RecordingOptions(
+                language=language, transcribe=transcribe, collect_metadata=collect_metadata
+            ),
+        )
+        request = recording_pb.StartRecordingRequest(parent=room_path(room), recording=recording)
+        return await self._call(self._stub.StartRecording, request)
+
+    async def stop(self, recording: str, *, room: str = "") -> recording_pb.Recording:
+        """Stops a recording; it is ``SAVED`` once its file is stored."""
+        request = recording_pb.StopRecordingRequest(name=recording_path(room, recording))
+        return await self._call(self._stub.StopRecording, request)
+
+    async def get(self, recording: str, *, room: str = "") -> recording_pb.Recording:
+        request = recording_pb.GetRecordingRequest(name=recording_path(room, recording))
+        return await self._call(self._stub.GetRecording, request)
+
+    def list(self, room: str = "-", *, page_size: int = 0) -> AsyncIterator[recording_pb.Recording]:
+        """A room's recordings, newest first, fetched page by page; ``"-"`` (the default):
+        those of every room the caller may see."""
+        request = recording_pb.ListRecordingsRequest(parent=room_path(room), page_size=page_size)
+        return self._pages(self._stub.ListRecordings, request, "recordings")
+
+    async def delete(self, recording: str, *, room: str = "") -> None:
+        """Deletes a stopped recording and its file."""
+        request = recording_pb.DeleteRecordingRequest(name=recording_path(room, recording))
+        await self._call(self._stub.DeleteRecording, request)
+
+    async def download_link(self, recording: str, *, room: str = "") -> recording_pb.RecordingDownloadLink:
+        """A short-lived link to a saved recording's file: an S3 presigned URL, or a path on
+        the gateway (``/v1/files/...``) for a local folder."""
+        request = recording_pb.GetRecordingDownloadLinkRequest(name=recording_path(room, recording))
+        return await self._call(self._stub.GetRecordingDownloadLink, request)
+
+
 class Users(ServiceClient):
     """``UserService``: the caller's profile and the dev login."""
 
@@ -296,11 +373,12 @@ class Webhooks(ServiceClient):
 
 
 class Client:
-    """Async client of the Parley control plane (and of the AI service).
+    """Async client of the Parley control plane (and of the AI and egress services).
 
     Args:
         target: gRPC address, ``host:port``.
         ai_target: the AI service's gRPC address, for ``transcriptions`` and ``summaries``.
+        egress_target: the egress service's gRPC address, for ``egress``.
         bearer: Credentials sent as ``authorization: Bearer ...``: an API key
             (``<key id>.<secret>``), an OIDC token or a dev-login token. Empty for anonymous calls.
 
@@ -316,6 +394,8 @@ class Client:
         channel: grpc.aio.Channel | None = None,
         ai_target: str = "",
         ai_channel: grpc.aio.Channel | None = None,
+        egress_target: str = "",
+        egress_channel: grpc.aio.Channel | None = None,
     ) -> None:
         asyncio.get_running_loop()  # fail here, clearly, rather than deep inside grpc
         self.target = target.removeprefix("grpc://")
@@ -324,6 +404,11 @@ class Client:
         self.ai_target = ai_target.removeprefix("grpc://")
         self._owns_ai_channel = ai_channel is None and bool(self.ai_target)
         self.ai_channel = ai_channel or (grpc.aio.insecure_channel(self.ai_target) if self.ai_target else None)
+        self.egress_target = egress_target.removeprefix("grpc://")
+        self._owns_egress_channel = egress_channel is None and bool(self.egress_target)
+        self.egress_channel = egress_channel or (
+            grpc.aio.insecure_channel(self.egress_target) if self.egress_target else None
+        )
         self._metadata = bearer_metadata(bearer)
         control = Connection(self.channel, self._metadata)
         self.rooms = Rooms(control)
@@ -333,9 +418,11 @@ class Client:
         self.users = Users(control)
         self.api_keys = ApiKeys(control)
         self.webhooks = Webhooks(control)
+        self.recordings = Recordings(control)
         ai = Connection(self.ai_channel, self._metadata, missing=AI_NOT_CONFIGURED)
         self.transcriptions = Transcriptions(ai)
         self.summaries = Summaries(ai)
+        self.egress = Egresses(Connection(self.egress_channel, self._metadata, missing=EGRESS_NOT_CONFIGURED))
 
     @classmethod
     def connect(
@@ -348,13 +435,24 @@ class Client:
     ) -> Client:
         """A client configured from arguments, ``PARLEY_*`` variables or ``parley up``'s data folder."""
         credentials = load_credentials(url=url, api_key=api_key, api_secret=api_secret, data_dir=data_dir)
-        return cls(credentials.url, bearer=credentials.bearer, ai_target=credentials.ai_url)
+        return cls(
+            credentials.url,
+            bearer=credentials.bearer,
+            ai_target=credentials.ai_url,
+            egress_target=credentials.egress_url,
+        )
 
     def with_bearer(self, bearer: str) -> Client:
         """A client calling with other credentials over this client's channel (which stays
         owned by this client)."""
         return Client(
-            self.target, bearer=bearer, channel=self.channel, ai_target=self.ai_target, ai_channel=self.ai_channel
+            self.target,
+            bearer=bearer,
+            channel=self.channel,
+            ai_target=self.ai_target,
+            ai_channel=self.ai_channel,
+            egress_target=self.egress_target,
+            egress_channel=self.egress_channel,
         )
 
     async def aclose(self) -> None:
@@ -362,6 +460,8 @@ class Client:
             await self.channel.close()
         if self._owns_ai_channel and self.ai_channel is not None:
             await self.ai_channel.close()
+        if self._owns_egress_channel and self.egress_channel is not None:
+            await self.egress_channel.close()
 
     async def __aenter__(self) -> Client:
         return self

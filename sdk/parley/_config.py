@@ -1,5 +1,6 @@
 """Where the SDK and CLI find Parley: explicit arguments, else ``PARLEY_URL`` /
-``PARLEY_API_KEY`` / ``PARLEY_API_SECRET`` / ``PARLEY_AI_URL``, else the credentials ``parley up`` saved in its
+``PARLEY_API_KEY`` / ``PARLEY_API_SECRET`` / ``PARLEY_AI_URL`` / ``PARLEY_EGRESS_URL`` /
+``PARLEY_GATEWAY_URL``, else the credentials ``parley up`` saved in its
 data folder, else a clear error."""
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class Credentials:
     api_secret: str = ""
     #: The AI service's gRPC target (transcriptions, summaries); empty when there is none.
     ai_url: str = ""
+    #: The egress service's gRPC target (``client.egress``); empty when there is none.
+    egress_url: str = ""
+    #: The REST gateway's base URL (``http://host:port``), against which the CLI resolves
+    #: relative download links; empty when unknown.
+    gateway_url: str = ""
 
     @property
     def bearer(self) -> str:
@@ -57,6 +63,8 @@ def load_credentials(
     api_key: str | None = None,
     api_secret: str | None = None,
     ai_url: str | None = None,
+    egress_url: str | None = None,
+    gateway_url: str | None = None,
     data_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Credentials:
@@ -75,6 +83,8 @@ def load_credentials(
         api_key=pick(api_key, "PARLEY_API_KEY", "api_key"),
         api_secret=pick(api_secret, "PARLEY_API_SECRET", "api_secret"),
         ai_url=pick(ai_url, "PARLEY_AI_URL", "ai_url"),
+        egress_url=pick(egress_url, "PARLEY_EGRESS_URL", "egress_url"),
+        gateway_url=pick(gateway_url, "PARLEY_GATEWAY_URL", "gateway_url"),
     )
     if not resolved.url:
         raise ParleyError(f"no Parley server: pass --url, set PARLEY_URL, or run `parley up` (looked in {path})")

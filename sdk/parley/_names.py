@@ -8,6 +8,8 @@ _ROOM = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)$")
 _ACCESS = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/accesses/([0-9a-f]{32})$")
 _LOBBY_ENTRY = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/lobbyEntries/([0-9a-f]{32})$")
 _MEETING = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/meetings/([0-9a-f]{32})$")
+_RECORDING = re.compile(r"^rooms/([a-z0-9]+(?:-[a-z0-9]+)*)/recordings/([0-9a-f]{32})$")
+_EGRESS = re.compile(r"^egresses/([0-9a-f]{32})$")
 _USER = re.compile(r"^users/(me|[0-9a-f]{32})$")
 _API_KEY = re.compile(r"^apiKeys/(pk_[A-Za-z0-9]{16,64})$")
 _WEBHOOK = re.compile(r"^webhooks/([0-9a-f]{32})$")
@@ -64,6 +66,29 @@ def parse_meeting_path(name: str) -> tuple[str, str]:
     """``(room, meeting)`` from ``rooms/{room}/meetings/{meeting}``."""
     room, meeting = _parse(_MEETING, name, "meeting")
     return room, meeting
+
+
+def recording_path(room: str, recording: str) -> str:
+    """``rooms/{room}/recordings/{recording}``. An existing recording path is returned as is."""
+    if _RECORDING.match(recording):
+        return recording
+    return f"{room_path(room)}/recordings/{recording}"
+
+
+def parse_recording_path(name: str) -> tuple[str, str]:
+    """``(room, recording)`` from ``rooms/{room}/recordings/{recording}``."""
+    room, recording = _parse(_RECORDING, name, "recording")
+    return room, recording
+
+
+def egress_path(egress: str) -> str:
+    """``egresses/{egress}``. An existing path is returned as is."""
+    return egress if egress.startswith("egresses/") else f"egresses/{egress}"
+
+
+def parse_egress_path(name: str) -> str:
+    """The egress id in ``egresses/{egress}``."""
+    return _parse(_EGRESS, name, "egress")[0]
 
 
 def user_path(user: str) -> str:

@@ -1,8 +1,9 @@
-"""The ``parley`` command line: rooms, join tokens, API keys, meeting history, webhooks and
-transcription against a running server.
+"""The ``parley`` command line: rooms, join tokens, API keys, meeting history, webhooks,
+recordings and transcription against a running server.
 
 Connection settings come from the options, else ``PARLEY_URL`` / ``PARLEY_API_KEY`` /
-``PARLEY_API_SECRET``, else the credentials ``parley up`` saved in its data folder.
+``PARLEY_API_SECRET`` (``PARLEY_GATEWAY_URL`` for downloads), else the credentials ``parley up``
+saved in its data folder.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from google.protobuf import json_format, message
 
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
+from parley.control.v1 import recording_service_pb2 as recording_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 from parley.control.v1 import webhook_service_pb2 as webhook_pb
 
 from ._ai import EXPORT_FORMATS
-from ._client import Client
+from ._client import RECORDING_MODES, Client, RecordingModeName
+from ._config import load_credentials
+from ._download import download, resolve_link
 from ._enums import EnumNames
 from ._errors import ParleyError
-from ._names import meeting_path, webhook_delivery_path, webhook_path
+from ._names import meeting_path, parse_recording_path, recording_path, webhook_delivery_path, webhook_path
 from ._scopes import WEBHOOK_EVENT_TYPES
 from ._tokens import TRACK_SOURCE_VALUES, TRACK_SOURCES
 
@@ -51,24 +55,26 @@ app.add_typer(rooms_app, name="rooms")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(meetings_app, name="meetings")
+recordings_app = typer.Typer(
+    help="Record meetings (room owners and administrators; API keys with recordings:write).", no_args_is_help=True
+)
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(recordings_app, name="recordings")
 
 _ACCESS = EnumNames(res.AccessLevel)
 _PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState)
 _DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState)
+_RECORDING_STATES = EnumNames(recording_pb.RecordingState)
 
 
+@dataclasses.dataclass(frozen=True)
 class _Options:
-    def __init__(
-        self, url: str | None, api_key: str | None, api_secret: str | None, data_dir: Path | None, as_json: bool
-    ) -> None:
-        self.url, self.api_key, self.api_secret, self.data_dir, self.as_json = (
-            url,
-            api_key,
-            api_secret,
-            data_dir,
-            as_json,
-        )
+    url: str | None
+    api_key: str | None
+    api_secret: str | None
+    data_dir: Path | None
+    as_json: bool
+    gateway_url: str | None = None
 
 
 @app.callback()
@@ -79,8 +85,11 @@ def _main(
     api_secret: Annotated[str | None, typer.Option(help="API key secret.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of `parley up` (credentials).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    gateway_url: Annotated[
+        str | None, typer.Option(help="URL of the REST gateway, for downloads (http://host:port).")
+    ] = None,
 ) -> None:
-    ctx.obj = _Options(url, api_key, api_secret, data_dir, as_json)
+    ctx.obj = _Options(url, api_key, api_secret, data_dir, as_json, gateway_url)
 
 
 def _run(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> T:
@@ -595,6 +604,163 @@ def transcribe(
             typer.echo("\n" + markdown.strip())
 
     _run(ctx, work)
+
+
+# -- recordings ----------------------------------------------------------------------------------
+
+#: The NAME argument of the ``parley recordings`` commands.
+_RecordingArg = Annotated[
+    str, typer.Argument(help="ROOM/RECORDING (room id or slug, recording id), or rooms/ROOM/recordings/ID.")
+]
+
+
+def _recording_name(text: str) -> str:
+    if text.startswith("rooms/"):
+        return text
+    room, _, recording = text.partition("/")
+    if not room or not recording:
+        raise typer.BadParameter("use ROOM/RECORDING or rooms/ROOM/recordings/RECORDING", param_hint="NAME")
+    return recording_path(room, recording)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _recording_row(recording: recording_pb.Recording) -> tuple[str, ...]:
+    try:
+        room, recording_id = parse_recording_path(recording.name)
+    except ValueError:
+        room, recording_id = "", recording.name
+    saved = recording.HasField("file") and recording.file.size_bytes > 0
+    return (
+        f"{room}/{recording_id}",
+        RECORDING_MODES.names.get(recording.mode, "-"),
+        _RECORDING_STATES.names.get(recording.state, "-"),
+        _when(recording.create_time, recording.HasField("create_time")),
+        _size(recording.file.size_bytes) if saved else "-",
+    )
+
+
+def _recording_text(recording: recording_pb.Recording) -> str:
+    name, mode, state, created, size = _recording_row(recording)
+    options = recording.options
+    lines = [
+        f"recording:  {name}  ({recording.name})",
+        f"mode:       {mode}" + (f", language {options.language}" if options.language else ""),
+        f"state:      {state}" + (f": {recording.error.message}" if recording.error.message else ""),
+        f"created:    {created}",
+    ]
+    times = (("started", recording.start_time), ("stopped", recording.stop_time), ("saved", recording.save_time))
+    lines += [f"{label + ':':<11} {_when(stamp, True)}" for label, stamp in times if stamp.ByteSize()]
+    if recording.HasField("file"):
+        seconds = int(recording.file.duration.ToTimedelta().total_seconds())
+        lines.append(f"file:       {recording.file.content_type}, {size}, {seconds // 60}:{seconds % 60:02d}")
+    jobs = (("transcript", recording.transcription), ("summary", recording.summary))
+    lines += [f"{label + ':':<11} {value}" for label, value in jobs if value]
+    return "\n".join(lines)
+
+
+@recordings_app.command("start")
+def recordings_start(
+    ctx: typer.Context,
+    room: Annotated[str, typer.Argument(help="Room id or slug.")],
+    audio_only: Annotated[bool, typer.Option(help="Audio only, to be transcribed (the transcript mode).")] = False,
+    transcribe: Annotated[bool, typer.Option(help="Transcribe the saved recording, then summarize it.")] = False,
+    language: Annotated[
+        str, typer.Option(help="Spoken language (en, fr...) for the transcript; empty to detect.")
+    ] = "",
+    metadata: Annotated[bool, typer.Option(help="Collect who spoke when, for the transcript's speakers.")] = False,
+) -> None:
+    """Start recording a room's meeting (video and audio, or audio only); everyone in the
+    meeting sees that it is recorded."""
+    mode: RecordingModeName = "transcript" if audio_only else "screen_recording"
+    started = _run(
+        ctx,
+        lambda c: c.recordings.start(
+            room, mode=mode, language=language, transcribe=transcribe, collect_metadata=metadata
+        ),
+    )
+    _emit(ctx, _to_dict(started), _recording_text(started))
+
+
+@recordings_app.command("stop")
+def recordings_stop(ctx: typer.Context, name: _RecordingArg) -> None:
+    """Stop a recording; its file is then saved."""
+    stopped = _run(ctx, lambda c: c.recordings.stop(_recording_name(name)))
+    _emit(ctx, _to_dict(stopped), _recording_text(stopped))
+
+
+@recordings_app.command("list")
+def recordings_list(
+    ctx: typer.Context,
+    room: Annotated[str, typer.Argument(help="Room id or slug; all the rooms you may see when left out.")] = "-",
+) -> None:
+    """List recordings, newest first: ROOM/RECORDING, mode, state, when asked for, file size."""
+
+    async def work(client: Client) -> list[recording_pb.Recording]:
+        return [recording async for recording in client.recordings.list(room)]
+
+    recordings = _run(ctx, work)
+    header = ("RECORDING", "MODE", "STATE", "CREATED", "SIZE")
+    _emit(
+        ctx,
+        [_to_dict(r) for r in recordings],
+        _table(header, [_recording_row(r) for r in recordings]) if recordings else "no recordings",
+    )
+
+
+@recordings_app.command("get")
+def recordings_get(ctx: typer.Context, name: _RecordingArg) -> None:
+    """Show a recording."""
+    found = _run(ctx, lambda c: c.recordings.get(_recording_name(name)))
+    _emit(ctx, _to_dict(found), _recording_text(found))
+
+
+@recordings_app.command("delete")
+def recordings_delete(ctx: typer.Context, name: _RecordingArg) -> None:
+    """Delete a stopped recording and its file."""
+    full = _recording_name(name)
+    _run(ctx, lambda c: c.recordings.delete(full))
+    _emit(ctx, {"deleted": full}, f"deleted {full}")
+
+
+@recordings_app.command("download")
+def recordings_download(
+    ctx: typer.Context,
+    name: _RecordingArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it; default: its name, here.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Download a saved recording's file, with a progress bar on stderr."""
+    options: _Options = ctx.obj
+    link = _run(ctx, lambda c: c.recordings.download_link(_recording_name(name)))
+    gateway_url = load_credentials(
+        url=options.url,
+        api_key=options.api_key,
+        api_secret=options.api_secret,
+        gateway_url=options.gateway_url,
+        data_dir=options.data_dir,
+    ).gateway_url
+    target = output or Path(Path(link.filename).name or f"{name.rsplit('/', 1)[-1]}.bin")
+    quiet = options.as_json or not sys.stderr.isatty()
+    try:
+        url = resolve_link(link.url, gateway_url)
+        total = link.file.size_bytes
+        with typer.progressbar(
+            length=total or 1, label="downloading", file=sys.stderr, hidden=quiet or not total
+        ) as bar:
+            size = download(url, target, on_progress=lambda received, _total: bar.update(received - bar.pos))
+    except ParleyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    _emit(ctx, {"file": str(target), "sizeBytes": size}, f"saved {target} ({_size(size)})")
 
 
 def main() -> None:

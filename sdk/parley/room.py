@@ -62,6 +62,7 @@ EventType = Literal[
     "data",
     "speakers_changed",
     "connection_quality",
+    "room_updated",
     "left",
     "error",
 ]
@@ -154,6 +155,12 @@ class Room:
         self.ping_interval = joined.ping_interval.ToTimedelta().total_seconds() or DEFAULT_PING_INTERVAL
         self._reader = asyncio.create_task(self._read())
         self._pinger = asyncio.create_task(self._keep_alive())
+
+    @property
+    def recording(self) -> bool:
+        """Whether the meeting is being recorded (a recorder is in it); a ``room_updated``
+        event says when this changes."""
+        return self.info.recording
 
     # --- connecting --------------------------------------------------------------------------
 
@@ -461,6 +468,9 @@ class Room:
             self._emit(RoomEvent("speakers_changed", speakers=list(response.speakers_changed.speakers)))
         elif kind == "connection_quality":
             self._emit(RoomEvent("connection_quality", qualities=list(response.connection_quality.updates)))
+        elif kind == "room_updated":
+            self.info = response.room_updated.room
+            self._emit(RoomEvent("room_updated"))
         elif kind == "error":
             error = ParleyError.from_status(response.error.status)
             for _, request_id, future in self._waiters:

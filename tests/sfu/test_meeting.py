@@ -167,3 +167,34 @@ async def test_manual_subscribers_choose_their_tracks(sfu: SfuServer, token: Min
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_everyone_sees_when_a_recorder_is_in_the_meeting(sfu: SfuServer, token: Mint) -> None:
+    room_id = _room()
+    alice = await Room.connect(sfu.target, token("alice", room_id))
+    recorder: Room | None = None
+    bob: Room | None = None
+    try:
+        assert not alice.recording
+        recorder = await Room.connect(
+            sfu.target, token("recorder", room_id, hidden=True, recorder=True, can_publish=False)
+        )
+        assert recorder.recording
+        updated = await alice.wait_for("room_updated")
+        assert updated.participant is None and alice.recording and alice.info.participant_count == 2
+
+        bob = await Room.connect(sfu.target, token("bob", room_id))
+        assert bob.recording and bob.info.recording  # from joined
+        assert "recorder" not in bob.participants and "recorder" not in alice.participants
+        joined = await alice.wait_for("participant_joined")
+        assert joined.participant is not None and joined.participant.identity == "bob"
+
+        await recorder.close()
+        await alice.wait_for("room_updated")
+        await bob.wait_for("room_updated")
+        assert not alice.recording and not bob.recording
+        assert not sfu.rooms.rooms[room_id].info().recording
+    finally:
+        for room in (alice, recorder, bob):
+            if room is not None:
+                await room.close()
