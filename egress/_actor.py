@@ -6,6 +6,7 @@ the room client needs): ``record`` runs the whole recording and returns its ``Re
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import ray
 
@@ -16,30 +17,27 @@ from ._spec import Progress, RecordingSpec, Result
 class RecorderActor:
     def __init__(self) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._recorder: object = None
+        self._recorder: Any = None
         self._stopped = False  # a stop that came before the recording started
 
     async def record(self, spec: RecordingSpec) -> Result:
         from ._recorder import Recorder
+        from ._track_recorder import TrackRecorder
 
-        recorder = Recorder(spec)
+        recorder = TrackRecorder(spec) if spec.track_sid else Recorder(spec)
         self._recorder = recorder
         if self._stopped:
             recorder.stop()
         return await recorder.run()
 
     async def progress(self) -> Progress:
-        from ._recorder import Recorder
-
-        if isinstance(self._recorder, Recorder):
-            return self._recorder.progress()
+        if self._recorder is not None:
+            return self._recorder.progress()  # type: ignore[no-any-return]
         return Progress(phase="joining")
 
     async def stop(self) -> None:
-        from ._recorder import Recorder
-
         self._stopped = True
-        if isinstance(self._recorder, Recorder):
+        if self._recorder is not None:
             self._recorder.stop()
 
     def pid(self) -> int:

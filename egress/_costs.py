@@ -28,6 +28,8 @@ PRESETS: dict[int, VideoPreset] = {
 DEFAULT_PRESET = res.ENCODING_PRESET_H264_720P_30
 #: An audio-only composite: decode Opus, mix, encode Opus.
 AUDIO_ONLY_CPUS = 0.05
+#: A track egress: no decoding, only muxing.
+TRACK_CPUS = 0.02
 
 
 def preset(value: int) -> VideoPreset:

@@ -45,9 +45,9 @@ from parley.room import RemoteTrack, Room, RoomEvent
 
 from ._compositor import Compositor, Layout, Tile
 from ._mixer import AudioMixer, SourceResampler
+from ._output import file_info, open_sink
 from ._sink import FolderSink, S3Sink
 from ._spec import FileInfo, Outcome, Progress, RecordingSpec, Result
-from ._storage import s3_client
 from ._writer import MediaWriter
 
 log = logging.getLogger(__name__)
@@ -125,21 +125,9 @@ class Recorder:
     def _file_info(self) -> FileInfo | None:
         if self._sink is None:
             return None
-        location = (
-            f"s3://{self.spec.storage.bucket}/{self.spec.key}"
-            if self.spec.storage.bucket
-            else (self.spec.storage.folder / self.spec.key).resolve().as_uri()  # type: ignore[operator]
-        )
         duration = self._writer.duration if self._writer is not None else 0.0
-        return FileInfo(
-            location=location,
-            key=self.spec.key,
-            size_bytes=self._sink.bytes_written,
-            content_type=self.spec.content_type,
-            duration=duration,
-            media_start=self._epoch,
-            media_end=self._epoch + duration if duration else 0.0,
-        )
+        s = self.spec
+        return file_info(s, s.key, s.content_type, self._sink.bytes_written, duration, self._epoch)
 
     # --- the recording -----------------------------------------------------------------------
 
@@ -164,11 +152,7 @@ class Recorder:
 
     def _open(self) -> None:
         s = self.spec
-        if s.storage.bucket:
-            self._sink = S3Sink(s3_client(s.storage), s.storage.bucket, s.key, s.content_type, s.spool_dir)
-        else:
-            assert s.storage.folder is not None
-            self._sink = FolderSink(s.storage.folder, s.key)
+        self._sink = open_sink(s, s.key, s.content_type)
         if s.audio_only:
             self._writer = MediaWriter.ogg(self._sink, sample_rate=SAMPLE_RATE, channels=CHANNELS)
         else:

@@ -35,7 +35,7 @@ from parley.server import RemoteCaller, decode_page_token, encode_page_token, pa
 from . import _costs
 from ._actor import RecorderActor
 from ._control import RECORDING_OVER, ControlLink
-from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unimplemented
+from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ._jobs import Job
 from ._settings import EgressSettings
 from ._spec import FileInfo, RecordingSpec, Result, Storage
@@ -63,6 +63,11 @@ def file_name(template: str, *, room: str, egress_id: str, now: datetime, extens
     name = (template or "{room}/{time}-{id}").format(room=room, time=now.strftime("%Y%m%dT%H%M%SZ"), id=egress_id)
     name = "/".join(part for part in name.split("/") if part not in ("", ".", ".."))
     return f"{name}.{extension}"
+
+
+def job_type(spec: RecordingSpec, key: str) -> str:
+    """The content type of a job's file (a track egress's comes from its extension)."""
+    return spec.content_type or ("video/webm" if key.endswith(".webm") else "audio/ogg")
 
 
 class EgressService:
@@ -108,14 +113,52 @@ class EgressService:
         self, caller: RemoteCaller, request: pb.StartRoomCompositeEgressRequest
     ) -> res.Egress:
         self._require(caller)
+        options = request.options
+        video = _costs.preset(options.preset)
+        extension, content_type = ("ogg", "audio/ogg") if options.audio_only else ("mp4", "video/mp4")
+        egress = res.Egress(room=request.room, room_composite=options, output=request.output)
+        details = {
+            "audio_only": options.audio_only,
+            "layout": _LAYOUTS[options.layout],
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "bitrate": video.bitrate,
+            "content_type": content_type,
+        }
+        cpus = _costs.composite_cpus(options, self.settings.cpu_scale)
+        return await self._start(egress, request, cpus, extension, details)
+
+    async def start_track(self, caller: RemoteCaller, request: pb.StartTrackEgressRequest) -> res.Egress:
+        self._require(caller)
+        egress = res.Egress(room=request.room, track=request.track, output=request.output)
+        details = {
+            "audio_only": False,
+            "layout": "GRID",
+            "width": 0,
+            "height": 0,
+            "fps": 0,
+            "bitrate": 0,
+            "content_type": "",  # the track's kind decides: video/webm or audio/ogg
+            "track_sid": request.track.track_sid,
+        }
+        cpus = round(_costs.TRACK_CPUS * self.settings.cpu_scale, 3)
+        return await self._start(egress, request, cpus, "", details)
+
+    async def _start(
+        self,
+        egress: res.Egress,
+        request: pb.StartRoomCompositeEgressRequest | pb.StartTrackEgressRequest,
+        cpus: float,
+        extension: str,
+        details: dict[str, Any],
+    ) -> res.Egress:
         if request.egress_id and (existing := self._jobs.get(request.egress_id)) is not None:
             if existing.egress.room != request.room:
                 raise FailedPrecondition(f"egress {request.egress_id} exists for another room")
             return existing.egress
-        options = request.options
         storage, prefix = self._storage(request.output)
         egress_id = request.egress_id or secrets.token_hex(16)
-        extension, content_type = ("ogg", "audio/ogg") if options.audio_only else ("mp4", "video/mp4")
         key = prefix + file_name(
             request.output.filename_template,
             room=request.room.removeprefix("rooms/"),
@@ -125,46 +168,25 @@ class EgressService:
         )
         limit = request.max_duration.ToTimedelta().total_seconds() or self.settings.max_duration
         limit = min(limit, self.settings.max_duration)
-        cpus = _costs.composite_cpus(options, self.settings.cpu_scale)
         async with self._start_lock:
             if self._capacity_left() < cpus:
                 raise ResourceExhausted(f"no egress node has {cpus} CPUs free for this recording; try again later")
-            egress = res.Egress(
-                name=f"egresses/{egress_id}",
-                room=request.room,
-                room_composite=options,
-                status=res.EGRESS_STATUS_STARTING,
-                output=request.output,
-                node=self.settings.node,
-            )
+            egress.name = f"egresses/{egress_id}"
+            egress.status = res.EGRESS_STATUS_STARTING
+            egress.node = self.settings.node
             egress.max_duration.FromSeconds(int(limit))
             egress.create_time.GetCurrentTime()
             egress.update_time.CopyFrom(egress.create_time)
             job = Job(egress, cpus=cpus)
             self._jobs[egress_id] = job
-        video = _costs.preset(options.preset)
-        details: dict[str, Any] = {
-            "audio_only": options.audio_only,
-            "layout": _LAYOUTS[options.layout],
-            "width": video.width,
-            "height": video.height,
-            "fps": video.fps,
-            "bitrate": video.bitrate,
-            "storage": storage,
-            "key": key,
-            "content_type": content_type,
-            "max_duration": limit,
-        }
         self._control.report(job.egress)
-        task = asyncio.create_task(self._supervise(job, details))
+        task = asyncio.create_task(
+            self._supervise(job, {**details, "storage": storage, "key": key, "max_duration": limit})
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("egress %s started: room %s, %s, %.2f CPUs", egress_id, request.room, key, cpus)
         return job.egress
-
-    async def start_track(self, caller: RemoteCaller, request: pb.StartTrackEgressRequest) -> res.Egress:
-        self._require(caller)
-        raise Unimplemented("track egress (one track without transcoding) is not available yet")
 
     def _job(self, name: str) -> Job:
         job = self._jobs.get(name.removeprefix("egresses/"))
@@ -290,18 +312,18 @@ class EgressService:
             result: Result = await done
         except RayActorError as error:
             log.error("egress %s: the recorder process died: %s", job.id, error)
-            file = await asyncio.to_thread(self._salvage, spec)
+            file = await asyncio.to_thread(self._salvage, spec, job.egress.file.key or spec.key)
             await job.finish(res.EGRESS_STATUS_FAILED, error="the recorder process died", file=file)
             return
         await job.finish(_OUTCOMES[result.outcome], error=result.error, file=result.file)
         log.info("egress %s ended: %s %s", job.id, result.outcome, result.error)
 
-    def _salvage(self, spec: RecordingSpec) -> FileInfo | None:
+    def _salvage(self, spec: RecordingSpec, key: str) -> FileInfo | None:
         """What a dead recorder left: the folder file as it is, or its S3 upload completed."""
         from ._sink import recover_spool, sidecar_path
 
         if spec.storage.folder is not None:
-            path = (spec.storage.folder / spec.key).resolve()
+            path = (spec.storage.folder / key).resolve()
             if not path.exists():
                 return None
             size = path.stat().st_size
@@ -316,7 +338,7 @@ class EgressService:
             )
         from ._storage import s3_client
 
-        sidecar = sidecar_path(spec.spool_dir, spec.key)
+        sidecar = sidecar_path(spec.spool_dir, key)
         if not sidecar.exists():
             return None
         outcome = recover_spool(s3_client(spec.storage), sidecar)
