@@ -6,6 +6,7 @@ reports: tests report for it (``EgressReportService.ReportEgress``)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -62,6 +63,27 @@ class FakeEgressService(egress_grpc.EgressServiceServicer):
         if egress.status in (egress_res.EGRESS_STATUS_STARTING, egress_res.EGRESS_STATUS_ACTIVE):
             egress.status = egress_res.EGRESS_STATUS_ENDING
         return egress
+
+    async def GetEgress(self, request: egress_pb.GetEgressRequest, context: Context) -> egress_res.Egress:
+        egress = self.egresses.get(request.name)
+        if egress is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} not found")
+        assert egress is not None
+        return egress
+
+    async def ListEgresses(
+        self, request: egress_pb.ListEgressesRequest, context: Context
+    ) -> egress_pb.ListEgressesResponse:
+        return egress_pb.ListEgressesResponse(egresses=list(reversed(self.egresses.values())))
+
+    async def StartTrackEgress(self, request: egress_pb.StartTrackEgressRequest, context: Context) -> egress_res.Egress:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake egress records no tracks")
+        raise AssertionError("unreachable")
+
+    async def WatchEgress(
+        self, request: egress_pb.WatchEgressRequest, context: Context
+    ) -> AsyncIterator[egress_res.Egress]:
+        yield await self.GetEgress(egress_pb.GetEgressRequest(name=request.name), context)
 
 
 class FakeEgress:

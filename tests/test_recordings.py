@@ -14,11 +14,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus
 
 import boto3
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 S = rec_pb.RecordingState
 SCREEN, TRANSCRIPT = rec_pb.RECORDING_MODE_SCREEN_RECORDING, rec_pb.RECORDING_MODE_TRANSCRIPT
 BUCKET = "parley-recordings"
+T = TypeVar("T")
 
 
 # -- a real S3 API (moto's standalone server), copied from tests/ai/conftest.py until the
@@ -115,43 +116,45 @@ class Recordings:
         self._stub = rec_grpc.RecordingServiceStub(client.channel)
         self._reports = rec_grpc.EgressReportServiceStub(client.channel)
 
-    async def _call(self, method: str, request: Any) -> Any:
-        stub = self._reports if method == "ReportEgress" else self._stub
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
-            return await getattr(stub, method)(request, metadata=self.client._metadata)
+            return await method(request, metadata=self.client._metadata)
         except grpc.aio.AioRpcError as error:
             raise ParleyError.from_rpc_error(error) from None
 
     async def start(self, room: str, mode: rec_pb.RecordingMode.ValueType = SCREEN, **options: Any) -> rec_pb.Recording:
         recording = rec_pb.Recording(mode=mode, options=rec_pb.RecordingOptions(**options))
-        return await self._call("StartRecording", rec_pb.StartRecordingRequest(parent=room, recording=recording))
+        return await self._call(
+            self._stub.StartRecording, rec_pb.StartRecordingRequest(parent=room, recording=recording)
+        )
 
     async def stop(self, name: str) -> rec_pb.Recording:
-        return await self._call("StopRecording", rec_pb.StopRecordingRequest(name=name))
+        return await self._call(self._stub.StopRecording, rec_pb.StopRecordingRequest(name=name))
 
     async def get(self, name: str) -> rec_pb.Recording:
-        return await self._call("GetRecording", rec_pb.GetRecordingRequest(name=name))
+        return await self._call(self._stub.GetRecording, rec_pb.GetRecordingRequest(name=name))
 
-    async def list(self, parent: str, page_size: int = 0) -> list[rec_pb.Recording]:
+    async def listed(self, parent: str, page_size: int = 0) -> list[rec_pb.Recording]:
         found: list[rec_pb.Recording] = []
         request = rec_pb.ListRecordingsRequest(parent=parent, page_size=page_size)
         while True:
-            page = await self._call("ListRecordings", request)
+            page = await self._call(self._stub.ListRecordings, request)
             found.extend(page.recordings)
             if not page.next_page_token:
                 return found
             request.page_token = page.next_page_token
 
     async def delete(self, name: str) -> None:
-        await self._call("DeleteRecording", rec_pb.DeleteRecordingRequest(name=name))
+        await self._call(self._stub.DeleteRecording, rec_pb.DeleteRecordingRequest(name=name))
 
     async def link(self, name: str) -> rec_pb.RecordingDownloadLink:
-        return await self._call("GetRecordingDownloadLink", rec_pb.GetRecordingDownloadLinkRequest(name=name))
+        request = rec_pb.GetRecordingDownloadLinkRequest(name=name)
+        return await self._call(self._stub.GetRecordingDownloadLink, request)
 
     async def notify(self, event: dict[str, Any]) -> list[str]:
         body = struct_pb2.Struct()
         body.update(event)
-        answer = await self._call("NotifyStorageEvent", rec_pb.NotifyStorageEventRequest(event=body))
+        answer = await self._call(self._stub.NotifyStorageEvent, rec_pb.NotifyStorageEventRequest(event=body))
         return list(answer.saved)
 
     async def report(
@@ -168,7 +171,7 @@ class Recordings:
         if error is not None:
             egress.error.code, egress.error.message = error
         egress.update_time.GetCurrentTime()
-        return await self._call("ReportEgress", rec_pb.ReportEgressRequest(egress=egress))
+        return await self._call(self._reports.ReportEgress, rec_pb.ReportEgressRequest(egress=egress))
 
 
 @dataclass
@@ -242,8 +245,8 @@ async def test_the_owner_starts_and_stops_a_recording(callers: Callers, fake_egr
     assert request.output.filename_template == "recordings/{room}/{time}-{id}"
 
     assert await room.owner.get(recording.name) == recording
-    assert [r.name for r in await room.owner.list(room.name)] == [recording.name]
-    assert recording.name in [r.name for r in await room.owner.list("rooms/-")]
+    assert [r.name for r in await room.owner.listed(room.name)] == [recording.name]
+    assert recording.name in [r.name for r in await room.owner.listed("rooms/-")]
 
     stopped = await room.owner.stop(recording.name)
     assert stopped.state == S.RECORDING_STATE_STOPPED and stopped.HasField("stop_time")
@@ -279,17 +282,17 @@ async def test_members_strangers_and_keys_without_the_scope_are_refused(callers:
             await Recordings(client).get(recording.name)
         assert _code(raised) == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(ParleyError) as raised:
-            await Recordings(client).list(room.name)
+            await Recordings(client).listed(room.name)
         assert _code(raised) == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(ParleyError) as raised:
         await Recordings(callers.anonymous).get(recording.name)
     assert _code(raised) == grpc.StatusCode.UNAUTHENTICATED
     # A member sees none of them among "all my rooms' recordings".
-    assert await Recordings(member).list("rooms/-") == []
+    assert await Recordings(member).listed("rooms/-") == []
     # Keys read with recordings:read or recordings:write, and the writer stops.
     assert (await Recordings(await callers.key("recordings:read")).get(recording.name)).name == recording.name
     writer = Recordings(await callers.key("recordings:write"))
-    assert recording.name in [r.name for r in await writer.list("rooms/-")]
+    assert recording.name in [r.name for r in await writer.listed("rooms/-")]
     assert (await writer.stop(recording.name)).state == S.RECORDING_STATE_STOPPED
 
 
@@ -303,7 +306,7 @@ async def test_a_room_records_once_at_a_time(callers: Callers) -> None:
     await room.owner.stop(first.name)
     second = await room.owner.start(room.name)
     assert second.state == S.RECORDING_STATE_ACTIVE
-    assert [r.name for r in await room.owner.list(room.name)] == [second.name, first.name]
+    assert [r.name for r in await room.owner.listed(room.name)] == [second.name, first.name]
 
 
 async def test_concurrent_starts_only_one_wins(callers: Callers) -> None:
@@ -313,7 +316,7 @@ async def test_concurrent_starts_only_one_wins(callers: Callers) -> None:
     lost = [o for o in outcomes if isinstance(o, ParleyError)]
     assert len(won) == 1 and len(lost) == 4, outcomes
     assert {e.code for e in lost} == {grpc.StatusCode.FAILED_PRECONDITION}
-    assert [r.name for r in await room.owner.list(room.name)] == [won[0].name]
+    assert [r.name for r in await room.owner.listed(room.name)] == [won[0].name]
 
 
 async def test_an_egress_without_capacity_fails_the_start_and_frees_the_room(
@@ -327,7 +330,7 @@ async def test_an_egress_without_capacity_fails_the_start_and_frees_the_room(
     finally:
         fake_egress.service.behaviour = "accept"
     assert _code(raised) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    [failed] = await room.owner.list(room.name)
+    [failed] = await room.owner.listed(room.name)
     assert failed.state == S.RECORDING_STATE_FAILED_TO_START
     assert failed.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert (await room.owner.start(room.name)).state == S.RECORDING_STATE_ACTIVE
@@ -345,7 +348,7 @@ async def test_an_egress_service_that_is_down_fails_the_start(callers: Callers, 
         finally:
             await owner.client.aclose()
     assert _code(raised) == grpc.StatusCode.UNAVAILABLE
-    [failed] = await room.owner.list(room.name)
+    [failed] = await room.owner.listed(room.name)
     assert failed.state == S.RECORDING_STATE_FAILED_TO_START
     assert failed.error.code == grpc.StatusCode.UNAVAILABLE.value[0] and failed.error.message
     # The room records again (through a control whose egress is up).
@@ -363,7 +366,7 @@ async def test_without_an_egress_recording_is_not_configured(callers: Callers, d
             await owner.client.aclose()
     assert _code(raised) == grpc.StatusCode.FAILED_PRECONDITION
     assert "not configured" in str(raised.value)
-    assert await room.owner.list(room.name) == []
+    assert await room.owner.listed(room.name) == []
 
 
 async def test_a_stop_the_egress_refuses_ends_failed_to_stop(callers: Callers, fake_egress: FakeEgress) -> None:
@@ -633,7 +636,7 @@ async def test_a_saved_local_file_downloads_through_a_signed_gateway_path(caller
     # A recording whose file is already gone is deleted all the same.
     other = await _saved(room, f"recordings/missing-{recording.name[-32:]}.mp4")
     await room.owner.delete(other.name)
-    assert await room.owner.list(room.name) == []
+    assert await room.owner.listed(room.name) == []
 
 
 async def test_a_saved_s3_file_downloads_with_a_presigned_url(
