@@ -16,7 +16,7 @@ from parley.server.db import Sessions
 from . import _policy
 from ._auth import Principal
 from ._errors import NotFound, PermissionDenied
-from ._models import ApiKeyRow, LobbyEntryRow, Role, RoomRow, WebhookRow
+from ._models import ApiKeyRow, LobbyEntryRow, RecordingRow, Role, RoomRow, WebhookRow
 from ._repos import Accesses, Rooms
 from ._settings import ControlSettings
 
@@ -30,7 +30,7 @@ def new_id() -> str:
 
 
 T = TypeVar("T")
-R = TypeVar("R", RoomRow, LobbyEntryRow, ApiKeyRow, WebhookRow)
+R = TypeVar("R", RoomRow, LobbyEntryRow, ApiKeyRow, WebhookRow, RecordingRow)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.rpc import status_pb2
 
 from parley import TRACK_SOURCE_NAMES, TRACK_SOURCE_VALUES, VideoGrants
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
+from parley.control.v1 import recording_service_pb2 as recording_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import room_service_pb2 as room_pb
 from parley.control.v1 import webhook_service_pb2 as webhook_pb
@@ -22,6 +24,9 @@ from ._models import (
     MeetingParticipantRow,
     MeetingRow,
     ParticipantState,
+    RecordingMode,
+    RecordingRow,
+    RecordingState,
     Role,
     RoomAccessRow,
     RoomRow,
@@ -37,6 +42,8 @@ ROLES = EnumNames(res.Role, Role)
 LOBBY_STATES = EnumNames(res.LobbyEntryState, LobbyState)
 PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState, ParticipantState)
 DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState, DeliveryState)
+RECORDING_MODES = EnumNames(recording_pb.RecordingMode, RecordingMode)
+RECORDING_STATES = EnumNames(recording_pb.RecordingState, RecordingState)
 
 #: Contract value → stored name, and the track sources both ways (stored as their short names).
 ACCESS_LEVEL_NAMES = ACCESS_LEVELS.names
@@ -205,6 +212,46 @@ def webhook_delivery(row: WebhookDeliveryRow) -> webhook_pb.WebhookDelivery:
     if row.delivered_at is not None:
         found.deliver_time.CopyFrom(timestamp(row.delivered_at))
     return found
+
+
+def recording_name(row: RecordingRow) -> str:
+    return f"rooms/{row.room_id}/recordings/{row.id}"
+
+
+def recording(row: RecordingRow) -> recording_pb.Recording:
+    found = recording_pb.Recording(
+        name=recording_name(row),
+        mode=RECORDING_MODES.value(row.mode),
+        options=recording_pb.RecordingOptions(
+            language=row.language, transcribe=row.transcribe, collect_metadata=row.collect_metadata
+        ),
+        state=RECORDING_STATES.value(row.state),
+        egress=row.egress,
+        creator=row.creator,
+        transcription=row.transcription,
+        summary=row.summary,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+    if row.error_code:
+        found.error.CopyFrom(status_pb2.Status(code=row.error_code, message=row.error_message))
+    if row.file_key:
+        found.file.CopyFrom(recording_file(row))
+    for field, moment in (("start_time", row.started_at), ("stop_time", row.stopped_at), ("save_time", row.saved_at)):
+        if moment is not None:
+            getattr(found, field).CopyFrom(timestamp(moment))
+    return found
+
+
+def recording_file(row: RecordingRow) -> recording_pb.RecordingFile:
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(row.file_duration_ms)
+    return recording_pb.RecordingFile(
+        content_type=row.file_content_type,
+        size_bytes=row.file_size_bytes,
+        duration=duration,
+        location=row.file_location,
+    )
 
 
 def join_grants(room: RoomRow, *, moderator: bool) -> room_pb.JoinGrants:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -71,6 +72,33 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+class RecordingMode(StrEnum):
+    """What a recording holds (``parley.control.v1.RecordingMode``)."""
+
+    SCREEN_RECORDING = "screen_recording"
+    TRANSCRIPT = "transcript"
+
+
+class RecordingState(StrEnum):
+    """Where a recording is in its life (``parley.control.v1.RecordingState``)."""
+
+    INITIATED = "initiated"
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    SAVED = "saved"
+    ABORTED = "aborted"
+    FAILED_TO_START = "failed_to_start"
+    FAILED_TO_STOP = "failed_to_stop"
+    FAILED = "failed"
+    NOTIFICATION_SUCCEEDED = "notification_succeeded"
+    NOTIFICATION_FAILED = "notification_failed"
+
+
+#: The states of a recording that holds its room: at most one per room (a partial unique index).
+RUNNING_RECORDING_STATES = (RecordingState.INITIATED, RecordingState.ACTIVE)
+_RUNNING_SQL = text("state IN ('initiated', 'active')")
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -282,3 +310,59 @@ class WebhookDeliveryRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     #: Tells the unit of work to insert the event before its deliveries.
     event_row: Mapped[WebhookEventRow] = relationship(lazy="raise")
+
+
+class RecordingRow(Base):
+    """A recording of a room (``rooms/{room}/recordings/{recording}``); its id is also its
+    egress's id (``egresses/{id}``), so a start sent again is not run twice."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        # At most one recording initiated or active per room, whatever races: the database says.
+        Index(
+            "uq_recordings_room_running",
+            "room_id",
+            unique=True,
+            sqlite_where=_RUNNING_SQL,
+            postgresql_where=_RUNNING_SQL,
+        ),
+        Index("ix_recordings_room_created", "room_id", "created_at"),
+        Index("ix_recordings_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    mode: Mapped[RecordingMode] = mapped_column(db.StrEnumColumn(RecordingMode, 24))
+    language: Mapped[str] = mapped_column(String(3), default="")
+    transcribe: Mapped[bool] = mapped_column(Boolean, default=False)
+    collect_metadata: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[RecordingState] = mapped_column(db.StrEnumColumn(RecordingState, 24))
+    #: Why it failed: a gRPC status code (0: no error) and message.
+    error_code: Mapped[int] = mapped_column(Integer, default=0)
+    error_message: Mapped[str] = mapped_column(String(1000), default="")
+    #: ``egresses/{id}``.
+    egress: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``users/{id}`` or ``apiKeys/{id}``.
+    creator: Mapped[str] = mapped_column(String(100))
+    #: The file as the egress reported it (``file_key`` is the object key, or the path under
+    #: the recordings folder; ``file_bucket`` is empty for a folder).
+    file_content_type: Mapped[str] = mapped_column(String(64), default="")
+    file_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_location: Mapped[str] = mapped_column(String(1100), default="")
+    file_key: Mapped[str] = mapped_column(String(1024), default="", index=True)
+    file_bucket: Mapped[str] = mapped_column(String(63), default="")
+    #: Its transcription and summary on the AI service, once asked for.
+    transcription: Mapped[str] = mapped_column(String(100), default="")
+    summary: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    saved_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]
+    #: When its egress last reported; the reaper fails recordings whose egress went silent.
+    last_report_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Whether the egress reported a final status (its file is complete, or it never will be).
+    egress_final: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The storage said the file was written before the egress said it was complete.
+    stored_early: Mapped[bool] = mapped_column(Boolean, default=False)

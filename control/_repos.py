@@ -19,6 +19,8 @@ from ._models import (
     MeetingParticipantRow,
     MeetingRow,
     ParticipantState,
+    RecordingRow,
+    RecordingState,
     Role,
     RoomAccessRow,
     RoomRow,
@@ -391,6 +393,81 @@ class Webhooks:
             .values(paused_until=until, breaker_trips=trips)
             .execution_options(synchronize_session=False)
         )
+
+
+class Recordings:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, recording_id: str, *, for_update: bool = False) -> RecordingRow | None:
+        query = select(RecordingRow).where(RecordingRow.id == recording_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def by_egress(self, egress: str, *, for_update: bool = False) -> RecordingRow | None:
+        query = select(RecordingRow).where(RecordingRow.egress == egress)
+        if for_update:
+            query = query.with_for_update()
+        return (await self._s.execute(query)).scalar_one_or_none()
+
+    async def by_file(self, bucket: str, key: str, *, for_update: bool = False) -> list[RecordingRow]:
+        """The recordings whose file is ``key`` in ``bucket`` (one, unless a key was reused)."""
+        query = select(RecordingRow).where(RecordingRow.file_key == key, RecordingRow.file_bucket == bucket)
+        if for_update:
+            query = query.with_for_update()
+        return list((await self._s.execute(query)).scalars())
+
+    def add(self, row: RecordingRow) -> None:
+        self._s.add(row)
+
+    async def delete(self, row: RecordingRow) -> None:
+        await self._s.delete(row)
+
+    async def page(
+        self,
+        *,
+        room_id: str | None,
+        moderator_user_id: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[RecordingRow]:
+        """Recordings newest first, keyset-paginated on (created_at, id).
+
+        Args:
+            room_id: Only this room's; ``None`` for every room.
+            moderator_user_id: Only those of rooms this user owns or administers.
+            after: The (created_at, id) of the last recording of the previous page.
+            limit: How many at most.
+        """
+        r = RecordingRow
+        query = select(r)
+        if room_id is not None:
+            query = query.where(r.room_id == room_id)
+        if moderator_user_id is not None:
+            moderated = select(RoomAccessRow.room_id).where(
+                RoomAccessRow.user_id == moderator_user_id,
+                RoomAccessRow.role.in_([Role.OWNER, Role.ADMINISTRATOR]),
+            )
+            query = query.where(r.room_id.in_(moderated))
+        if after is not None:
+            created, last_id = after
+            query = query.where(or_(r.created_at < created, and_(r.created_at == created, r.id < last_id)))
+        query = query.order_by(r.created_at.desc(), r.id.desc()).limit(limit)
+        return list((await self._s.execute(query)).scalars())
+
+    async def silent_ids(self, *, reported_before: datetime) -> list[str]:
+        """Recordings still waiting on their egress (initiated, active, or stopped with the
+        egress not final) that last heard from it (or were created) before the cutoff."""
+        r = RecordingRow
+        query = select(r.id).where(
+            or_(
+                r.state.in_([RecordingState.INITIATED, RecordingState.ACTIVE]),
+                and_(r.state == RecordingState.STOPPED, r.egress_final.is_(False)),
+            ),
+            func.coalesce(r.last_report_at, r.created_at) < reported_before,
+        )
+        return list((await self._s.execute(query)).scalars())
 
 
 class Claimed(NamedTuple):

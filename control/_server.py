@@ -1,4 +1,4 @@
-"""The control gRPC server: its eight services on the server kit (``parley.server``), and how it
+"""The control gRPC server: its ten services on the server kit (``parley.server``), and how it
 authenticates callers (API keys, the dev login, OIDC)."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from parley.control.v1 import (
     lobby_service_pb2_grpc,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
+    recording_service_pb2,
+    recording_service_pb2_grpc,
     room_access_service_pb2,
     room_access_service_pb2_grpc,
     room_service_pb2,
@@ -47,8 +49,10 @@ from ._models import migrate
 from ._service import ControlPlane
 from ._servicers import (
     ApiKeyServicer,
+    EgressReportServicer,
     LobbyServicer,
     MeetingServicer,
+    RecordingServicer,
     RoomAccessServicer,
     RoomServicer,
     SfuReportServicer,
@@ -70,11 +74,15 @@ SERVICE_NAMES = tuple(
         (meeting_service_pb2, "MeetingService"),
         (sfu_report_service_pb2, "SfuReportService"),
         (webhook_service_pb2, "WebhookService"),
+        (recording_service_pb2, "RecordingService"),
+        (recording_service_pb2, "EgressReportService"),
     )
 )
 
 #: How often ended meetings and webhook deliveries past their retention are purged.
 PURGE_INTERVAL_SECONDS = 3600.0
+#: How often, at most, recordings whose egress went silent are looked for.
+REAP_INTERVAL_SECONDS = 5.0
 
 
 class ControlServer(GrpcServer):
@@ -109,6 +117,7 @@ class ControlServer(GrpcServer):
             settings, db.sessions(self._engine), self.control.outbox_signal, transport=webhook_transport
         )
         self._dispatch_task: asyncio.Task[None] | None = None
+        self._reap_task: asyncio.Task[None] | None = None
 
     async def _authenticate(self, call: CallInput) -> Principal:
         if not call.authorization:
@@ -139,11 +148,14 @@ class ControlServer(GrpcServer):
         meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(MeetingServicer(self.control), server)
         sfu_report_service_pb2_grpc.add_SfuReportServiceServicer_to_server(SfuReportServicer(self.control), server)
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.control), server)
+        recording_service_pb2_grpc.add_RecordingServiceServicer_to_server(RecordingServicer(self.control), server)
+        recording_service_pb2_grpc.add_EgressReportServiceServicer_to_server(EgressReportServicer(self.control), server)
         return SERVICE_NAMES
 
     async def started(self) -> None:
         self._purge_task = asyncio.create_task(self._purge(), name="control-purge")
         self._dispatch_task = asyncio.create_task(self.webhook_dispatcher.run(), name="control-webhooks")
+        self._reap_task = asyncio.create_task(self._reap(), name="control-recording-reaper")
         if self.settings.webhook_allowed_networks:
             log.warning(
                 "webhooks may target these loopback / private networks: %s (PARLEY_WEBHOOK_ALLOWED_NETWORKS)",
@@ -165,6 +177,19 @@ class ControlServer(GrpcServer):
                 log.exception("purging old meetings and webhook deliveries failed; trying again later")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
+    async def _reap(self) -> None:
+        """Fails the recordings whose egress stopped reporting, every few seconds (more often
+        when the report timeout is shorter)."""
+        interval = min(REAP_INTERVAL_SECONDS, self.settings.recording_report_timeout.total_seconds() / 2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                failed = await self.control.recordings.fail_silent()
+                if failed:
+                    log.warning("%d recordings failed: their egress stopped reporting", failed)
+            except Exception:
+                log.exception("looking for recordings whose egress went silent failed; trying again later")
+
     async def draining(self) -> None:
         if self._dispatch_task is not None:
             await self.webhook_dispatcher.stop(grace=self.settings.webhook_timeout.total_seconds())
@@ -172,6 +197,11 @@ class ControlServer(GrpcServer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatch_task
             self._dispatch_task = None
+        if self._reap_task is not None:
+            self._reap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reap_task
+            self._reap_task = None
         if self._purge_task is not None:
             self._purge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,4 +213,5 @@ class ControlServer(GrpcServer):
             await self._oidc.aclose()
         if self.control.sfu_registry is not None:
             await self.control.sfu_registry.aclose()
+        await self.control.aclose()
         await self._engine.dispose()

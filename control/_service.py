@@ -3,9 +3,10 @@
 Servicers validate input and call a use case with the caller's ``Principal``; each use case runs
 one transaction and returns rows (the mapper turns them into protos). Who may do what is decided
 in ``_policy``; the use cases live in ``_users``, ``_rooms``, ``_joining``, ``_accesses``,
-``_lobby``, ``_keys``, ``_meetings`` (meeting history, from the SFU's reports) and ``_webhooks``
+``_lobby``, ``_keys``, ``_meetings`` (meeting history, from the SFU's reports), ``_webhooks``
 (webhook resources; the SFU's reports write their events to the outbox, ``_outbox``, and the
-server's ``WebhookDispatcher`` sends them).
+server's ``WebhookDispatcher`` sends them) and ``_recordings`` (recordings, through the egress
+service, ``_egress_client``, and their files, ``_recording_storage``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from parley.sfu_registry import SfuRegistry
 from ._accesses import AccessUseCases
 from ._auth import Identity, Principal
 from ._domain import Page
+from ._egress_client import EgressClient
 from ._joining import JoinUseCases
 from ._keys import ApiKeyUseCases
 from ._lobby import LobbyUseCases
 from ._meetings import MeetingUseCases
 from ._models import ApiKeyRow, UserRow
 from ._outbox import OutboxSignal
+from ._recording_storage import recording_storage
+from ._recordings import RecordingUseCases
 from ._rooms import RoomUseCases
 from ._settings import ControlSettings
 from ._users import UserUseCases
@@ -48,6 +52,13 @@ class ControlPlane:
         self.outbox_signal = OutboxSignal()
         self.meetings = MeetingUseCases(settings, sessions, self.outbox_signal)
         self.webhooks = WebhookUseCases(settings, sessions, self.outbox_signal)
+        egress = EgressClient(settings.egress_url, settings.service_api_key) if settings.egress_url else None
+        self.recordings = RecordingUseCases(settings, sessions, egress, recording_storage(settings))
+
+    async def aclose(self) -> None:
+        """Closes the channels to other services."""
+        if self.recordings.egress is not None:
+            await self.recordings.egress.aclose()
 
     # -- entry points beyond the servicers: authentication, `parley up`, `python -m control keys`
 

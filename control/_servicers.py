@@ -8,7 +8,7 @@ from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, json_format
 
 from parley import parse_lobby_entry_path, parse_meeting_path, parse_room_access_path
 from parley.control.v1 import (
@@ -28,6 +28,12 @@ from parley.control.v1 import (
 )
 from parley.control.v1 import (
     meeting_service_pb2_grpc as meeting_grpc,
+)
+from parley.control.v1 import (
+    recording_service_pb2 as recording_pb,
+)
+from parley.control.v1 import (
+    recording_service_pb2_grpc as recording_grpc,
 )
 from parley.control.v1 import (
     resources_pb2 as res,
@@ -378,4 +384,86 @@ class WebhookServicer(webhook_grpc.WebhookServiceServicer):
         _, webhook_id, _, delivery_id = request.name.split("/")
         return _mapper.webhook_delivery(
             await self._control.webhooks.redeliver(current_caller(), webhook_id, delivery_id)
+        )
+
+
+def _recording_path(name: str) -> tuple[str, str]:
+    """``rooms/{room}/recordings/{recording}`` (the pattern was validated) → (room, recording)."""
+    _, room, _, recording = name.split("/")
+    return room, recording
+
+
+class RecordingServicer(recording_grpc.RecordingServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def StartRecording(
+        self, request: recording_pb.StartRecordingRequest, context: Context
+    ) -> recording_pb.Recording:
+        options = request.recording.options
+        row = await self._control.recordings.start_recording(
+            current_caller(),
+            _room_id(request.parent),
+            mode=_mapper.RECORDING_MODES.name(request.recording.mode),
+            language=options.language,
+            transcribe=options.transcribe,
+            collect_metadata=options.collect_metadata,
+        )
+        return _mapper.recording(row)
+
+    async def StopRecording(
+        self, request: recording_pb.StopRecordingRequest, context: Context
+    ) -> recording_pb.Recording:
+        row = await self._control.recordings.stop_recording(current_caller(), *_recording_path(request.name))
+        return _mapper.recording(row)
+
+    async def GetRecording(self, request: recording_pb.GetRecordingRequest, context: Context) -> recording_pb.Recording:
+        row = await self._control.recordings.get_recording(current_caller(), *_recording_path(request.name))
+        return _mapper.recording(row)
+
+    async def ListRecordings(
+        self, request: recording_pb.ListRecordingsRequest, context: Context
+    ) -> recording_pb.ListRecordingsResponse:
+        page = await self._control.recordings.list_recordings(
+            current_caller(), _room_id(request.parent), page_size=request.page_size, page_token=request.page_token
+        )
+        return recording_pb.ListRecordingsResponse(
+            recordings=[_mapper.recording(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    async def DeleteRecording(self, request: recording_pb.DeleteRecordingRequest, context: Context) -> empty_pb2.Empty:
+        await self._control.recordings.delete_recording(current_caller(), *_recording_path(request.name))
+        return empty_pb2.Empty()
+
+    async def GetRecordingDownloadLink(
+        self, request: recording_pb.GetRecordingDownloadLinkRequest, context: Context
+    ) -> recording_pb.RecordingDownloadLink:
+        link = await self._control.recordings.download_link(current_caller(), *_recording_path(request.name))
+        return recording_pb.RecordingDownloadLink(
+            url=link.url,
+            expire_time=_mapper.timestamp(link.expires),
+            filename=link.filename,
+            file=_mapper.recording_file(link.recording),
+        )
+
+    async def NotifyStorageEvent(
+        self, request: recording_pb.NotifyStorageEventRequest, context: Context
+    ) -> recording_pb.NotifyStorageEventResponse:
+        event = json_format.MessageToDict(request.event)
+        saved = await self._control.recordings.notify_storage_event(current_caller(), event)
+        return recording_pb.NotifyStorageEventResponse(saved=[_mapper.recording_name(r) for r in saved])
+
+
+class EgressReportServicer(recording_grpc.EgressReportServiceServicer):
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+
+    async def ReportEgress(
+        self, request: recording_pb.ReportEgressRequest, context: Context
+    ) -> recording_pb.ReportEgressResponse:
+        row = await self._control.recordings.report_egress(current_caller(), request.egress)
+        if row is None:
+            return recording_pb.ReportEgressResponse()
+        return recording_pb.ReportEgressResponse(
+            recording=_mapper.recording_name(row), state=_mapper.RECORDING_STATES.value(row.state)
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from parley import MIN_SECRET_BYTES
 from parley.server import ConfigurationError, EnvSpec, parse_value
@@ -78,6 +79,27 @@ class ControlSettings:
     webhook_poll_interval: timedelta = timedelta(seconds=1)
     #: How long delivered and failed deliveries stay in the log.
     webhook_log_retention: timedelta = timedelta(days=7)
+    #: The egress service that records rooms (``grpc://host:port``); empty: recording is off.
+    egress_url: str = ""
+    #: Control's own API key (``pk_id.secret``, with ``egress:manage``, and ``ai:write`` for
+    #: transcribing recordings), sent to the egress and AI services.
+    service_api_key: str = field(default="", repr=False)
+    #: Where recordings are stored: a local folder (the egress's own, mounted here too), or an
+    #: S3 bucket (``s3_endpoint`` for an S3-compatible store; credentials from the standard
+    #: AWS variables). The bucket wins when both are set.
+    recordings_dir: Path | None = None
+    recordings_bucket: str = ""
+    s3_endpoint: str = ""
+    #: The storage tells control when a file is written (``RecordingService.NotifyStorageEvent``):
+    #: a recording is then ``SAVED`` only once the storage says so, not when the egress does.
+    recording_storage_events: bool = False
+    #: A recording whose egress has not reported for this long fails.
+    recording_report_timeout: timedelta = timedelta(seconds=30)
+    #: How long a download link works.
+    download_link_ttl: timedelta = timedelta(minutes=5)
+    #: Signs download tokens for files in ``recordings_dir`` (the gateway checks them; at
+    #: least 32 bytes).
+    files_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(DATABASE_SCHEMES):
@@ -103,6 +125,13 @@ class ControlSettings:
             raise ConfigurationError("webhook_retry_max_interval must be at least webhook_retry_initial")
         if self.webhook_breaker_failures < 1 or self.webhook_concurrency < 1:
             raise ConfigurationError("webhook_breaker_failures and webhook_concurrency must be at least 1")
+        if self.service_api_key and not (self.service_api_key.startswith("pk_") and "." in self.service_api_key):
+            raise ConfigurationError("service_api_key must be an API key, pk_<id>.<secret>")
+        if self.files_secret and len(self.files_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(f"files_secret must be at least {MIN_SECRET_BYTES} bytes")
+        for name in ("recording_report_timeout", "download_link_ttl"):
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive")
         if len(self.token_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(f"token_secret must be at least {MIN_SECRET_BYTES} bytes")
 

@@ -28,6 +28,7 @@ from control import ALL_SCOPES, ControlServer, ControlSettings
 from gateway import GatewayServer, GatewaySettings
 from parley import Client
 
+from .fake_egress import FakeEgress
 from .s3 import moto_server, s3_client
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 PG_ADMIN_URL = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN_SECRET = "test-token-secret-" + "x" * 32
+FILES_SECRET = "test-files-secret-" + "f" * 32
+#: What control sends the (fake) egress service as its own API key.
+SERVICE_API_KEY = "pk_control.test-service-secret"
 
 
 @contextmanager
@@ -65,7 +69,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
-async def server(database_url: str) -> AsyncIterator[ControlServer]:
+async def fake_egress() -> AsyncIterator[FakeEgress]:
+    """An egress service that accepts every recording (and records nothing)."""
+    async with FakeEgress() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def server(
+    database_url: str, fake_egress: FakeEgress, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ControlServer]:
     settings = ControlSettings(
         database_url=database_url,
         token_secret=TOKEN_SECRET,
@@ -73,6 +86,10 @@ async def server(database_url: str) -> AsyncIterator[ControlServer]:
         sfu_url="ws://sfu.test:7880",
         # Webhooks of the permission matrix point at the loopback discard port.
         webhook_allowed_networks=("127.0.0.0/8",),
+        egress_url=fake_egress.url,
+        service_api_key=SERVICE_API_KEY,
+        recordings_dir=tmp_path_factory.mktemp("recordings"),
+        files_secret=FILES_SECRET,
     )
     async with ControlServer(settings) as running:
         yield running

@@ -13,14 +13,17 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool, field_mask_pb2, message, message_factory
+from google.protobuf import descriptor_pool, field_mask_pb2, message, message_factory, struct_pb2
 
 from control import ALL_SCOPES, SERVICE_NAMES
 from parley import Client, NotFound
+from parley.control.v1 import recording_service_pb2 as rec_pb
+from parley.control.v1 import recording_service_pb2_grpc as rec_grpc
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
 from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
 from parley.control.v1 import webhook_service_pb2 as webhook_pb
+from parley.egress.v1 import resources_pb2 as egress_res
 
 from .conftest import Callers
 
@@ -47,6 +50,8 @@ class Scene:
     #: and its delivery of the meeting's event; deleted after each test.
     webhook: str
     delivery: str
+    #: A saved recording of the room (its file in the recordings folder).
+    recording: str
 
     def report(self) -> dict[str, Any]:
         event = report_pb.SfuEvent(
@@ -66,13 +71,26 @@ class Rule:
     #: The scope an API key needs; None when API keys are never allowed.
     scope: str | None
     request: Callable[[Scene], dict[str, Any]] = field(default=lambda s: {})
+    #: Other scopes that allow the call as well (the key without the scope lacks them too).
+    also: frozenset[str] = frozenset()
 
 
 def _room(s: Scene) -> dict[str, Any]:
     return {"name": s.room}
 
 
+def _recording(s: Scene) -> dict[str, Any]:
+    return {"name": s.recording}
+
+
+def _storage_event(s: Scene) -> dict[str, Any]:
+    event = struct_pb2.Struct()
+    event.update({"Records": []})
+    return {"event": event}
+
+
 MODERATORS = {"administrator", "owner"}
+READ_RECORDINGS_ALSO = frozenset({"recordings:write"})
 EVERYONE = {"anonymous", *USERS}
 MATRIX: dict[str, Rule] = {
     "UserService.GetUser": Rule(set(USERS), None, lambda s: {"name": "users/me"}),
@@ -151,6 +169,23 @@ MATRIX: dict[str, Rule] = {
     "WebhookService.RotateWebhookSecret": Rule(set(), "webhooks:manage", lambda s: {"name": s.webhook}),
     "WebhookService.ListWebhookDeliveries": Rule(set(), "webhooks:manage", lambda s: {"parent": s.webhook}),
     "WebhookService.RedeliverWebhookDelivery": Rule(set(), "webhooks:manage", lambda s: {"name": s.delivery}),
+    "RecordingService.StartRecording": Rule(
+        MODERATORS,
+        "recordings:write",
+        lambda s: {"parent": s.room, "recording": rec_pb.Recording(mode=rec_pb.RECORDING_MODE_SCREEN_RECORDING)},
+    ),
+    "RecordingService.StopRecording": Rule(MODERATORS, "recordings:write", _recording),
+    "RecordingService.GetRecording": Rule(MODERATORS, "recordings:read", _recording, READ_RECORDINGS_ALSO),
+    "RecordingService.ListRecordings": Rule(
+        MODERATORS, "recordings:read", lambda s: {"parent": s.room}, READ_RECORDINGS_ALSO
+    ),
+    "RecordingService.DeleteRecording": Rule(MODERATORS, "recordings:write", _recording),
+    "RecordingService.GetRecordingDownloadLink": Rule(MODERATORS, "recordings:read", _recording, READ_RECORDINGS_ALSO),
+    "RecordingService.NotifyStorageEvent": Rule(set(), "storage:notify", _storage_event),
+    # An egress of no recording: the answer tells it so.
+    "EgressReportService.ReportEgress": Rule(
+        set(), "egress:report", lambda s: {"egress": egress_res.Egress(name=f"egresses/{'0' * 32}")}
+    ),
 }
 
 
@@ -221,6 +256,7 @@ async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Sce
     webhook = await callers.admin_key.webhooks.create("http://127.0.0.1:9/matrix", event_types=["track_unpublished"])
     meeting = await _meeting(callers, room.name)
     [delivery] = [d async for d in callers.admin_key.webhooks.list_deliveries(webhook.webhook.name)]
+    recording = await _saved_recording(callers, room.name)
     return Scene(
         room=room.name,
         target_access=target.name,
@@ -231,7 +267,30 @@ async def _scene(callers: Callers, people: dict[str, tuple[Client, str]]) -> Sce
         node=f"matrix-{uuid.uuid4().hex[:16]}",
         webhook=webhook.webhook.name,
         delivery=delivery.name,
+        recording=recording,
     )
+
+
+async def _saved_recording(callers: Callers, room: str) -> str:
+    """A saved recording of ``room``: started (the fake egress accepts), then reported complete."""
+    stub = rec_grpc.RecordingServiceStub(callers.admin_key.channel)
+    metadata = callers.admin_key._metadata
+    recording = await stub.StartRecording(
+        rec_pb.StartRecordingRequest(
+            parent=room, recording=rec_pb.Recording(mode=rec_pb.RECORDING_MODE_SCREEN_RECORDING)
+        ),
+        metadata=metadata,
+    )
+    key = f"recordings/matrix-{recording.name[-32:]}.mp4"
+    egress = egress_res.Egress(
+        name=recording.egress,
+        status=egress_res.EGRESS_STATUS_COMPLETE,
+        file=egress_res.FileResult(key=key, location=f"file:///{key}", content_type="video/mp4", size_bytes=1),
+    )
+    reports = rec_grpc.EgressReportServiceStub(callers.admin_key.channel)
+    answer = await reports.ReportEgress(rec_pb.ReportEgressRequest(egress=egress), metadata=metadata)
+    assert answer.state == rec_pb.RECORDING_STATE_SAVED
+    return recording.name
 
 
 async def _meeting(callers: Callers, room: str) -> str:
@@ -275,7 +334,7 @@ async def test_rpc_allowed_or_denied(
     elif principal == "key_with_scope":
         client = await callers.key(*ALL_SCOPES) if not rule.scope else await callers.key(rule.scope)
     else:
-        others = [s for s in ALL_SCOPES if s != rule.scope]
+        others = [s for s in ALL_SCOPES if s != rule.scope and s not in rule.also]
         client = await callers.key(*others)
     try:
         code = await _call(client, rpc, rule.request(scene))

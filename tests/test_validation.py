@@ -11,6 +11,7 @@ import sqlalchemy
 from google.protobuf import descriptor_pool, field_mask_pb2, message_factory, timestamp_pb2
 
 from control import SERVICE_NAMES, ControlServer
+from parley.control.v1 import recording_service_pb2 as rec_pb
 from parley.control.v1 import resources_pb2 as res
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
 from parley.control.v1 import webhook_service_pb2 as webhook_pb
@@ -21,6 +22,7 @@ ROOM = "rooms/abc-defg-hij"
 ENTRY = f"{ROOM}/lobbyEntries/{'a' * 32}"
 MEETING = f"{ROOM}/meetings/{'c' * 32}"
 WEBHOOK = f"webhooks/{'d' * 32}"
+RECORDING = f"{ROOM}/recordings/{'e' * 32}"
 
 # RPC -> (request fields, the field paths the violations must name)
 BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
@@ -113,6 +115,20 @@ BAD: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"page_size", "state"},
     ),
     "WebhookService.RedeliverWebhookDelivery": ({"name": f"{WEBHOOK}/deliveries/1"}, {"name"}),
+    "RecordingService.StartRecording": (
+        {
+            "parent": f"{ROOM}/x",
+            "recording": rec_pb.Recording(options=rec_pb.RecordingOptions(language="english")),
+        },
+        {"parent", "recording.mode", "recording.options.language"},
+    ),
+    "RecordingService.StopRecording": ({"name": f"{ROOM}/recordings/xyz"}, {"name"}),
+    "RecordingService.GetRecording": ({"name": ""}, {"name"}),
+    "RecordingService.ListRecordings": ({"parent": "rooms/", "page_size": -1}, {"parent", "page_size"}),
+    "RecordingService.DeleteRecording": ({"name": ROOM}, {"name"}),
+    "RecordingService.GetRecordingDownloadLink": ({"name": RECORDING.upper()}, {"name"}),
+    "RecordingService.NotifyStorageEvent": ({}, {"event"}),
+    "EgressReportService.ReportEgress": ({}, {"egress"}),
     "SfuReportService.ReportEvents": (
         {
             "node": "bad node!",
@@ -176,6 +192,7 @@ def _row_counts(server: ControlServer) -> dict[str, int]:
                     "webhooks",
                     "webhook_events",
                     "webhook_deliveries",
+                    "recordings",
                 )
             }
     finally:
