@@ -51,6 +51,11 @@ class EgressClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: egress_grpc.EgressServiceAsyncStub | None = None
 
+    def use_api_key(self, api_key: str) -> None:
+        """Calls with ``api_key`` from now on (``parley up`` creates control's key once
+        control runs)."""
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+
     def _service(self) -> egress_grpc.EgressServiceAsyncStub:
         if self._stub is None:
             self._channel = grpc.aio.insecure_channel(self.target)

@@ -119,6 +119,10 @@ class ControlServer(GrpcServer):
         self._dispatch_task: asyncio.Task[None] | None = None
         self._reap_task: asyncio.Task[None] | None = None
 
+    def use_service_key(self, api_key: str) -> None:
+        """Sets control's own API key (its calls to the egress service) once it runs."""
+        self.control.use_service_key(api_key)
+
     async def _authenticate(self, call: CallInput) -> Principal:
         if not call.authorization:
             return ANONYMOUS

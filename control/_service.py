@@ -55,6 +55,12 @@ class ControlPlane:
         egress = EgressClient(settings.egress_url, settings.service_api_key) if settings.egress_url else None
         self.recordings = RecordingUseCases(settings, sessions, egress, recording_storage(settings))
 
+    def use_service_key(self, api_key: str) -> None:
+        """Control's own API key, for its calls to the egress service, set once control runs
+        (``parley up`` creates it through control itself)."""
+        if self.recordings.egress is not None:
+            self.recordings.egress.use_api_key(api_key)
+
     async def aclose(self) -> None:
         """Closes the channels to other services."""
         if self.recordings.egress is not None:

@@ -195,6 +195,8 @@ class Recorder:
                 outcome, message = "failed", f"finishing the file failed: {failure}"
             worker.shutdown()
         self._phase = "done"
+        if outcome == "complete" and not (self._writer and self._writer.duration):
+            outcome, message = "aborted", "stopped before anything was recorded"
         return Result(outcome=outcome, error=message, file=self._file_info())
 
     def _close(self) -> None:

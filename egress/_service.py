@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -63,6 +64,23 @@ def file_name(template: str, *, room: str, egress_id: str, now: datetime, extens
     name = (template or "{room}/{time}-{id}").format(room=room, time=now.strftime("%Y%m%dT%H%M%SZ"), id=egress_id)
     name = "/".join(part for part in name.split("/") if part not in ("", ".", ".."))
     return f"{name}.{extension}"
+
+
+#: The environment a recorder needs from this service's to reach storage: boto3's credentials
+#: (the Ray workers were started by the cluster, not by this process, and lack them).
+_STORAGE_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+)
+
+
+def _storage_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in _STORAGE_VARIABLES if name in os.environ}
 
 
 def job_type(spec: RecordingSpec, key: str) -> str:
@@ -265,7 +283,9 @@ class EgressService:
                 empty_room_timeout=self.settings.empty_room_timeout,
                 **details,
             )
-            actor = RecorderActor.options(num_cpus=job.cpus, name=f"egress-{job.id}").remote()  # type: ignore[attr-defined]
+            actor = RecorderActor.options(  # type: ignore[attr-defined]
+                num_cpus=job.cpus, name=f"egress-{job.id}", runtime_env={"env_vars": _storage_environment()}
+            ).remote()
             await self._follow(job, actor, spec)
         except asyncio.CancelledError:
             await job.finish(res.EGRESS_STATUS_FAILED, error="the egress node shut down")

@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus
 
-import boto3
 import grpc
 import httpx
 import pytest
@@ -47,54 +39,12 @@ BUCKET = "parley-recordings"
 T = TypeVar("T")
 
 
-# -- a real S3 API (moto's standalone server), copied from tests/ai/conftest.py until the
-# -- shared fixtures land in tests/conftest.py
-
-_MOTO_SERVER = Path(sys.executable).with_name("moto_server")
-_LISTENING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")
-
-
 @pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(_MOTO_SERVER), "-H", "127.0.0.1", "-p", "0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start: {log_path.read_text(errors='replace')}")
-            match = _LISTENING.search(log_path.read_text(errors="replace"))
-            if match:
-                try:
-                    with urllib.request.urlopen(f"{match.group(1)}/moto-api/", timeout=2):
-                        break
-                except (urllib.error.URLError, OSError):
-                    pass
-            time.sleep(0.05)
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def s3_client(s3_endpoint: str) -> S3Client:
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    return client
+def s3_client(s3: S3Client) -> S3Client:
+    """The session's moto S3 server, with the recordings bucket."""
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+    return s3
 
 
 @pytest.fixture

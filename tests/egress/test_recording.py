@@ -5,15 +5,18 @@ colour and a tone of its own per bot). The recordings are decoded back with PyAV
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
-import grpc
 import numpy as np
 import pytest
 import ray
@@ -22,10 +25,17 @@ from av import VideoFrame
 
 from control import ALL_SCOPES, ControlServer, ControlSettings
 from egress import EgressServer, EgressSettings
-from parley import Client
+from parley import (
+    Client,
+    FailedPrecondition,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    verify_file_token,
+)
+from parley import _loadmedia as loadmedia
+from parley.control.v1 import recording_service_pb2 as rec_pb
 from parley.control.v1 import room_service_pb2 as room_pb
-from parley.egress.v1 import egress_service_pb2 as pb
-from parley.egress.v1 import egress_service_pb2_grpc as pb_grpc
 from parley.egress.v1 import resources_pb2 as res
 from parley.room import Room
 from sfu import SfuServer, SfuSettings
@@ -33,7 +43,11 @@ from sfu import SfuServer, SfuSettings
 from ..conftest import TOKEN_SECRET
 from ..sfu.conftest import ToneTrack
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 RED, BLUE = (220, 30, 30), (30, 40, 220)
+BUCKET = "parley-egress-tests"
 
 
 class SolidTrack(VideoStreamTrack):
@@ -57,15 +71,22 @@ class Stack:
     control: ControlServer
     sfu: SfuServer
     egress: EgressServer
+    #: An API key with every scope, for control and the egress service.
     admin: Client
-    stub: pb_grpc.EgressServiceStub
-    metadata: tuple[tuple[str, str], ...]
     recordings: Path
 
 
-@pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> AsyncIterator[Stack]:
-    folder = tmp_path_factory.mktemp("egress-stack")
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _stack(folder: Path, ray_address: str, *, bucket: str = "", s3_endpoint: str = "") -> AsyncIterator[Stack]:
+    """SFU, control and the egress service wired as ``parley up`` wires them (control starts
+    egresses through the egress service, which reports back), recording to a folder or to S3."""
+    egress_port = _free_port()  # control must know the egress address before it starts
     async with SfuServer(
         SfuSettings(token_secrets={"parley": TOKEN_SECRET}, grpc_address="127.0.0.1:0", empty_timeout=2.0)
     ) as sfu:
@@ -74,34 +95,53 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> A
             token_secret=TOKEN_SECRET,
             dev_login=True,
             sfu_url=f"grpc://{sfu.target}",
+            egress_url=f"grpc://127.0.0.1:{egress_port}",
+            recordings_dir=folder / "recordings",
+            recordings_bucket=bucket,
+            s3_endpoint=s3_endpoint,
+            files_secret="f" * 40,
         )
         async with ControlServer(control_settings) as control:
+            row, secret = await control.control.create_api_key(None, "control", ["egress:manage"])
+            control.use_service_key(f"{row.id}.{secret}")
             row, secret = await control.control.create_api_key(None, "egress node", ["egress:report", "tokens:create"])
             settings = EgressSettings(
                 control_target=control.target,
                 api_key=f"{row.id}.{secret}",
                 recordings_dir=folder / "recordings",
+                recordings_bucket=bucket,
+                s3_endpoint_url=s3_endpoint,
                 spool_dir=folder / "spool",
                 ray_address=ray_address,
                 report_interval=1.0,
                 empty_room_timeout=5.0,
             )
-            async with EgressServer(settings, metrics_address="127.0.0.1:0") as egress:
+            egress_server = EgressServer(settings, address=f"127.0.0.1:{egress_port}", metrics_address="127.0.0.1:0")
+            async with egress_server as egress:
                 key, key_secret = await control.control.create_api_key(None, "test admin", ALL_SCOPES)
-                admin = Client(control.target, bearer=f"{key.id}.{key_secret}")
-                egress_channel = grpc.aio.insecure_channel(egress.target)
-                stub = pb_grpc.EgressServiceStub(egress_channel)
-                yield Stack(
-                    control,
-                    sfu,
-                    egress,
-                    admin,
-                    stub,
-                    (("authorization", f"Bearer {key.id}.{key_secret}"),),
-                    settings.recordings_dir,
-                )
-                await egress_channel.close()
-                await admin.aclose()
+                async with Client(
+                    control.target, bearer=f"{key.id}.{key_secret}", egress_target=egress.target
+                ) as admin:
+                    yield Stack(control, sfu, egress, admin, settings.recordings_dir)
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> AsyncIterator[Stack]:
+    async with _stack(tmp_path_factory.mktemp("egress-stack"), ray_address) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def s3_stack(
+    tmp_path_factory: pytest.TempPathFactory, ray_address: str, s3: S3Client, s3_endpoint: str
+) -> AsyncIterator[Stack]:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    folder = tmp_path_factory.mktemp("egress-s3")
+    async with _stack(folder, ray_address, bucket=BUCKET, s3_endpoint=s3_endpoint) as running:
+        yield running
 
 
 async def _bot(stack: Stack, room: str, identity: str, colour: tuple[int, int, int] | None, tone: float) -> Room:
@@ -119,21 +159,33 @@ async def _bot(stack: Stack, room: str, identity: str, colour: tuple[int, int, i
 async def _final(stack: Stack, name: str, within: float = 60.0) -> res.Egress:
     async def follow() -> res.Egress:
         last = res.Egress()
-        async for egress in stack.stub.WatchEgress(pb.WatchEgressRequest(name=name), metadata=stack.metadata):
+        async for egress in stack.admin.egress.watch(name):
             last = egress
         return last
 
     return await asyncio.wait_for(follow(), within)
 
 
-async def _until(stack: Stack, name: str, status: int, within: float = 60.0) -> res.Egress:
+async def _until(stack: Stack, name: str, status: res.EgressStatus.ValueType, within: float = 60.0) -> res.Egress:
     async def follow() -> res.Egress:
-        async for egress in stack.stub.WatchEgress(pb.WatchEgressRequest(name=name), metadata=stack.metadata):
+        async for egress in stack.admin.egress.watch(name):
             if egress.status == status:
                 return egress
         raise AssertionError(f"{name} ended without reaching {res.EgressStatus.Name(status)}")
 
     return await asyncio.wait_for(follow(), within)
+
+
+async def _recording_state(
+    stack: Stack, name: str, states: set[rec_pb.RecordingState.ValueType], within: float = 60.0
+) -> rec_pb.Recording:
+    deadline = time.monotonic() + within
+    while True:
+        recording = await stack.admin.recordings.get(name)
+        if recording.state in states:
+            return recording
+        assert time.monotonic() < deadline, recording
+        await asyncio.sleep(0.25)
 
 
 def _strongest(samples: np.ndarray, rate: int, around: float) -> float:
@@ -158,16 +210,11 @@ async def test_a_room_composite_shows_and_sounds_like_the_meeting(stack: Stack) 
     alice = await _bot(stack, room.name, "alice", RED, 440.0)
     bob = await _bot(stack, room.name, "bob", BLUE, 1000.0)
     try:
-        started = await stack.stub.StartRoomCompositeEgress(
-            pb.StartRoomCompositeEgressRequest(
-                room=room.name, options=res.RoomComposite(layout=res.COMPOSITE_LAYOUT_GRID)
-            ),
-            metadata=stack.metadata,
-        )
+        started = await stack.admin.egress.start_room_composite(room.name, layout=res.COMPOSITE_LAYOUT_GRID)
         assert started.status == res.EGRESS_STATUS_STARTING
         active = await _until(stack, started.name, res.EGRESS_STATUS_ACTIVE)
         await asyncio.sleep(8)
-        await stack.stub.StopEgress(pb.StopEgressRequest(name=started.name), metadata=stack.metadata)
+        await stack.admin.egress.stop(started.name)
         stopped = time.time()
         final = await _final(stack, started.name)
     finally:
@@ -183,7 +230,9 @@ async def test_a_room_composite_shows_and_sounds_like_the_meeting(stack: Stack) 
         frames = list(container.decode(video=0))
     # A frame's pts is its tick on the 1/30 s timeline (a tick the recorder could not keep up
     # with is skipped, not squeezed out of the timeline).
-    duration = float((frames[-1].pts - frames[0].pts) * frames[0].time_base) + 1 / 30
+    first, last = frames[0], frames[-1]
+    assert first.pts is not None and last.pts is not None and first.time_base is not None
+    duration = float((last.pts - first.pts) * first.time_base) + 1 / 30
     # From the first media to the stop, less the recorder's delay behind real time (0.3 s).
     recorded = stopped - final.file.media_start_time.ToNanoseconds() / 1e9 - 0.3
     assert abs(duration - recorded) < 0.5, (duration, recorded)
@@ -203,13 +252,10 @@ async def test_an_audio_only_recording_is_ogg_opus_with_every_voice(stack: Stack
     alice = await _bot(stack, room.name, "alice", None, 440.0)
     bob = await _bot(stack, room.name, "bob", None, 1000.0)
     try:
-        started = await stack.stub.StartRoomCompositeEgress(
-            pb.StartRoomCompositeEgressRequest(room=room.name, options=res.RoomComposite(audio_only=True)),
-            metadata=stack.metadata,
-        )
+        started = await stack.admin.egress.start_room_composite(room.name, audio_only=True)
         await _until(stack, started.name, res.EGRESS_STATUS_ACTIVE)
         await asyncio.sleep(5)
-        await stack.stub.StopEgress(pb.StopEgressRequest(name=started.name), metadata=stack.metadata)
+        await stack.admin.egress.stop(started.name)
         final = await _final(stack, started.name)
     finally:
         await alice.close()
@@ -225,53 +271,112 @@ async def test_an_audio_only_recording_is_ogg_opus_with_every_voice(stack: Stack
     assert _strongest(samples, rate, 1000.0) > 50
 
 
-async def test_a_killed_recorder_fails_the_egress_and_leaves_a_playable_file(stack: Stack) -> None:
+async def test_a_killed_recorder_fails_the_recording_frees_the_room_and_leaves_a_playable_object(
+    s3_stack: Stack, s3: S3Client
+) -> None:
+    stack = s3_stack
     room = await stack.admin.rooms.create(display_name="Crash")
     alice = await _bot(stack, room.name, "alice", RED, 440.0)
     try:
-        started = await stack.stub.StartRoomCompositeEgress(
-            pb.StartRoomCompositeEgressRequest(room=room.name, options=res.RoomComposite()),
-            metadata=stack.metadata,
-        )
-        await _until(stack, started.name, res.EGRESS_STATUS_ACTIVE)
-        await asyncio.sleep(5)
-        actor = ray.get_actor(f"egress-{started.name.split('/')[1]}")
-        pid = await actor.pid.remote()
-        os.kill(pid, signal.SIGKILL)
-        final = await _final(stack, started.name)
+        recording = await stack.admin.recordings.start(room.name)
+        active = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        await asyncio.sleep(6)
+        actor = ray.get_actor(f"egress-{active.egress.split('/')[1]}")
+        os.kill(await actor.pid.remote(), signal.SIGKILL)
+        failed = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_FAILED})
+        # The room is free at once: a new recording starts.
+        again = await stack.admin.recordings.start(room.name)
+        await _recording_state(stack, again.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        await asyncio.sleep(2)
+        await stack.admin.recordings.stop(again.name)
+        saved = await _recording_state(stack, again.name, {rec_pb.RECORDING_STATE_SAVED})
     finally:
         await alice.close()
-    assert final.status == res.EGRESS_STATUS_FAILED
-    assert "died" in final.error.message
-    path = stack.recordings / final.file.key
-    with av.open(str(path)) as container:
+    assert "died" in failed.error.message
+    # What the dead recorder wrote was uploaded from its spool: the object plays.
+    key = failed.file.location.removeprefix(f"s3://{BUCKET}/")
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert len(body) == failed.file.size_bytes > 0
+    with av.open(io.BytesIO(body)) as container:
         decoded = sum(1 for _ in container.decode(video=0))
-    assert decoded > 30  # at least a second of the five recorded
+    assert decoded > 30  # at least a second of the six recorded
+    assert saved.file.size_bytes > 0
+    link = await stack.admin.recordings.download_link(saved.name)
+    assert link.url.startswith(s3_stack.control.settings.s3_endpoint)
+
+
+async def test_a_transcript_recording_goes_from_start_to_saved_through_control(stack: Stack) -> None:
+    room = await stack.admin.rooms.create(display_name="Lifecycle")
+    alice = await _bot(stack, room.name, "alice", None, 440.0)
+    try:
+        recording = await stack.admin.recordings.start(room.name, mode="transcript")
+        assert recording.state == rec_pb.RECORDING_STATE_INITIATED or recording.state == rec_pb.RECORDING_STATE_ACTIVE
+        await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        with pytest.raises(FailedPrecondition):
+            await stack.admin.recordings.start(room.name)
+        await asyncio.sleep(3)
+        await stack.admin.recordings.stop(recording.name)
+        saved = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_SAVED})
+    finally:
+        await alice.close()
+    assert saved.file.content_type == "audio/ogg"
+    link = await stack.admin.recordings.download_link(saved.name)
+    assert link.url.startswith("/v1/files/")
+    claims = verify_file_token("f" * 40, link.url.removeprefix("/v1/files/"))
+    path = stack.recordings / claims.path
+    assert path.stat().st_size == saved.file.size_bytes
+    samples, rate = _decode_audio(path)
+    assert _strongest(samples, rate, 440.0) > 50
+
+
+async def test_a_track_egress_writes_the_publishers_own_vp8_frames(stack: Stack) -> None:
+    room = await stack.admin.rooms.create(display_name="Track")
+    grants = room_pb.JoinGrants(can_publish=True, can_subscribe=True)
+    grant = await stack.admin.rooms.create_join_token(room.name, identity="cam", grants=grants)
+    publisher = await Room.connect(grant.sfu_url, grant.token, auto_subscribe=False)
+    try:
+        track = await publisher.publish(loadmedia.video_track(), source="camera")
+        started = await stack.admin.egress.start_track(room.name, track.sid)
+        await _until(stack, started.name, res.EGRESS_STATUS_ACTIVE)
+        await asyncio.sleep(5)
+        await stack.admin.egress.stop(started.name)
+        final = await _final(stack, started.name)
+    finally:
+        await publisher.close()
+    assert final.status == res.EGRESS_STATUS_COMPLETE, final
+    assert final.file.content_type == "video/webm"
+    sent = loadmedia.video_packets()
+    with av.open(str(stack.recordings / final.file.key)) as container:
+        assert container.streams.video[0].codec_context.name in ("vp8", "libvpx")
+        written = [bytes(p) for p in container.demux(video=0) if p.size]
+    assert len(written) > 90  # three seconds or more of 30 fps
+    # No transcoding: the file holds the sender's frames, byte for byte, in order.
+    first = sent.index(written[0])
+    same = sum(1 for i, data in enumerate(written) if data == sent[(first + i) % len(sent)])
+    assert same >= 0.95 * len(written), (same, len(written))
 
 
 async def test_a_start_beyond_the_cluster_capacity_is_refused_not_queued(stack: Stack) -> None:
     room = await stack.admin.rooms.create(display_name="Full")
-    request = pb.StartRoomCompositeEgressRequest(
-        room=room.name, options=res.RoomComposite(preset=res.ENCODING_PRESET_H264_1080P_30)
-    )
     costly = stack.egress.service
     scale = costly.settings.cpu_scale
     object.__setattr__(costly.settings, "cpu_scale", 10.0)  # 20 CPUs on a 2-CPU cluster
     try:
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stack.stub.StartRoomCompositeEgress(request, metadata=stack.metadata)
+        with pytest.raises(ResourceExhausted):
+            await stack.admin.egress.start_room_composite(room.name, preset=res.ENCODING_PRESET_H264_1080P_30)
+        # Through control, the recording fails to start and the room stays free.
+        with pytest.raises(ResourceExhausted):
+            await stack.admin.recordings.start(room.name)
     finally:
         object.__setattr__(costly.settings, "cpu_scale", scale)
-    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    [recording] = [r async for r in stack.admin.recordings.list(room.name)]
+    assert recording.state == rec_pb.RECORDING_STATE_FAILED_TO_START
 
 
 async def test_only_keys_with_the_egress_scope_may_call(stack: Stack) -> None:
     key, secret = await stack.control.control.create_api_key(None, "rooms only", ["rooms:create"])
-    with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await stack.stub.ListEgresses(
-            pb.ListEgressesRequest(), metadata=(("authorization", f"Bearer {key.id}.{secret}"),)
-        )
-    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
-        await stack.stub.ListEgresses(pb.ListEgressesRequest())
-    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    rooms_only = stack.admin.with_bearer(f"{key.id}.{secret}")
+    with pytest.raises(PermissionDenied):
+        [e async for e in rooms_only.egress.list()]
+    with pytest.raises(Unauthenticated):
+        [e async for e in stack.admin.with_bearer("").egress.list()]
