@@ -22,6 +22,8 @@ from parley.control.v1 import recording_service_pb2_grpc as rec_grpc
 from parley.control.v1 import room_service_pb2 as room_pb
 from parley.egress.v1 import resources_pb2 as res
 
+from . import _metrics as metrics
+
 log = logging.getLogger(__name__)
 
 #: Recording states that mean "stop recording": the recording ended without this egress.
@@ -103,7 +105,8 @@ class ControlLink:
                     answer = await self._reports.ReportEgress(
                         rec.ReportEgressRequest(egress=egress), metadata=self._metadata, timeout=10
                     )
-                except Exception as error:
+                except Exception as error:  # control away: keep it, retry later
+                    metrics.REPORT_FAILURES.inc()
                     log.warning("cannot report %s to control (%s); retrying in %.1f s", name, error, delay)
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, 30.0)

@@ -120,7 +120,11 @@ class Recorder:
             self._wake.set()
 
     def progress(self) -> Progress:
-        return Progress(phase=self._phase, file=self._file_info())  # type: ignore[arg-type]
+        return Progress(
+            phase=self._phase,  # type: ignore[arg-type]
+            file=self._file_info(),
+            dropped_frames=self.dropped_frames,
+        )
 
     def _file_info(self) -> FileInfo | None:
         if self._sink is None:

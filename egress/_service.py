@@ -34,6 +34,7 @@ from parley.egress.v1 import resources_pb2 as res
 from parley.server import RemoteCaller, decode_page_token, encode_page_token, page_size
 
 from . import _costs
+from . import _metrics as metrics
 from ._actor import RecorderActor
 from ._control import RECORDING_OVER, ControlLink
 from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
@@ -81,6 +82,13 @@ _STORAGE_VARIABLES = (
 
 def _storage_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _STORAGE_VARIABLES if name in os.environ}
+
+
+def job_kind(egress: res.Egress) -> str:
+    """``composite``, ``audio`` or ``track``: the metrics' label."""
+    if egress.HasField("track"):
+        return "track"
+    return "audio" if egress.room_composite.audio_only else "composite"
 
 
 def job_type(spec: RecordingSpec, key: str) -> str:
@@ -188,6 +196,7 @@ class EgressService:
         limit = min(limit, self.settings.max_duration)
         async with self._start_lock:
             if self._capacity_left() < cpus:
+                metrics.STARTS_REFUSED.inc()
                 raise ResourceExhausted(f"no egress node has {cpus} CPUs free for this recording; try again later")
             egress.name = f"egresses/{egress_id}"
             egress.status = res.EGRESS_STATUS_STARTING
@@ -267,6 +276,9 @@ class EgressService:
     # --- supervision -------------------------------------------------------------------------
 
     async def _supervise(self, job: Job, details: dict[str, Any]) -> None:
+        kind = job_kind(job.egress)
+        metrics.JOBS_ACTIVE.labels(kind).inc()
+        metrics.CPUS_RESERVED.inc(job.cpus)
         actor: Any = None
         try:
             try:
@@ -298,11 +310,17 @@ class EgressService:
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
             self._control.report(job.egress)
+            status = res.EgressStatus.Name(job.egress.status).removeprefix("EGRESS_STATUS_")
+            metrics.JOBS_ACTIVE.labels(kind).dec()
+            metrics.CPUS_RESERVED.dec(job.cpus)
+            metrics.JOBS_ENDED.labels(kind, status).inc()
+            metrics.MEDIA_SECONDS.labels(kind).inc(job.egress.file.duration.ToTimedelta().total_seconds())
 
     async def _follow(self, job: Job, actor: Any, spec: RecordingSpec) -> None:
         done = asyncio.ensure_future(actor.record.remote(spec))
         answered = False
         stop_sent = False
+        dropped = 0
         started = time.monotonic()
         while not done.done():
             waiters = [done, asyncio.ensure_future(job.stop_requested.wait())]
@@ -324,6 +342,8 @@ class EgressService:
             except RayActorError:
                 break  # its end is read from ``done`` below
             answered = True
+            metrics.DROPPED_FRAMES.inc(max(0, progress.dropped_frames - dropped))
+            dropped = max(dropped, progress.dropped_frames)
             if progress.phase == "recording" and await job.advance(res.EGRESS_STATUS_ACTIVE, progress.file):
                 self._control.report(job.egress)
             elif progress.file is not None:

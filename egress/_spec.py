@@ -61,6 +61,8 @@ class FileInfo:
 class Progress:
     phase: Phase
     file: FileInfo | None = None
+    #: Composite frames skipped so far to keep up with real time.
+    dropped_frames: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+import httpx
 import numpy as np
 import pytest
 import ray
@@ -245,6 +246,13 @@ async def test_a_room_composite_shows_and_sounds_like_the_meeting(stack: Stack) 
     samples, rate = _decode_audio(path)
     assert _strongest(samples, rate, 440.0) > 50
     assert _strongest(samples, rate, 1000.0) > 50
+    # The node is observable: its jobs and what they recorded.
+    assert stack.egress.metrics is not None
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get(stack.egress.metrics.url, timeout=5)).text
+    assert 'parley_egress_jobs_total{kind="composite",status="COMPLETE"}' in scraped
+    assert 'parley_egress_media_seconds_total{kind="composite"}' in scraped
+    assert "parley_rpc_" in scraped
 
 
 async def test_an_audio_only_recording_is_ogg_opus_with_every_voice(stack: Stack) -> None:
