@@ -498,6 +498,7 @@ async def _run(args: argparse.Namespace, folder: Path, ray_folder: str) -> None:
     print(_recording_row(video))
     print(_recording_row(audio))
     _thread_table(video)
+    _thread_table(audio, top=6)
     print("\n### Baseline: ffmpeg (same composite from files, as fast as it goes)\n")
     print("| | CPU-s | wall s | media s | CPU-s per recorded s | speed vs real time | video frames |")
     print("|---|---|---|---|---|---|---|")
@@ -513,7 +514,8 @@ async def _run(args: argparse.Namespace, folder: Path, ray_folder: str) -> None:
     print("| | CPU-s per recorded s | vs ffmpeg |")
     print("|---|---|---|")
     print(f"| ffmpeg — baseline | {baseline.per_second:.2f} | 1.00x |")
-    print(f"| Parley recorder ({video.speed:.2f}x real time) | {parley_per_second:.2f} | {ratio:.2f}x |")
+    caveat = "" if video.kept_up else f" (did not keep up: {100 * video.dropped_share:.0f} % of frames dropped)"
+    print(f"| Parley recorder ({video.speed:.2f}x real time){caveat} | {parley_per_second:.2f} | {ratio:.2f}x |")
     print(f"| LiveKit's budget (documented cost) | {LIVEKIT_ROOM_COMPOSITE_CPUS:.2f} | – |")
     print(f"| Parley audio only | {audio.cpu / (audio.wall * audio.speed):.3f} | – |")
     if args.concurrency_max:
@@ -535,7 +537,7 @@ async def _run(args: argparse.Namespace, folder: Path, ray_folder: str) -> None:
     print(
         f"\nsummary: a 720p30 composite of {args.publishers} costs the recorder {video.cores:.2f} cores at "
         f"{video.speed:.2f}x real time ({100 * video.dropped_share:.1f} % frames dropped), ffmpeg "
-        f"{baseline.per_second:.2f} CPU-s per recorded s: Parley/ffmpeg {ratio:.2f}x; "
+        f"{baseline.per_second:.2f} CPU-s per recorded s: Parley/ffmpeg {ratio:.2f}x{caveat}; "
         f"audio only {audio.cores:.3f} cores; "
         f"LiveKit budgets {LIVEKIT_ROOM_COMPOSITE_CPUS:g} CPUs"
     )
