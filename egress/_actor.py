@@ -6,6 +6,7 @@ the room client needs): ``record`` runs the whole recording and returns its ``Re
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import ray
@@ -17,6 +18,10 @@ from ._spec import Progress, RecordingSpec, Result
 class RecorderActor:
     def __init__(self) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+        # The compositor thread shares the GIL with the event loop and one decoder thread per
+        # track; a shorter switch interval keeps it from waiting 5 ms each time it wants it back.
+        sys.setswitchinterval(0.001)
         self._recorder: Any = None
         self._stopped = False  # a stop that came before the recording started
 

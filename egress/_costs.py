@@ -17,6 +17,9 @@ class VideoPreset:
     bitrate: int
     #: Ray CPUs reserved for a composite at this preset.
     cpus: float
+    #: libx264's speed preset: ``superfast`` costs about half of ``veryfast`` at 720p for the
+    #: same bitrate (bench/egress_bench.py), which a meeting's mostly still picture barely shows.
+    x264_preset: str = "superfast"
 
 
 PRESETS: dict[int, VideoPreset] = {

@@ -42,6 +42,7 @@ from aiortc.mediastreams import MediaStreamError
 from parley import ParleyError
 from parley.control.v1 import resources_pb2 as control_res
 from parley.room import RemoteTrack, Room, RoomEvent
+from parley.sfu.v1 import resources_pb2 as sfu_res
 
 from ._compositor import Compositor, Layout, Tile
 from ._mixer import AudioMixer, SourceResampler
@@ -140,7 +141,9 @@ class Recorder:
         if self._stopping:
             return Result(outcome="aborted", error="stopped before it began")
         try:
-            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=True)
+            # An audio-only recording subscribes to audio only: decoding video it would not use
+            # costs more than everything else it does.
+            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=not self.spec.audio_only)
         except (ParleyError, OSError) as error:
             return Result(outcome="failed", error=f"cannot join the room: {error}")
         try:
@@ -160,8 +163,17 @@ class Recorder:
         if s.audio_only:
             self._writer = MediaWriter.ogg(self._sink, sample_rate=SAMPLE_RATE, channels=CHANNELS)
         else:
+            # One encoder thread: frame threads cost more CPU in all for no gain at 720p here.
             self._writer = MediaWriter.mp4(
-                self._sink, s.width, s.height, s.fps, s.bitrate, sample_rate=SAMPLE_RATE, channels=CHANNELS
+                self._sink,
+                s.width,
+                s.height,
+                s.fps,
+                s.bitrate,
+                sample_rate=SAMPLE_RATE,
+                channels=CHANNELS,
+                preset=s.x264_preset,
+                threads=1,
             )
 
     async def _record(self, room: Room) -> Result:
@@ -176,7 +188,7 @@ class Recorder:
         self._phase = "recording"
         for participant in room.participants.values():
             for remote in participant.tracks.values():
-                self._follow_track(remote)
+                await self._want(room, remote)
         events = asyncio.create_task(self._follow_events(room))
         compositor = (
             None if self.spec.audio_only else Compositor(self.spec.width, self.spec.height, Layout[self.spec.layout])
@@ -214,6 +226,22 @@ class Recorder:
     ) -> tuple[Outcome, str]:
         assert self._wake is not None
         step = AUDIO_BLOCK if compositor is None else 1 / self.spec.fps
+        in_flight: deque[asyncio.Future[None]] = deque()
+        try:
+            return await self._ticks(room, loop, worker, compositor, step, in_flight)
+        finally:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _ticks(
+        self,
+        room: Room,
+        loop: asyncio.AbstractEventLoop,
+        worker: ThreadPoolExecutor,
+        compositor: Compositor | None,
+        step: float,
+        in_flight: deque[asyncio.Future[None]],
+    ) -> tuple[Outcome, str]:
+        assert self._wake is not None
         index = 0
         written_samples = 0
         empty_since: float | None = None
@@ -238,14 +266,17 @@ class Recorder:
             end_samples = round((position + step) * SAMPLE_RATE)
             audio = self._mixer.pull(end_samples - written_samples)
             start_samples, written_samples = written_samples, end_samples
-            if compositor is None:
-                await loop.run_in_executor(worker, self._write, None, None, index, audio, start_samples)
-            else:
-                late = time.monotonic() - due > step
-                tiles = None if late else self._tiles(room, position)
-                if late:
+            tiles = None
+            if compositor is not None:
+                # A tick more than a frame late, or with two frames still being encoded, is
+                # skipped: its audio is written, its picture is not.
+                if time.monotonic() - due > step or len(in_flight) >= 2:
                     self.dropped_frames += 1
-                await loop.run_in_executor(worker, self._write, compositor, tiles, index, audio, start_samples)
+                else:
+                    tiles = self._tiles(room, position)
+            in_flight.append(loop.run_in_executor(worker, self._write, compositor, tiles, index, audio, start_samples))
+            while in_flight and (in_flight[0].done() or len(in_flight) > 2):
+                await in_flight.popleft()
             self._position = position
             index += 1
 
@@ -281,8 +312,20 @@ class Recorder:
 
     # --- tracks and events -------------------------------------------------------------------
 
+    async def _want(self, room: Room, remote: RemoteTrack) -> None:
+        """Follows a track: subscribes to it first when the room does not do it by itself."""
+        if self.spec.audio_only:
+            if remote.info.kind == sfu_res.TRACK_KIND_AUDIO and remote.track is None:
+                await room.subscribe([remote.sid])
+            elif remote.info.kind == sfu_res.TRACK_KIND_AUDIO:
+                self._follow_track(remote)
+            return
+        self._follow_track(remote)
+
     async def _follow_events(self, room: Room) -> None:
         async for event in room.events():
+            if event.type == "track_published" and event.track is not None and self.spec.audio_only:
+                await self._want(room, event.track)
             self._on_event(event)
 
     def _on_event(self, event: RoomEvent) -> None:

@@ -150,6 +150,7 @@ class EgressService:
             "height": video.height,
             "fps": video.fps,
             "bitrate": video.bitrate,
+            "x264_preset": video.x264_preset,
             "content_type": content_type,
         }
         cpus = _costs.composite_cpus(options, self.settings.cpu_scale)

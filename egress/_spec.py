@@ -36,6 +36,8 @@ class RecordingSpec:
     spool_dir: Path
     max_duration: float
     empty_room_timeout: float
+    #: libx264's speed preset for a composite.
+    x264_preset: str = "superfast"
     #: A track egress: the track to write as it was sent (``key`` then lacks its extension,
     #: which the track's kind decides). Empty for a room composite.
     track_sid: str = ""
