@@ -366,3 +366,8 @@ class RecordingRow(Base):
     egress_final: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The storage said the file was written before the egress said it was complete.
     stored_early: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The follow-up of a saved recording (its transcription, then its summary): the control
+    #: process that holds it (a random id per run) and until when; the holder renews it while
+    #: it works, and a lapsed one (that process died, or is waiting to retry) may be taken.
+    followup_owner: Mapped[str] = mapped_column(String(32), default="")
+    followup_until: Mapped[datetime | None] = mapped_column(default=None)

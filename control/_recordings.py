@@ -12,9 +12,13 @@ A recording's life::
         ▼                          ▼
     FAILED_TO_START            FAILED / ABORTED     (FAILED also when the egress stops reporting)
 
+    SAVED, when a transcript was asked for and ``ai_url`` is set (``_recording_followups``):
+    transcribed, then summarized ──► NOTIFICATION_SUCCEEDED (or NOTIFICATION_FAILED, file kept)
+
 At most one recording per room is INITIATED or ACTIVE: a partial unique index says so, so two
-starts racing on two replicas cannot both win. Final states never change: a report that comes
-late (sent again, or overtaken by a newer one) finds the recording where it is.
+starts racing on two replicas cannot both win. Final states never change (SAVED only through its
+follow-up): a report that comes late (sent again, or overtaken by a newer one) finds the
+recording where it is.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ FILENAME_TEMPLATE = "recordings/{room}/{time}-{id}"
 CONTENT_TYPES = {"video/mp4": ".mp4", "audio/ogg": ".ogg"}
 
 S = RecordingState
-#: A recording in one of these never changes again (except by deletion).
+#: A recording in one of these never changes again (except by deletion, and SAVED by its
+#: transcription and summary, ``_recording_followups``).
 FINAL_STATES = frozenset(
     {S.SAVED, S.ABORTED, S.FAILED_TO_START, S.FAILED, S.NOTIFICATION_SUCCEEDED, S.NOTIFICATION_FAILED}
 )

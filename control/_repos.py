@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, TypeVarTuple, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -19,6 +19,7 @@ from ._models import (
     MeetingParticipantRow,
     MeetingRow,
     ParticipantState,
+    RecordingMode,
     RecordingRow,
     RecordingState,
     Role,
@@ -468,6 +469,54 @@ class Recordings:
             func.coalesce(r.last_report_at, r.created_at) < reported_before,
         )
         return list((await self._s.execute(query)).scalars())
+
+    # -- follow-ups: transcribing and summarizing saved recordings ------------------------
+
+    @staticmethod
+    def _followup_free(now: datetime) -> ColumnElement[bool]:
+        r = RecordingRow
+        return and_(
+            r.state == RecordingState.SAVED,
+            or_(r.mode == RecordingMode.TRANSCRIPT, r.transcribe.is_(True)),
+            or_(r.followup_until.is_(None), r.followup_until <= now),
+        )
+
+    async def followups_due(self, *, now: datetime, limit: int) -> list[str]:
+        """Saved recordings that want a transcription (transcript mode, or ``transcribe``) and
+        that no control process holds now, oldest first."""
+        query = (
+            select(RecordingRow.id)
+            .where(self._followup_free(now))
+            .order_by(RecordingRow.saved_at, RecordingRow.id)
+            .limit(limit)
+        )
+        return list((await self._s.execute(query)).scalars())
+
+    async def claim_followup(self, recording_id: str, *, owner: str, now: datetime, until: datetime) -> bool:
+        """Takes a recording's follow-up until ``until``, if it is still free: one conditional
+        UPDATE, so two replicas never both take it."""
+        result = await self._s.execute(
+            update(RecordingRow)
+            .where(RecordingRow.id == recording_id, self._followup_free(now))
+            .values(followup_owner=owner, followup_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+    async def update_followup(self, recording_id: str, *, owner: str, **values: object) -> bool:
+        """Writes ``values`` to a recording whose follow-up ``owner`` still holds (saved, not
+        deleted, not taken by another); False when it no longer does."""
+        result = await self._s.execute(
+            update(RecordingRow)
+            .where(
+                RecordingRow.id == recording_id,
+                RecordingRow.followup_owner == owner,
+                RecordingRow.state == RecordingState.SAVED,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 class Claimed(NamedTuple):

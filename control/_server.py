@@ -46,6 +46,7 @@ from ._caller import CALLER, describe
 from ._delivery import WebhookDispatcher
 from ._errors import Unauthenticated
 from ._models import migrate
+from ._recording_followups import RecordingFollowups
 from ._service import ControlPlane
 from ._servicers import (
     ApiKeyServicer,
@@ -118,9 +119,13 @@ class ControlServer(GrpcServer):
         )
         self._dispatch_task: asyncio.Task[None] | None = None
         self._reap_task: asyncio.Task[None] | None = None
+        self.recording_followups = (
+            RecordingFollowups(settings, db.sessions(self._engine), self.control.ai) if self.control.ai else None
+        )
+        self._followup_task: asyncio.Task[None] | None = None
 
     def use_service_key(self, api_key: str) -> None:
-        """Sets control's own API key (its calls to the egress service) once it runs."""
+        """Sets control's own API key (its calls to the egress and AI services) once it runs."""
         self.control.use_service_key(api_key)
 
     async def _authenticate(self, call: CallInput) -> Principal:
@@ -160,6 +165,12 @@ class ControlServer(GrpcServer):
         self._purge_task = asyncio.create_task(self._purge(), name="control-purge")
         self._dispatch_task = asyncio.create_task(self.webhook_dispatcher.run(), name="control-webhooks")
         self._reap_task = asyncio.create_task(self._reap(), name="control-recording-reaper")
+        if self.recording_followups is not None:
+            self._followup_task = asyncio.create_task(
+                self.recording_followups.run(), name="control-recording-followups"
+            )
+        else:
+            log.info("transcription of recordings is off (PARLEY_AI_URL is not set): recordings are only saved")
         if self.settings.webhook_allowed_networks:
             log.warning(
                 "webhooks may target these loopback / private networks: %s (PARLEY_WEBHOOK_ALLOWED_NETWORKS)",
@@ -201,6 +212,13 @@ class ControlServer(GrpcServer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatch_task
             self._dispatch_task = None
+        if self._followup_task is not None:
+            self._followup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._followup_task
+            self._followup_task = None
+        if self.recording_followups is not None:
+            await self.recording_followups.aclose()
         if self._reap_task is not None:
             self._reap_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,8 @@ in ``_policy``; the use cases live in ``_users``, ``_rooms``, ``_joining``, ``_a
 ``_lobby``, ``_keys``, ``_meetings`` (meeting history, from the SFU's reports), ``_webhooks``
 (webhook resources; the SFU's reports write their events to the outbox, ``_outbox``, and the
 server's ``WebhookDispatcher`` sends them) and ``_recordings`` (recordings, through the egress
-service, ``_egress_client``, and their files, ``_recording_storage``).
+service, ``_egress_client``, and their files, ``_recording_storage``; the server's
+``RecordingFollowups`` has them transcribed through the AI service, ``_ai_client``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from parley.server.db import Sessions
 from parley.sfu_registry import SfuRegistry
 
 from ._accesses import AccessUseCases
+from ._ai_client import AiClient
 from ._auth import Identity, Principal
 from ._domain import Page
 from ._egress_client import EgressClient
@@ -54,17 +56,23 @@ class ControlPlane:
         self.webhooks = WebhookUseCases(settings, sessions, self.outbox_signal)
         egress = EgressClient(settings.egress_url, settings.service_api_key) if settings.egress_url else None
         self.recordings = RecordingUseCases(settings, sessions, egress, recording_storage(settings))
+        #: The AI service that transcribes saved recordings (``RecordingFollowups``), if any.
+        self.ai = AiClient(settings.ai_url, settings.service_api_key) if settings.ai_url else None
 
     def use_service_key(self, api_key: str) -> None:
-        """Control's own API key, for its calls to the egress service, set once control runs
-        (``parley up`` creates it through control itself)."""
+        """Control's own API key, for its calls to the egress and AI services, set once
+        control runs (``parley up`` creates it through control itself)."""
         if self.recordings.egress is not None:
             self.recordings.egress.use_api_key(api_key)
+        if self.ai is not None:
+            self.ai.use_api_key(api_key)
 
     async def aclose(self) -> None:
         """Closes the channels to other services."""
         if self.recordings.egress is not None:
             await self.recordings.egress.aclose()
+        if self.ai is not None:
+            await self.ai.aclose()
 
     # -- entry points beyond the servicers: authentication, `parley up`, `python -m control keys`
 

@@ -81,8 +81,12 @@ class ControlSettings:
     webhook_log_retention: timedelta = timedelta(days=7)
     #: The egress service that records rooms (``grpc://host:port``); empty: recording is off.
     egress_url: str = ""
-    #: Control's own API key (``pk_id.secret``, with ``egress:manage``, and ``ai:write`` for
-    #: transcribing recordings), sent to the egress and AI services.
+    #: The AI service that transcribes and summarizes recordings (``grpc://host:port``): a
+    #: saved transcript recording (or one started with ``transcribe``) is sent to it; empty:
+    #: recordings are only saved.
+    ai_url: str = ""
+    #: Control's own API key (``pk_id.secret``, with ``egress:manage``, and ``ai:read`` and
+    #: ``ai:write`` for transcribing recordings), sent to the egress and AI services.
     service_api_key: str = field(default="", repr=False)
     #: Where recordings are stored: a local folder (the egress's own, mounted here too), or an
     #: S3 bucket (``s3_endpoint`` for an S3-compatible store; credentials from the standard

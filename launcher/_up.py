@@ -205,12 +205,15 @@ async def _serve(
     files_secret = _secret(data_dir, "files_secret")
     if with_recording and not egress_port:
         egress_port = _free_port(host)  # control must know the egress address before it starts
+    if with_ai and not ai_port:
+        ai_port = _free_port(host)  # control transcribes recordings through it: it must know where
     settings = ControlSettings(
         database_url=f"sqlite:///{data_dir / 'parley.db'}",
         token_secret=_secret(data_dir, "token_secret"),
         dev_login=True,
         webhook_allowed_networks=_webhook_allowed_networks(),
         egress_url=f"grpc://{host}:{egress_port}" if with_recording else "",
+        ai_url=f"grpc://{host}:{ai_port}" if with_ai else "",
         recordings_dir=recordings_dir,
         files_secret=files_secret,
     )
@@ -237,9 +240,11 @@ async def _serve(
         if with_ai:
             ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
             await _start(stack, ai, "--ai-port", ai_port)
+        if with_ai or with_recording:
+            # control's own key: it starts egresses and has recordings transcribed with it
+            server.use_service_key(await _service_key(server, data_dir, *_CONTROL_KEY))
         egress: EgressServer | None = None
         if with_recording:
-            server.use_service_key(await _service_key(server, data_dir, *_CONTROL_KEY))
             egress_key = await _service_key(server, data_dir, *_EGRESS_KEY)
             egress = EgressServer(
                 _egress_settings(data_dir, server.target, egress_key), address=f"{host}:{egress_port}"

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus
 
@@ -20,6 +22,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from control import ALL_SCOPES, ControlServer, ControlSettings
+from control._recording_followups import SCAN_INTERVAL_SECONDS
 from parley import Client, ParleyError
 from parley._files import verify_file_token
 from parley.control.v1 import recording_service_pb2 as rec_pb
@@ -622,5 +625,86 @@ async def test_a_saved_s3_file_downloads_with_a_presigned_url(
             assert response.status_code == 200 and response.content == b"the whole meeting"
             await owner.delete(recording.name)
             assert s3_client.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
+        finally:
+            await owner.client.aclose()
+
+
+# -- transcribing saved recordings (the AI service itself: tests/egress/test_record_transcribe.py)
+
+
+async def _eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 60.0) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, value
+        await asyncio.sleep(0.2)
+
+
+async def test_without_an_ai_service_a_saved_transcript_stays_saved(callers: Callers) -> None:
+    assert not callers.server.settings.ai_url and callers.server.recording_followups is None
+    room = await _room(callers)
+    recording = await room.owner.start(room.name, TRANSCRIPT)
+    key = f"recordings/{recording.name[-32:]}.ogg"
+    answer = await room.egress.report(
+        recording, egress_res.EGRESS_STATUS_COMPLETE, file=_file(key, content_type="audio/ogg")
+    )
+    assert answer.state == S.RECORDING_STATE_SAVED
+    await asyncio.sleep(2 * SCAN_INTERVAL_SECONDS)  # what a follow-up worker would take to claim it
+    saved = await room.owner.get(recording.name)
+    assert saved.state == S.RECORDING_STATE_SAVED
+    assert not saved.transcription and not saved.summary and not saved.HasField("error")
+    assert (await room.owner.link(recording.name)).url.startswith("/v1/files/")
+
+
+async def test_an_absent_ai_service_is_retried_and_an_unreadable_file_fails_the_follow_up_only(
+    callers: Callers, database_url: str, fake_egress: FakeEgress, tmp_path: Path
+) -> None:
+    room = await _room(callers)
+    with socket.socket() as probe:  # a port nothing listens on: the AI service is away
+        probe.bind(("127.0.0.1", 0))
+        away = f"grpc://127.0.0.1:{probe.getsockname()[1]}"
+    settings: dict[str, Any] = {
+        "egress_url": fake_egress.url,
+        "service_api_key": SERVICE_API_KEY,
+        "ai_url": away,
+        "recordings_dir": tmp_path,
+        "files_secret": FILES_SECRET,
+    }
+    async with control(database_url, **settings) as stack:
+        worker = stack.server.recording_followups
+        assert worker is not None
+        owner = Recordings(Client(stack.server.target, bearer=_bearer(room.owner.client)))
+        egress = Recordings(await stack.key("egress:report"))
+        try:
+            # In S3: the AI service would read the object itself, but it cannot be reached.
+            in_s3 = await owner.start(room.name, TRANSCRIPT)
+            key = f"recordings/{in_s3.name[-32:]}.ogg"
+            file = _file(key, location=f"s3://{BUCKET}/{key}", content_type="audio/ogg")
+            assert (await egress.report(in_s3, egress_res.EGRESS_STATUS_COMPLETE, file=file)).state == (
+                S.RECORDING_STATE_SAVED
+            )
+            recording_id = in_s3.name[-32:]
+            await _eventually(lambda: asyncio.sleep(0, worker._failures.get(recording_id, 0)), lambda n: n >= 1)
+            retried = await owner.get(in_s3.name)
+            assert retried.state == S.RECORDING_STATE_SAVED and not retried.HasField("error")
+            assert not retried.transcription
+
+            # In the folder, with its file gone: nothing to upload, the follow-up fails at once.
+            local = await owner.start(room.name, SCREEN, transcribe=True)
+            key = f"recordings/{local.name[-32:]}.mp4"
+            assert (await egress.report(local, egress_res.EGRESS_STATUS_COMPLETE, file=_file(key))).state == (
+                S.RECORDING_STATE_SAVED
+            )
+            failed = await _eventually(
+                lambda: owner.get(local.name), lambda r: r.state == S.RECORDING_STATE_NOTIFICATION_FAILED
+            )
+            assert failed.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            assert "missing" in failed.error.message
+            # The recording is kept: it still downloads, and deletes.
+            assert (await owner.link(local.name)).url.startswith("/v1/files/")
+            await owner.delete(local.name)
+            await owner.delete(in_s3.name)
         finally:
             await owner.client.aclose()

@@ -52,6 +52,7 @@ _SAMPLES: dict[str, str] = {
     "summary_base_url": "http://llm.example/v1",
     "webhook_allowed_networks": "10.0.0.0/8",
     "service_api_key": "pk_sample.secret",
+    "ai_url": "grpc://ai.example:50053",
     "files_secret": "f" * 40,
 }
 _READER_ENV: dict[str, dict[str, str]] = {

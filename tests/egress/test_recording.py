@@ -9,10 +9,8 @@ import contextlib
 import io
 import os
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,10 +22,7 @@ import ray
 from aiortc.mediastreams import VideoStreamTrack
 from av import VideoFrame
 
-from control import ALL_SCOPES, ControlServer, ControlSettings
-from egress import EgressServer, EgressSettings
 from parley import (
-    Client,
     FailedPrecondition,
     PermissionDenied,
     ResourceExhausted,
@@ -39,10 +34,10 @@ from parley.control.v1 import recording_service_pb2 as rec_pb
 from parley.control.v1 import room_service_pb2 as room_pb
 from parley.egress.v1 import resources_pb2 as res
 from parley.room import Room
-from sfu import SfuServer, SfuSettings
 
-from ..conftest import TOKEN_SECRET
 from ..sfu.conftest import ToneTrack
+from .stack import Stack, recording_state
+from .stack import stack as egress_stack
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -67,68 +62,9 @@ class SolidTrack(VideoStreamTrack):
         return frame
 
 
-@dataclass
-class Stack:
-    control: ControlServer
-    sfu: SfuServer
-    egress: EgressServer
-    #: An API key with every scope, for control and the egress service.
-    admin: Client
-    recordings: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _stack(folder: Path, ray_address: str, *, bucket: str = "", s3_endpoint: str = "") -> AsyncIterator[Stack]:
-    """SFU, control and the egress service wired as ``parley up`` wires them (control starts
-    egresses through the egress service, which reports back), recording to a folder or to S3."""
-    egress_port = _free_port()  # control must know the egress address before it starts
-    async with SfuServer(
-        SfuSettings(token_secrets={"parley": TOKEN_SECRET}, grpc_address="127.0.0.1:0", empty_timeout=2.0)
-    ) as sfu:
-        control_settings = ControlSettings(
-            database_url=f"sqlite:///{folder / 'control.db'}",
-            token_secret=TOKEN_SECRET,
-            dev_login=True,
-            sfu_url=f"grpc://{sfu.target}",
-            egress_url=f"grpc://127.0.0.1:{egress_port}",
-            recordings_dir=folder / "recordings",
-            recordings_bucket=bucket,
-            s3_endpoint=s3_endpoint,
-            files_secret="f" * 40,
-        )
-        async with ControlServer(control_settings) as control:
-            row, secret = await control.control.create_api_key(None, "control", ["egress:manage"])
-            control.use_service_key(f"{row.id}.{secret}")
-            row, secret = await control.control.create_api_key(None, "egress node", ["egress:report", "tokens:create"])
-            settings = EgressSettings(
-                control_target=control.target,
-                api_key=f"{row.id}.{secret}",
-                recordings_dir=folder / "recordings",
-                recordings_bucket=bucket,
-                s3_endpoint_url=s3_endpoint,
-                spool_dir=folder / "spool",
-                ray_address=ray_address,
-                report_interval=1.0,
-                empty_room_timeout=5.0,
-            )
-            egress_server = EgressServer(settings, address=f"127.0.0.1:{egress_port}", metrics_address="127.0.0.1:0")
-            async with egress_server as egress:
-                key, key_secret = await control.control.create_api_key(None, "test admin", ALL_SCOPES)
-                async with Client(
-                    control.target, bearer=f"{key.id}.{key_secret}", egress_target=egress.target
-                ) as admin:
-                    yield Stack(control, sfu, egress, admin, settings.recordings_dir)
-
-
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> AsyncIterator[Stack]:
-    async with _stack(tmp_path_factory.mktemp("egress-stack"), ray_address) as running:
+    async with egress_stack(tmp_path_factory.mktemp("egress-stack"), ray_address) as running:
         yield running
 
 
@@ -141,7 +77,7 @@ async def s3_stack(
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     folder = tmp_path_factory.mktemp("egress-s3")
-    async with _stack(folder, ray_address, bucket=BUCKET, s3_endpoint=s3_endpoint) as running:
+    async with egress_stack(folder, ray_address, bucket=BUCKET, s3_endpoint=s3_endpoint) as running:
         yield running
 
 
@@ -175,18 +111,6 @@ async def _until(stack: Stack, name: str, status: res.EgressStatus.ValueType, wi
         raise AssertionError(f"{name} ended without reaching {res.EgressStatus.Name(status)}")
 
     return await asyncio.wait_for(follow(), within)
-
-
-async def _recording_state(
-    stack: Stack, name: str, states: set[rec_pb.RecordingState.ValueType], within: float = 60.0
-) -> rec_pb.Recording:
-    deadline = time.monotonic() + within
-    while True:
-        recording = await stack.admin.recordings.get(name)
-        if recording.state in states:
-            return recording
-        assert time.monotonic() < deadline, recording
-        await asyncio.sleep(0.25)
 
 
 def _strongest(samples: np.ndarray, rate: int, around: float) -> float:
@@ -287,17 +211,17 @@ async def test_a_killed_recorder_fails_the_recording_frees_the_room_and_leaves_a
     alice = await _bot(stack, room.name, "alice", RED, 440.0)
     try:
         recording = await stack.admin.recordings.start(room.name)
-        active = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        active = await recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
         await asyncio.sleep(6)
         actor = ray.get_actor(f"egress-{active.egress.split('/')[1]}")
         os.kill(await actor.pid.remote(), signal.SIGKILL)
-        failed = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_FAILED})
+        failed = await recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_FAILED})
         # The room is free at once: a new recording starts.
         again = await stack.admin.recordings.start(room.name)
-        await _recording_state(stack, again.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        await recording_state(stack, again.name, {rec_pb.RECORDING_STATE_ACTIVE})
         await asyncio.sleep(2)
         await stack.admin.recordings.stop(again.name)
-        saved = await _recording_state(stack, again.name, {rec_pb.RECORDING_STATE_SAVED})
+        saved = await recording_state(stack, again.name, {rec_pb.RECORDING_STATE_SAVED})
     finally:
         await alice.close()
     assert "died" in failed.error.message
@@ -319,12 +243,12 @@ async def test_a_transcript_recording_goes_from_start_to_saved_through_control(s
     try:
         recording = await stack.admin.recordings.start(room.name, mode="transcript")
         assert recording.state == rec_pb.RECORDING_STATE_INITIATED or recording.state == rec_pb.RECORDING_STATE_ACTIVE
-        await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        await recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
         with pytest.raises(FailedPrecondition):
             await stack.admin.recordings.start(room.name)
         await asyncio.sleep(3)
         await stack.admin.recordings.stop(recording.name)
-        saved = await _recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_SAVED})
+        saved = await recording_state(stack, recording.name, {rec_pb.RECORDING_STATE_SAVED})
     finally:
         await alice.close()
     assert saved.file.content_type == "audio/ogg"
