@@ -10,7 +10,6 @@ with backoff; a final state is kept until control has it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,16 @@ RECORDING_OVER = frozenset(
     }
 )
 OnAnswer = Callable[[res.Egress, rec.ReportEgressResponse], Awaitable[None]]
+
+
+async def _wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Waits until ``event`` is set or ``seconds`` pass (without ``wait_for``, which can be
+    left hanging when the waiting task is cancelled)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 class ControlLink:
@@ -79,11 +88,13 @@ class ControlLink:
     async def aclose(self, *, flush: float = 5.0) -> None:
         """Sends what is pending (for at most ``flush`` seconds), then stops."""
         if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain(), flush)
+            drain = asyncio.ensure_future(self._drain())
+            await asyncio.wait({drain}, timeout=flush)
+            drain.cancel()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not ``await self._task``: a cancelled ``wait_for`` inside it was seen to hang
+            # (Python 3.11) and hold the node's shutdown for minutes.
+            await asyncio.wait({self._task}, timeout=2.0)
         await self._client.aclose()
 
     async def _drain(self) -> None:
@@ -94,8 +105,7 @@ class ControlLink:
     async def _send_forever(self) -> None:
         delay = 0.5
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+            await _wait_event(self._wake, self._interval)
             self._wake.clear()
             for egress in self.running():  # heartbeats
                 self._pending.setdefault(egress.name, egress)
