@@ -158,7 +158,7 @@ def s3(s3_endpoint: str) -> S3Client:
 
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
-    """A local Ray cluster (2 CPUs) in its own process group, as production runs one beside the
+    """A local Ray cluster (8 logical CPUs) in its own process group, as production runs one beside the
     service. Started by ``ray start`` rather than from this process: a local Ray spawns its
     daemons from the process that starts it, and from a pytest process that already runs gRPC
     servers they failed to come up ("The current node timed out during startup")."""
@@ -174,7 +174,10 @@ def ray_address() -> Iterator[str]:
         "--block",
         "--node-ip-address=127.0.0.1",
         f"--port={port}",
-        "--num-cpus=2",
+        # Logical CPUs for scheduling, more than the machine's 2 cores: the AI tests' speech
+        # actors (1 CPU each, kept for the session) and the egress tests' recorders (1.2 per
+        # composite) share this cluster, and must all be placeable.
+        "--num-cpus=8",
         f"--temp-dir={folder}",
         "--include-dashboard=false",
         "--disable-usage-stats",

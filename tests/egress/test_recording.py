@@ -292,7 +292,7 @@ async def test_a_start_beyond_the_cluster_capacity_is_refused_not_queued(stack: 
     room = await stack.admin.rooms.create(display_name="Full")
     costly = stack.egress.service
     scale = costly.settings.cpu_scale
-    object.__setattr__(costly.settings, "cpu_scale", 10.0)  # 20 CPUs on a 2-CPU cluster
+    object.__setattr__(costly.settings, "cpu_scale", 10.0)  # 24 CPUs on an 8-CPU cluster
     try:
         with pytest.raises(ResourceExhausted):
             await stack.admin.egress.start_room_composite(room.name, preset=res.ENCODING_PRESET_H264_1080P_30)
