@@ -108,7 +108,8 @@ class RecordingServiceServicer:
 
     def ListRecordings(self, request, context):
         """Lists a room's recordings, newest first; with the parent `rooms/-`, the recordings of
-        every room the caller owns or administers (every room for an API key with `rooms:read`).
+        every room the caller owns or administers (every room for an API key with `recordings:read`
+        or `recordings:write`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,7 +49,8 @@ class RecordingServiceStub:
     """Gets a recording."""
     ListRecordings: _grpc.UnaryUnaryMultiCallable[_recording_service_pb2.ListRecordingsRequest, _recording_service_pb2.ListRecordingsResponse]
     """Lists a room's recordings, newest first; with the parent `rooms/-`, the recordings of
-    every room the caller owns or administers (every room for an API key with `rooms:read`).
+    every room the caller owns or administers (every room for an API key with `recordings:read`
+    or `recordings:write`).
     """
     DeleteRecording: _grpc.UnaryUnaryMultiCallable[_recording_service_pb2.DeleteRecordingRequest, _empty_pb2.Empty]
     """Deletes a recording and its file. A recording still running is refused
@@ -84,7 +85,8 @@ class RecordingServiceAsyncStub(RecordingServiceStub):
     """Gets a recording."""
     ListRecordings: _aio.UnaryUnaryMultiCallable[_recording_service_pb2.ListRecordingsRequest, _recording_service_pb2.ListRecordingsResponse]  # type: ignore[assignment]
     """Lists a room's recordings, newest first; with the parent `rooms/-`, the recordings of
-    every room the caller owns or administers (every room for an API key with `rooms:read`).
+    every room the caller owns or administers (every room for an API key with `recordings:read`
+    or `recordings:write`).
     """
     DeleteRecording: _aio.UnaryUnaryMultiCallable[_recording_service_pb2.DeleteRecordingRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a recording and its file. A recording still running is refused
@@ -140,7 +142,8 @@ class RecordingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recording_service_pb2.ListRecordingsResponse, _abc.Awaitable[_recording_service_pb2.ListRecordingsResponse]]:
         """Lists a room's recordings, newest first; with the parent `rooms/-`, the recordings of
-        every room the caller owns or administers (every room for an API key with `rooms:read`).
+        every room the caller owns or administers (every room for an API key with `recordings:read`
+        or `recordings:write`).
         """
 
     @_abc_1.abstractmethod
