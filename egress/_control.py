@@ -22,6 +22,7 @@ from parley.control.v1 import room_service_pb2 as room_pb
 from parley.egress.v1 import resources_pb2 as res
 
 from . import _metrics as metrics
+from ._waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,6 @@ RECORDING_OVER = frozenset(
     }
 )
 OnAnswer = Callable[[res.Egress, rec.ReportEgressResponse], Awaitable[None]]
-
-
-async def _wait_event(event: asyncio.Event, seconds: float) -> None:
-    """Waits until ``event`` is set or ``seconds`` pass (without ``wait_for``, which can be
-    left hanging when the waiting task is cancelled)."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=seconds)
-    finally:
-        waiter.cancel()
 
 
 class ControlLink:
@@ -105,7 +96,7 @@ class ControlLink:
     async def _send_forever(self) -> None:
         delay = 0.5
         while True:
-            await _wait_event(self._wake, self._interval)
+            await wait_event(self._wake, self._interval)
             self._wake.clear()
             for egress in self.running():  # heartbeats
                 self._pending.setdefault(egress.name, egress)

@@ -1,7 +1,4 @@
-"""The egress service's errors: the service errors every Parley service shares, plus
-UNIMPLEMENTED for what the contract offers and this version does not do yet."""
-
-import grpc
+"""The egress service's errors: the service errors every Parley service shares."""
 
 from parley.server import (
     FailedPrecondition,
@@ -14,12 +11,6 @@ from parley.server import (
     Unavailable,
 )
 
-
-class Unimplemented(ServiceError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-    reason = "UNIMPLEMENTED"
-
-
 __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
@@ -29,5 +20,4 @@ __all__ = [
     "ServiceError",
     "Unauthenticated",
     "Unavailable",
-    "Unimplemented",
 ]

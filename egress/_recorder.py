@@ -49,6 +49,7 @@ from ._mixer import AudioMixer, SourceResampler
 from ._output import file_info, open_sink
 from ._sink import FolderSink, S3Sink
 from ._spec import FileInfo, Outcome, Progress, RecordingSpec, Result
+from ._waiting import wait_event
 from ._writer import MediaWriter
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ class Recorder:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._sink: FolderSink | S3Sink | None = None
         self._writer: MediaWriter | None = None
-        self._position = 0.0
         self.dropped_frames = 0
 
     # --- asked from outside ------------------------------------------------------------------
@@ -224,7 +224,6 @@ class Recorder:
     async def _tick(
         self, room: Room, loop: asyncio.AbstractEventLoop, worker: ThreadPoolExecutor, compositor: Compositor | None
     ) -> tuple[Outcome, str]:
-        assert self._wake is not None
         step = AUDIO_BLOCK if compositor is None else 1 / self.spec.fps
         in_flight: deque[asyncio.Future[None]] = deque()
         try:
@@ -249,11 +248,8 @@ class Recorder:
             position = index * step
             due = self._origin + DELAY + position
             if (wait := due - time.monotonic()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-            if self._stopping:
-                return "complete", ""
-            if room.closed.is_set():
+                await wait_event(self._wake, wait)
+            if self._stopping or room.closed.is_set():
                 return "complete", ""
             if position >= self.spec.max_duration:
                 return "limit_reached", ""
@@ -277,7 +273,6 @@ class Recorder:
             in_flight.append(loop.run_in_executor(worker, self._write, compositor, tiles, index, audio, start_samples))
             while in_flight and (in_flight[0].done() or len(in_flight) > 2):
                 await in_flight.popleft()
-            self._position = position
             index += 1
 
     def _write(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -39,6 +40,7 @@ from ._actor import RecorderActor
 from ._control import RECORDING_OVER, ControlLink
 from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ._jobs import Job
+from ._output import file_info
 from ._settings import EgressSettings
 from ._spec import FileInfo, RecordingSpec, Result, Storage
 
@@ -322,6 +324,7 @@ class EgressService:
         answered = False
         stop_sent = False
         dropped = 0
+        last: FileInfo | None = None  # the file as the recorder last described it
         started = time.monotonic()
         while not done.done():
             waiters = [done, asyncio.ensure_future(job.stop_requested.wait())]
@@ -345,6 +348,7 @@ class EgressService:
             answered = True
             metrics.DROPPED_FRAMES.inc(max(0, progress.dropped_frames - dropped))
             dropped = max(dropped, progress.dropped_frames)
+            last = progress.file or last
             if progress.phase == "recording" and await job.advance(res.EGRESS_STATUS_ACTIVE, progress.file):
                 self._control.report(job.egress)
             elif progress.file is not None:
@@ -353,47 +357,34 @@ class EgressService:
             result: Result = await done
         except RayActorError as error:
             log.error("egress %s: the recorder process died: %s", job.id, error)
-            file = await asyncio.to_thread(self._salvage, spec, job.egress.file.key or spec.key)
+            file = await asyncio.to_thread(self._salvage, spec, last)
             await job.finish(res.EGRESS_STATUS_FAILED, error="the recorder process died", file=file)
             return
         await job.finish(_OUTCOMES[result.outcome], error=result.error, file=result.file)
         log.info("egress %s ended: %s %s", job.id, result.outcome, result.error)
 
-    def _salvage(self, spec: RecordingSpec, key: str) -> FileInfo | None:
-        """What a dead recorder left: the folder file as it is, or its S3 upload completed."""
+    def _salvage(self, spec: RecordingSpec, last: FileInfo | None) -> FileInfo | None:
+        """What a dead recorder left: the folder file as it is, or its S3 upload completed from
+        its spool; described as its last progress report described it, with the final size."""
         from ._sink import recover_spool, sidecar_path
 
+        key = last.key if last is not None else spec.key
         if spec.storage.folder is not None:
             path = (spec.storage.folder / key).resolve()
             if not path.exists():
                 return None
             size = path.stat().st_size
-            return FileInfo(
-                location=path.as_uri(),
-                key=spec.key,
-                size_bytes=size,
-                content_type=spec.content_type,
-                duration=0.0,
-                media_start=0.0,
-                media_end=0.0,
-            )
-        from ._storage import s3_client
+        else:
+            from ._storage import s3_client
 
-        sidecar = sidecar_path(spec.spool_dir, key)
-        if not sidecar.exists():
-            return None
-        outcome = recover_spool(s3_client(spec.storage), sidecar)
-        if outcome is None:
-            return None
-        return FileInfo(
-            location=outcome.location,
-            key=outcome.key,
-            size_bytes=outcome.size_bytes,
-            content_type=spec.content_type,
-            duration=0.0,
-            media_start=0.0,
-            media_end=0.0,
-        )
+            sidecar = sidecar_path(spec.spool_dir, key)
+            outcome = recover_spool(s3_client(spec.storage), sidecar) if sidecar.exists() else None
+            if outcome is None:
+                return None
+            size = outcome.size_bytes
+        if last is not None:
+            return dataclasses.replace(last, size_bytes=size)
+        return file_info(spec, key, job_type(spec, key), size, 0.0, 0.0)
 
     async def aclose(self) -> None:
         """Stops every recording (they finish their files), waiting a little for them."""
