@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
@@ -74,6 +75,10 @@ def segment(value: Segment) -> res.TranscriptSegment:
 def transcription(row: TranscriptionRow, segments: Sequence[Segment] = ()) -> res.Transcription:
     if row.source_kind == "s3":
         source = res.MediaSource(s3_object=res.S3Object(bucket=row.s3_bucket, key=row.s3_key))
+    elif row.source_kind == "tracks":
+        source = res.MediaSource(
+            speaker_tracks=res.SpeakerTracks(tracks=[_speaker_track(entry) for entry in row.speaker_tracks])
+        )
     else:
         source = res.MediaSource(upload=f"uploads/{row.upload_id}")
     message = res.Transcription(
@@ -86,12 +91,22 @@ def transcription(row: TranscriptionRow, segments: Sequence[Segment] = ()) -> re
             for who, start, end in row.speaker_timeline
         ],
         detected_language=row.detected_language,
+        vocabulary=row.vocabulary,
         segments=[segment(s) for s in segments],
         **_job_fields(row),  # type: ignore[arg-type]
     )
     if row.duration_seconds is not None:
         message.media_duration.CopyFrom(duration(row.duration_seconds))
     return message
+
+
+def _speaker_track(entry: dict[str, Any]) -> res.SpeakerTrack:
+    track = res.SpeakerTrack(speaker=entry["speaker"], offset=duration(entry["offset"]))
+    if entry.get("s3_key"):
+        track.s3_object.CopyFrom(res.S3Object(bucket=entry["s3_bucket"], key=entry["s3_key"]))
+    else:
+        track.upload = f"uploads/{entry['upload_id']}"
+    return track
 
 
 def summary(row: SummaryRow) -> res.Summary:

@@ -64,7 +64,7 @@ class TranscriptionRow(JobColumns, Base):
     __tablename__ = "ai_transcriptions"
     __table_args__ = (Index("ix_ai_transcriptions_owner_created", "owner", "created_at"),)
 
-    #: ``s3`` (bucket + key) or ``upload`` (upload_id).
+    #: ``s3`` (bucket + key), ``upload`` (upload_id) or ``tracks`` (speaker_tracks).
     source_kind: Mapped[str] = mapped_column(String(8))
     s3_bucket: Mapped[str] = mapped_column(String(63), default="")
     s3_key: Mapped[str] = mapped_column(String(1024), default="")
@@ -72,6 +72,10 @@ class TranscriptionRow(JobColumns, Base):
     model: Mapped[str] = mapped_column(String(63), default="")
     #: ``[[speaker, start, end], ...]`` in seconds.
     speaker_timeline: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: One file per speaker: ``{"speaker", "offset" (seconds), "s3_bucket", "s3_key", "upload_id"}``.
+    speaker_tracks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: Words transcription is primed with (names, the meeting's title).
+    vocabulary: Mapped[str] = mapped_column(String(500), default="")
     detected_language: Mapped[str] = mapped_column(String(8), default="")
     duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     #: Storage key of the transcript (JSON) once succeeded.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -232,22 +233,38 @@ class JobRunner:
     async def _transcribe(self, job_id: str) -> None:
         await self._run_guarded(TranscriptionRow, job_id, self._transcription(job_id))
 
-    def _open_media(self, row: TranscriptionRow) -> Any:
-        if row.source_kind == "upload":
+    def _sources(self, row: TranscriptionRow) -> list[_Source]:
+        """What a job transcribes: its one media file, or one file per speaker."""
+        if row.source_kind == "tracks":
+            return [
+                _Source(
+                    speaker=entry["speaker"],
+                    offset=float(entry["offset"]),
+                    upload_id=entry.get("upload_id", ""),
+                    s3_bucket=entry.get("s3_bucket", ""),
+                    s3_key=entry.get("s3_key", ""),
+                )
+                for entry in row.speaker_tracks
+            ]
+        return [_Source(upload_id=row.upload_id, s3_bucket=row.s3_bucket, s3_key=row.s3_key)]
+
+    def _open_media(self, source: _Source) -> Any:
+        if source.upload_id:
             try:
-                return self._store.open(f"uploads/{row.upload_id}")
+                return self._store.open(f"uploads/{source.upload_id}")
             except BlobNotFound:
-                raise JobFailed(f"uploads/{row.upload_id} is gone", code=StatusCode.NOT_FOUND) from None
+                raise JobFailed(f"uploads/{source.upload_id} is gone", code=StatusCode.NOT_FOUND) from None
         if self._s3 is None:
             raise JobFailed("this service has no S3 configured", code=StatusCode.FAILED_PRECONDITION)
-        return open_s3_object(self._s3, row.s3_bucket, row.s3_key)
+        return open_s3_object(self._s3, source.s3_bucket, source.s3_key)
 
-    def _read_audio(self, row: TranscriptionRow, on_progress: Callable[[float], None]) -> np.ndarray:
+    def _read_audio(self, source: _Source, on_progress: Callable[[float], None]) -> np.ndarray:
         try:
-            with self._open_media(row) as media:
+            with self._open_media(source) as media:
                 return decode_audio(media, on_progress=on_progress)
         except MediaError as error:
-            raise JobFailed(str(error), code=StatusCode.INVALID_ARGUMENT, reason="MEDIA_UNREADABLE") from None
+            what = f"{source.speaker}'s audio: {error}" if source.speaker else str(error)
+            raise JobFailed(what, code=StatusCode.INVALID_ARGUMENT, reason="MEDIA_UNREADABLE") from None
 
     async def _transcription(self, job_id: str) -> None:
         async with self._sessions.reads() as session:
@@ -259,12 +276,29 @@ class JobRunner:
         reporter = _Progress(lambda f: self._update(TranscriptionRow, job_id, progress=f), loop)
         started = time.perf_counter()
 
-        audio = await asyncio.to_thread(self._read_audio, row, lambda f: reporter.threadsafe(_DECODE_SHARE * f))
-        total = len(audio) / 16000
+        sources = self._sources(row)
+        audios: list[np.ndarray] = []
+        for index, source in enumerate(sources):
+
+            def decoded(fraction: float, index: int = index) -> None:
+                reporter.threadsafe(_DECODE_SHARE * (index + fraction) / len(sources))
+
+            audios.append(await asyncio.to_thread(self._read_audio, source, decoded))
+        total = max((s.offset + len(a) / 16000 for s, a in zip(sources, audios, strict=True)), default=0.0)
         await self._update(TranscriptionRow, job_id, duration_seconds=total, progress=_DECODE_SHARE)
-        chunks = await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=self.settings.chunk_seconds)
-        speech = sum(c.seconds for c in chunks) or 1.0
-        log.info("transcription %s: %.1f s of media, %d chunks (%.1f s of speech)", job_id, total, len(chunks), speech)
+        plans = [
+            await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=self.settings.chunk_seconds)
+            for audio in audios
+        ]
+        speech = sum(c.seconds for chunks in plans for c in chunks) or 1.0
+        log.info(
+            "transcription %s: %.1f s of media in %d file(s), %d chunks (%.1f s of speech)",
+            job_id,
+            total,
+            len(sources),
+            sum(len(chunks) for chunks in plans),
+            speech,
+        )
         done = 0.0
 
         def chunk_done(chunk: Chunk, _result: ChunkResult) -> None:
@@ -273,13 +307,19 @@ class JobRunner:
             reporter.report(_DECODE_SHARE + (1 - _DECODE_SHARE) * done / speech)
 
         pool = await self.speech_pool(row.model or self.settings.default_speech_model)
-        results = await pool.transcribe(audio, chunks, language=row.language, on_chunk_done=chunk_done)
+        # Every file's chunks at once: the pool keeps its actors busy across them.
+        results = await asyncio.gather(
+            *(
+                pool.transcribe(audio, chunks, language=row.language, on_chunk_done=chunk_done)
+                for audio, chunks in zip(audios, plans, strict=True)
+            )
+        )
         await reporter.flush()
-        segments = merge(r.segments for r in results)
+        segments = _merge_sources(sources, results)
         if row.speaker_timeline:
             turns = [SpeakerTurn(speaker=w, start=s, end=e) for w, s, e in row.speaker_timeline]
             segments = attribute_speakers(segments, turns)
-        languages = Counter(r.language for r in results if r.language)
+        languages = Counter(r.language for file_results in results for r in file_results if r.language)
         language = row.language or (languages.most_common(1)[0][0] if languages else "")
         key = f"transcriptions/{job_id}/transcript.json"
         await asyncio.to_thread(
@@ -375,6 +415,37 @@ class JobRunner:
                 markdown = str(value)
         await reporter.flush()
         await self._end(SummaryRow, job_id, JobState.SUCCEEDED, progress=1.0, markdown=markdown)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Source:
+    """One file of a transcription: the media itself, or one speaker's own voice placed at
+    ``offset`` seconds of the meeting."""
+
+    speaker: str = ""
+    offset: float = 0.0
+    upload_id: str = ""
+    s3_bucket: str = ""
+    s3_key: str = ""
+
+
+def _merge_sources(sources: list[_Source], results: list[list[ChunkResult]]) -> list[Segment]:
+    """Each file's segments merged in order, moved to the meeting's time and named after their
+    speaker; several files' interleaved by start (people's speech may overlap: it is kept)."""
+    merged: list[Segment] = []
+    for source, file_results in zip(sources, results, strict=True):
+        for segment in merge(r.segments for r in file_results):
+            if source.offset or source.speaker:
+                segment = dataclasses.replace(
+                    segment,
+                    start=round(segment.start + source.offset, 3),
+                    end=round(segment.end + source.offset, 3),
+                    speaker=source.speaker,
+                )
+            merged.append(segment)
+    if len(sources) > 1:
+        merged.sort(key=lambda segment: (segment.start, segment.end))
+    return merged
 
 
 class _Progress:

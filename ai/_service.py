@@ -10,7 +10,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, or_, select, update
 
@@ -125,24 +125,41 @@ class AiService:
             speaker_timeline=[
                 [t.speaker, seconds(t.start_offset), seconds(t.end_offset)] for t in request.speaker_timeline
             ],
+            vocabulary=request.vocabulary.strip(),
             created_at=now(),
             updated_at=now(),
         )
         source = request.source
         if source.HasField("s3_object"):
             row.source_kind, row.s3_bucket, row.s3_key = "s3", source.s3_object.bucket, source.s3_object.key
+        elif source.HasField("speaker_tracks"):
+            row.source_kind = "tracks"
+            row.speaker_tracks = []
+            for index, track in enumerate(source.speaker_tracks.tracks):
+                entry: dict[str, Any] = {"speaker": track.speaker, "offset": seconds(track.offset)}
+                if track.HasField("s3_object"):
+                    entry |= {"s3_bucket": track.s3_object.bucket, "s3_key": track.s3_object.key}
+                else:
+                    field = f"transcription.source.speaker_tracks.tracks[{index}].upload"
+                    entry["upload_id"] = await self._own_upload(caller, track.upload, field)
+                row.speaker_tracks.append(entry)
         else:
-            upload_id = source.upload.removeprefix("uploads/")
-            async with self._sessions.reads() as session:
-                upload = await session.get(UploadRow, upload_id)
-            if upload is None or not (caller.sees_all() or upload.owner == caller.owner):
-                raise InvalidArgument.field("transcription.source.upload", f"{source.upload} not found")
-            row.source_kind, row.upload_id = "upload", upload_id
+            row.source_kind = "upload"
+            row.upload_id = await self._own_upload(caller, source.upload, "transcription.source.upload")
         async with self._sessions.writes.begin() as session:
             session.add(row)
         self.runner.submit_transcription(row.id)
         log.info("transcription %s created by %s (model %s)", row.id, caller.owner, model)
         return row
+
+    async def _own_upload(self, caller: Caller, name: str, field: str) -> str:
+        """The id of the upload ``name`` if the caller may use it (INVALID_ARGUMENT on ``field``)."""
+        upload_id = name.removeprefix("uploads/")
+        async with self._sessions.reads() as session:
+            upload = await session.get(UploadRow, upload_id)
+        if upload is None or not (caller.sees_all() or upload.owner == caller.owner):
+            raise InvalidArgument.field(field, f"{name} not found")
+        return upload_id
 
     async def get_transcription(self, caller: Caller, job_id: str) -> TranscriptionRow:
         return await self._visible(caller, TranscriptionRow, job_id)

@@ -119,10 +119,12 @@ class AiClient:
         )
         return upload.name
 
-    async def create_transcription(self, source: ai_res.MediaSource, *, language: str) -> ai_res.Transcription:
+    async def create_transcription(
+        self, source: ai_res.MediaSource, *, language: str, vocabulary: str = ""
+    ) -> ai_res.Transcription:
         transcriptions, _ = self._open()
         request = transcription_pb.CreateTranscriptionRequest(
-            transcription=ai_res.Transcription(source=source, language=language)
+            transcription=ai_res.Transcription(source=source, language=language, vocabulary=vocabulary)
         )
         return await self._call(
             lambda: transcriptions.CreateTranscription(request, metadata=self._call_metadata(), timeout=self._timeout)

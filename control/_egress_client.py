@@ -39,6 +39,8 @@ class CompositeRequest:
     layout: egress_res.CompositeLayout.ValueType
     filename_template: str
     bucket: str = ""
+    #: Also each participant's audio track in a file of its own.
+    participant_audio: bool = False
 
 
 class EgressClient:
@@ -85,6 +87,7 @@ class EgressClient:
                 layout=request.layout,
                 audio_only=request.audio_only,
                 preset=egress_res.ENCODING_PRESET_H264_720P_30,
+                participant_audio=request.participant_audio,
             ),
             output=output,
             egress_id=request.egress_id,

@@ -355,6 +355,9 @@ class RecordingRow(Base):
     #: Its transcription and summary on the AI service, once asked for.
     transcription: Mapped[str] = mapped_column(String(100), default="")
     summary: Mapped[str] = mapped_column(String(100), default="")
+    #: Each participant's own audio file (TRANSCRIPT recordings), as the egress reported them:
+    #: ``{"identity", "name", "key", "bucket", "offset_ms"}``.
+    participant_audio: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)

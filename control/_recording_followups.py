@@ -29,9 +29,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.server.db import Sessions
@@ -39,7 +40,7 @@ from parley.server.db import Sessions
 from ._ai_client import AiCallFailed, AiClient
 from ._domain import utcnow
 from ._models import RecordingRow, RecordingState
-from ._repos import Recordings
+from ._repos import Recordings, Rooms
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,9 @@ class RecordingFollowups:
             source = await self._source(row)
             if source is None:
                 return
-            created = await self.ai.create_transcription(source, language=row.language)
+            created = await self.ai.create_transcription(
+                source, language=row.language, vocabulary=await self._vocabulary(row)
+            )
             transcription = created.name
             await self._store(recording_id, transcription=transcription)
             log.info("recording %s: transcribing as %s", recording_id, transcription)
@@ -233,23 +236,44 @@ class RecordingFollowups:
             return
         await self._finish(recording_id, failed=False)
 
+    async def _vocabulary(self, row: RecordingRow) -> str:
+        """What transcription is primed with: the room's title and the speakers' names."""
+        async with self._reads() as session:
+            room = await Rooms(session).find(row.room_id)
+        words = [room.display_name or room.slug] if room is not None else []
+        words += sorted({entry["name"] for entry in row.participant_audio if entry.get("name")})
+        return ", ".join(words)[:500]
+
     async def _source(self, row: RecordingRow) -> ai_res.MediaSource | None:
-        """Where the AI service reads the recording: its S3 object (the AI service reads S3
-        with its own credentials), or the file of the local folder, uploaded. None (and the
-        follow-up failed) when there is no file to read."""
+        """Where the AI service reads the recording: each participant's own audio when the
+        egress wrote it (exact speaker names), else the recording itself. Files are S3 objects
+        (the AI service reads S3 with its own credentials) or files of the local folder,
+        uploaded. None (and the follow-up failed) when there is no file to read."""
         if not row.file_key:
             await self._finish(row.id, failed=True, code=_FAILED_PRECONDITION, message="the recording has no file")
             return None
-        if row.file_bucket:
-            return ai_res.MediaSource(s3_object=ai_res.S3Object(bucket=row.file_bucket, key=row.file_key))
-        folder = self.settings.recordings_dir
-        if folder is None:
+        if not row.file_bucket and self.settings.recordings_dir is None:
             message = "the recording is in a local folder, but PARLEY_RECORDINGS_DIR is not set"
             await self._finish(row.id, failed=True, code=_FAILED_PRECONDITION, message=message)
             return None
-        path = folder / row.file_key
-        upload = await self.ai.upload(path, filename=Path(row.file_key).name)
-        return ai_res.MediaSource(upload=upload)
+        if row.participant_audio:
+            tracks = [
+                ai_res.SpeakerTrack(
+                    speaker=entry["name"][:200],
+                    offset=Duration(seconds=entry["offset_ms"] // 1000, nanos=entry["offset_ms"] % 1000 * 1_000_000),
+                    **await self._file(entry["bucket"], entry["key"]),
+                )
+                for entry in row.participant_audio
+            ]
+            return ai_res.MediaSource(speaker_tracks=ai_res.SpeakerTracks(tracks=tracks))
+        return ai_res.MediaSource(**await self._file(row.file_bucket, row.file_key))
+
+    async def _file(self, bucket: str, key: str) -> dict[str, Any]:
+        """A file as the AI service takes it: ``s3_object`` or ``upload`` (sent now)."""
+        if bucket:
+            return {"s3_object": ai_res.S3Object(bucket=bucket, key=key)}
+        assert self.settings.recordings_dir is not None
+        return {"upload": await self.ai.upload(self.settings.recordings_dir / key, filename=Path(key).name)}
 
     @staticmethod
     async def _until_ended(read: Callable[[], Awaitable[J]]) -> J:

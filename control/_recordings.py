@@ -242,6 +242,8 @@ class RecordingUseCases(UseCases):
             egress_id=recording_id,
             room=f"rooms/{room.id}",
             audio_only=mode == RecordingMode.TRANSCRIPT,
+            # A transcript names each speaker exactly when it is made from their own voices.
+            participant_audio=mode == RecordingMode.TRANSCRIPT,
             layout=egress_res.COMPOSITE_LAYOUT_GRID,
             filename_template=FILENAME_TEMPLATE,
             bucket=self.settings.recordings_bucket,
@@ -333,6 +335,8 @@ class RecordingUseCases(UseCases):
             return
         if egress.HasField("file"):
             self._take_file(row, egress.file)
+        if egress.participant_audio:
+            row.participant_audio = [_participant_audio(entry) for entry in egress.participant_audio]
         if row.started_at is None and egress.HasField("start_time"):
             row.started_at = _time(egress.start_time, now)
         status = egress.status
@@ -533,3 +537,16 @@ class RecordingUseCases(UseCases):
             found = await Recordings(session).get(recording_id, for_update=True)
             if found is not None:
                 await Recordings(session).delete(found)
+
+
+def _participant_audio(entry: egress_res.ParticipantAudio) -> dict[str, Any]:
+    """How a participant's audio file is kept in the recording's row."""
+    location = entry.file.location
+    bucket = location.removeprefix("s3://").split("/", 1)[0] if location.startswith("s3://") else ""
+    return {
+        "identity": entry.participant_identity,
+        "name": entry.participant_name or entry.participant_identity,
+        "key": entry.file.key,
+        "bucket": bucket,
+        "offset_ms": entry.offset.ToMilliseconds(),
+    }

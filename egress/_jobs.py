@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
 from parley.egress.v1 import resources_pb2 as res
 
-from ._spec import FileInfo
+from ._spec import FileInfo, ParticipantAudioInfo
 
 FINAL = frozenset(
     {
@@ -103,15 +103,21 @@ class Job:
         await self._notify()
 
     def _set_file(self, file: FileInfo) -> None:
-        result = res.FileResult(
-            location=file.location, key=file.key, size_bytes=file.size_bytes, content_type=file.content_type
-        )
-        result.duration.CopyFrom(duration_pb2.Duration(nanos=int(file.duration % 1 * 1e9), seconds=int(file.duration)))
-        if file.media_start:
-            result.media_start_time.CopyFrom(_stamp(file.media_start))
-        if file.media_end:
-            result.media_end_time.CopyFrom(_stamp(file.media_end))
-        self.egress.file.CopyFrom(result)
+        self.egress.file.CopyFrom(_file_result(file))
+
+    def set_participant_audio(self, infos: Sequence[ParticipantAudioInfo]) -> None:
+        """The participant files as the recorder last described them (not once final)."""
+        if self.final or not infos:
+            return
+        del self.egress.participant_audio[:]
+        for info in infos:
+            self.egress.participant_audio.add(
+                participant_identity=info.identity,
+                participant_name=info.name,
+                track_sid=info.track_sid,
+                file=_file_result(info.file),
+                offset=_duration(info.offset),
+            )
 
     async def watch(self) -> AsyncIterator[res.Egress]:
         """The egress now, then after each change, until it is final."""
@@ -129,3 +135,19 @@ class Job:
             yield snapshot
             if snapshot.status in FINAL:
                 return
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
+
+
+def _file_result(file: FileInfo) -> res.FileResult:
+    result = res.FileResult(
+        location=file.location, key=file.key, size_bytes=file.size_bytes, content_type=file.content_type
+    )
+    result.duration.CopyFrom(_duration(file.duration))
+    if file.media_start:
+        result.media_start_time.CopyFrom(_stamp(file.media_start))
+    if file.media_end:
+        result.media_end_time.CopyFrom(_stamp(file.media_end))
+    return result

@@ -47,6 +47,7 @@ from parley.sfu.v1 import resources_pb2 as sfu_res
 from ._compositor import Compositor, Layout, Tile
 from ._mixer import AudioMixer, SourceResampler
 from ._output import file_info, open_sink
+from ._participant_audio import ParticipantAudioFiles
 from ._sink import FolderSink, S3Sink
 from ._spec import FileInfo, Outcome, Progress, RecordingSpec, Result
 from ._waiting import wait_event
@@ -111,6 +112,9 @@ class Recorder:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._sink: FolderSink | S3Sink | None = None
         self._writer: MediaWriter | None = None
+        self._participant_audio: ParticipantAudioFiles | None = None
+        self._endings: set[asyncio.Future[None]] = set()
+        self._room: Room | None = None
         self.dropped_frames = 0
 
     # --- asked from outside ------------------------------------------------------------------
@@ -125,6 +129,7 @@ class Recorder:
             phase=self._phase,  # type: ignore[arg-type]
             file=self._file_info(),
             dropped_frames=self.dropped_frames,
+            participant_audio=self._participant_audio.infos() if self._participant_audio else (),
         )
 
     def _file_info(self) -> FileInfo | None:
@@ -177,6 +182,7 @@ class Recorder:
             )
 
     async def _record(self, room: Room) -> Result:
+        self._room = room
         loop = asyncio.get_running_loop()
         worker = ThreadPoolExecutor(1, thread_name_prefix=f"egress-{self.spec.egress_id[:8]}")
         try:
@@ -185,6 +191,10 @@ class Recorder:
             worker.shutdown()
             return Result(outcome="failed", error=f"cannot open the output: {error}")
         self._origin, self._epoch = time.monotonic(), time.time()
+        if self.spec.participant_audio:
+            self._participant_audio = ParticipantAudioFiles(
+                self.spec, worker, lambda: time.monotonic() - self._origin, self._epoch
+            )
         self._phase = "recording"
         for participant in room.participants.values():
             for remote in participant.tracks.values():
@@ -204,6 +214,9 @@ class Recorder:
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
             self._phase = "ending"
+            if self._participant_audio is not None:
+                await asyncio.gather(*self._endings, return_exceptions=True)
+                await self._participant_audio.end_all()
             try:
                 await loop.run_in_executor(worker, self._close)
             except Exception as failure:
@@ -213,7 +226,8 @@ class Recorder:
         self._phase = "done"
         if outcome == "complete" and not (self._writer and self._writer.duration):
             outcome, message = "aborted", "stopped before anything was recorded"
-        return Result(outcome=outcome, error=message, file=self._file_info())
+        participant_audio = self._participant_audio.infos() if self._participant_audio else ()
+        return Result(outcome=outcome, error=message, file=self._file_info(), participant_audio=participant_audio)
 
     def _close(self) -> None:
         assert self._writer is not None
@@ -344,12 +358,23 @@ class Recorder:
         else:
             self._resamplers[remote.sid] = SourceResampler(SAMPLE_RATE, CHANNELS)
             reader = self._read_audio(remote)
+            room = self._room
+            if self._participant_audio is not None and room is not None and (receiver := room.receiver_of(remote.sid)):
+                owner = room.participants.get(remote.participant_identity)
+                name = owner.info.name if owner is not None else ""
+                self._participant_audio.follow(
+                    receiver, sid=remote.sid, identity=remote.participant_identity, name=name
+                )
         self._readers[remote.sid] = asyncio.create_task(reader)
 
     def _forget(self, sid: str) -> None:
         task = self._readers.pop(sid, None)
         if task is not None:
             task.cancel()
+        if self._participant_audio is not None:
+            ending = asyncio.ensure_future(self._participant_audio.end(sid))
+            self._endings.add(ending)
+            ending.add_done_callback(self._endings.discard)
         self._videos.pop(sid, None)
         self._anchors.pop(sid, None)
         self._resamplers.pop(sid, None)

@@ -147,6 +147,7 @@ class EgressService:
         egress = res.Egress(room=request.room, room_composite=options, output=request.output)
         details = {
             "audio_only": options.audio_only,
+            "participant_audio": options.participant_audio,
             "layout": _LAYOUTS[options.layout],
             "width": video.width,
             "height": video.height,
@@ -349,6 +350,7 @@ class EgressService:
             metrics.DROPPED_FRAMES.inc(max(0, progress.dropped_frames - dropped))
             dropped = max(dropped, progress.dropped_frames)
             last = progress.file or last
+            job.set_participant_audio(progress.participant_audio)
             if progress.phase == "recording" and await job.advance(res.EGRESS_STATUS_ACTIVE, progress.file):
                 self._control.report(job.egress)
             elif progress.file is not None:
@@ -360,6 +362,7 @@ class EgressService:
             file = await asyncio.to_thread(self._salvage, spec, last)
             await job.finish(res.EGRESS_STATUS_FAILED, error="the recorder process died", file=file)
             return
+        job.set_participant_audio(result.participant_audio)
         await job.finish(_OUTCOMES[result.outcome], error=result.error, file=result.file)
         log.info("egress %s ended: %s %s", job.id, result.outcome, result.error)
 

@@ -41,6 +41,8 @@ class RecordingSpec:
     #: A track egress: the track to write as it was sent (``key`` then lacks its extension,
     #: which the track's kind decides). Empty for a room composite.
     track_sid: str = ""
+    #: A composite also writes each participant's audio track as it was sent.
+    participant_audio: bool = False
 
 
 Phase = Literal["joining", "recording", "ending", "done"]
@@ -60,11 +62,24 @@ class FileInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParticipantAudioInfo:
+    """One participant's audio file beside a composite."""
+
+    identity: str
+    name: str
+    track_sid: str
+    file: FileInfo
+    #: Seconds on the composite's timeline where the file's first sample lies.
+    offset: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Progress:
     phase: Phase
     file: FileInfo | None = None
     #: Composite frames skipped so far to keep up with real time.
     dropped_frames: int = 0
+    participant_audio: tuple[ParticipantAudioInfo, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,3 +87,4 @@ class Result:
     outcome: Outcome
     error: str = ""
     file: FileInfo | None = None
+    participant_audio: tuple[ParticipantAudioInfo, ...] = ()

@@ -49,9 +49,9 @@ def check_aiortc(receiver: RTCRtpReceiver | None = None) -> None:
             raise AiortcChanged("RTCRtpReceiver no longer keeps its active SSRCs")
 
 
-def tap_encoded_frames(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
-    """Sends ``receiver``'s encoded frames to ``on_frame`` instead of its decoder (which then
-    decodes nothing; it still ends when the receiver stops)."""
+def tap_encoded_frames(receiver: RTCRtpReceiver, on_frame: OnFrame, *, decode: bool = False) -> None:
+    """Sends ``receiver``'s encoded frames to ``on_frame``: instead of its decoder (which then
+    decodes nothing; it still ends when the receiver stops), or also to it with ``decode``."""
     check_aiortc(receiver)
     frames: queue.Queue[Any] = getattr(receiver, _QUEUE)
     forward = frames.put
@@ -62,6 +62,8 @@ def tap_encoded_frames(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
             return
         _, frame = item
         on_frame(frame.data, frame.timestamp)
+        if decode:
+            forward(item, block, timeout)
 
     frames.put = put  # type: ignore[method-assign]
 

@@ -36,6 +36,10 @@ OGG_OPTIONS = {"page_duration": "1000000", "flush_packets": "1"}
 GOP_SECONDS = 2
 VIDEO_CLOCK = 90_000
 OPUS_CLOCK = 48_000
+#: One 20 ms Opus frame, in samples of its 48 kHz clock.
+OPUS_FRAME = 960
+#: A 20 ms Opus frame of digital silence (TOC 0xF8: CELT, full band, 20 ms, one frame).
+OPUS_SILENCE = b"\xf8\xff\xfe"
 
 
 class _SinkIO:
@@ -216,12 +220,13 @@ class MediaWriter:
 class PassthroughWriter:
     """Muxes encoded frames (one track) without decoding them: VP8 in WebM or Opus in Ogg."""
 
-    def __init__(self, container: OutputContainer, stream: Stream, clock: int) -> None:
+    def __init__(self, container: OutputContainer, stream: Stream, clock: int, *, fill_gaps: bool = False) -> None:
         self._container = container
         self._stream = stream
         self._time_base = Fraction(1, clock)
         self._first_pts: int | None = None
         self._last_pts = -1
+        self._fill_gaps = fill_gaps
         self._closed = False
 
     @classmethod
@@ -232,8 +237,13 @@ class PassthroughWriter:
         return cls(container, stream, VIDEO_CLOCK)
 
     @classmethod
-    def ogg(cls, sink: Sink, channels: int = 2) -> PassthroughWriter:
-        """Opus packets with a 48 kHz clock in Ogg (WebRTC's Opus is ``opus/48000/2``)."""
+    def ogg(cls, sink: Sink, channels: int = 2, *, fill_gaps: bool = False) -> PassthroughWriter:
+        """Opus packets with a 48 kHz clock in Ogg (WebRTC's Opus is ``opus/48000/2``).
+
+        With ``fill_gaps``, stretches where the sender sent nothing (a muted or stopped
+        microphone; the RTP clock runs on) are filled with Opus silence frames: players and
+        decoders ignore granule gaps and would otherwise pull later speech earlier, off the
+        meeting's time."""
         container = av.open(cast(Any, _SinkIO(sink)), mode="w", format="ogg", options=OGG_OPTIONS)
         # The Ogg muxer needs the OpusHead as the stream's extradata, and only a codec context
         # carries one: the encoder's context is opened here (never used), then given the head
@@ -244,7 +254,7 @@ class PassthroughWriter:
         stream.time_base = Fraction(1, OPUS_CLOCK)
         stream.codec_context.open()
         stream.codec_context.extradata = _opus_head(channels)
-        return cls(container, stream, OPUS_CLOCK)
+        return cls(container, stream, OPUS_CLOCK, fill_gaps=fill_gaps)
 
     def write(self, payload: bytes, pts: int, keyframe: bool) -> None:
         """Muxes one encoded frame at ``pts`` (the codec's clock; the first frame's pts becomes
@@ -255,7 +265,14 @@ class PassthroughWriter:
         if position <= self._last_pts:
             logger.debug("passthrough frame at %d dropped: %d already written", position, self._last_pts)
             return
+        if self._fill_gaps and self._last_pts >= 0:
+            # WebRTC sends 20 ms Opus frames: a gap of more than one and a half is silence.
+            for silent in range(self._last_pts + OPUS_FRAME, position - OPUS_FRAME // 2, OPUS_FRAME):
+                self._mux(OPUS_SILENCE, silent, True)
         self._last_pts = position
+        self._mux(payload, position, keyframe)
+
+    def _mux(self, payload: bytes, position: int, keyframe: bool) -> None:
         packet = av.Packet(payload)
         packet.stream = self._stream
         packet.time_base = self._time_base

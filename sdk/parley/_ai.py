@@ -83,14 +83,26 @@ class Transcriptions(ServiceClient):
         language: str = "",
         model: str = "",
         speaker_timeline: Iterable[ai.SpeakerTurn] = (),
+        speaker_tracks: Iterable[ai.SpeakerTrack] = (),
+        vocabulary: str = "",
     ) -> ai.Transcription:
-        """Starts a transcription of an upload (``uploads/...``) or an S3 object."""
-        source = (
-            ai.MediaSource(upload=upload)
-            if upload
-            else ai.MediaSource(s3_object=ai.S3Object(bucket=s3_bucket, key=s3_key))
+        """Starts a transcription of an upload (``uploads/...``), an S3 object, or one file per
+        speaker (``speaker_tracks``: each speaker's segments carry their name).
+        ``vocabulary``: names and terms the speech contains, to spell them right."""
+        tracks = list(speaker_tracks)
+        if tracks:
+            source = ai.MediaSource(speaker_tracks=ai.SpeakerTracks(tracks=tracks))
+        elif upload:
+            source = ai.MediaSource(upload=upload)
+        else:
+            source = ai.MediaSource(s3_object=ai.S3Object(bucket=s3_bucket, key=s3_key))
+        job = ai.Transcription(
+            source=source,
+            language=language,
+            model=model,
+            speaker_timeline=list(speaker_timeline),
+            vocabulary=vocabulary,
         )
-        job = ai.Transcription(source=source, language=language, model=model, speaker_timeline=list(speaker_timeline))
         return await self._call(
             self._stub.CreateTranscription, transcription_pb.CreateTranscriptionRequest(transcription=job)
         )

@@ -11,6 +11,7 @@ import pytest
 import ray
 from google.protobuf import duration_pb2
 
+from parley import InvalidArgument
 from parley.ai.v1 import resources_pb2 as ai_res
 
 from .conftest import MEDIA_BUCKET, AiStack
@@ -99,6 +100,47 @@ async def test_speakers_are_attributed_from_the_timeline(ai_stack: AiStack, tmp_
     assert text.startswith("Alice: ") and "\n\nBob: " in text
     data = json.loads(await client.transcriptions.export(created.name, "json"))
     assert [s["speaker"] for s in data["segments"]][:1] == ["Alice"]
+
+
+async def test_one_file_per_speaker_names_every_segment_even_when_they_overlap(
+    ai_stack: AiStack, tmp_path: Path
+) -> None:
+    """Two speakers, each in a file of their own that starts later in the meeting (an offset),
+    talking over each other: each segment carries its file's speaker and the meeting's time."""
+    client, _ = await ai_stack.user()
+    first = make_meeting_wav(tmp_path / "maria.wav", MEETING[:2], pause=0.5)
+    second = make_meeting_wav(tmp_path / "thomas.wav", MEETING[2:4], pause=0.5)
+    tracks = [
+        ai_res.SpeakerTrack(speaker="Maria", upload=(await client.transcriptions.upload(first)).name),
+        ai_res.SpeakerTrack(
+            speaker="Thomas", upload=(await client.transcriptions.upload(second)).name, offset=_duration(3.0)
+        ),
+    ]
+    created = await client.transcriptions.create(speaker_tracks=tracks, vocabulary="Maria, Thomas")
+    assert created.vocabulary == "Maria, Thomas"
+    assert [t.speaker for t in created.source.speaker_tracks.tracks] == ["Maria", "Thomas"]
+    job = await ai_stack.wait(client, created.name)
+    assert job.state == SUCCEEDED, job.error.message
+    by_speaker = {name: [s for s in job.segments if s.speaker == name] for name in ("Maria", "Thomas")}
+    assert {s.speaker for s in job.segments} == {"Maria", "Thomas"}
+    # Two sentences each: tiny.en misses a few words (a sanity check; accuracy is tested elsewhere).
+    assert word_error_rate(" ".join(MEETING[:2]), " ".join(s.text for s in by_speaker["Maria"])) < 0.3
+    assert word_error_rate(" ".join(MEETING[2:4]), " ".join(s.text for s in by_speaker["Thomas"])) < 0.3
+    # Thomas's file starts 3 s into the meeting: so does his first segment, while Maria talks.
+    assert 2.5 < by_speaker["Thomas"][0].start_offset.ToNanoseconds() / 1e9 < 4.5
+    starts = [s.start_offset.ToNanoseconds() for s in job.segments]
+    assert starts == sorted(starts)
+    text = await client.transcriptions.export(created.name, "text")
+    assert text.startswith("Maria: ") and "Thomas: " in text
+
+
+async def test_a_speaker_file_the_caller_does_not_own_is_refused(ai_stack: AiStack, meeting_wav: Path) -> None:
+    owner, _ = await ai_stack.user()
+    stranger, _ = await ai_stack.user()
+    upload = await owner.transcriptions.upload(meeting_wav)
+    with pytest.raises(InvalidArgument) as refused:
+        await stranger.transcriptions.create(speaker_tracks=[ai_res.SpeakerTrack(speaker="Ann", upload=upload.name)])
+    assert "speaker_tracks.tracks[0].upload" in str(refused.value)
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -113,3 +113,121 @@ async def test_a_transcript_recording_is_transcribed_and_summarized(ai_recording
     # The recording itself is kept and still downloads.
     link = await owner.recordings.download_link(ended.name)
     assert link.url.startswith("/v1/files/")
+
+
+# Each speaker's words are their own (few shared words), so where a word lands tells whose
+# it is; two pairs of them talk over each other.
+CROSSTALK = [
+    ("Alice", "Good morning everyone, the budget for the new office is finally ready.", 0.0),
+    ("Bob", "Sorry to interrupt, the heating engineer phoned about the broken boiler.", -2.5),
+    ("Carol", "Our customers asked for longer opening hours on Saturdays.", 0.8),
+    ("Alice", "Thank you, I will send the contract to the landlord tomorrow.", 0.8),
+    ("Carol", "Then I can write survey questions during this week.", -2.0),
+    ("Bob", "Great, so we schedule moving day for March.", 0.8),
+]
+
+
+def _crosstalk_wavs(folder: Path) -> tuple[dict[str, Path], list[tuple[str, float, float]]]:
+    """One WAV per speaker, all of the same length, each sentence placed where it is said: a
+    negative gap starts it that many seconds before the previous one ends. Returns the files
+    and who spoke when."""
+    import wave
+
+    from ..ai.media import read_wav, speak
+    from ..ai.speech import VOICES
+
+    placed: list[tuple[str, np.ndarray, float]] = []
+    rate, end = 22050, 0.0
+    for index, (speaker, sentence, gap) in enumerate(CROSSTALK):
+        samples, rate = read_wav(speak(sentence, folder / f"line{index}.wav", voice=VOICES[speaker]))
+        start = max(0.0, end + gap)
+        placed.append((speaker, samples, start))
+        end = start + len(samples) / rate
+    length = int((end + 1.0) * rate)
+    tracks = {speaker: np.zeros(length, np.float32) for speaker, _, _ in placed}
+    for speaker, samples, start in placed:
+        at = int(start * rate)
+        tracks[speaker][at : at + len(samples)] += samples
+    files = {}
+    for speaker, samples in tracks.items():
+        files[speaker] = folder / f"{speaker}.wav"
+        with wave.open(str(files[speaker]), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    spoken = [(speaker, start, start + len(samples) / rate) for speaker, samples, start in placed]
+    return files, spoken
+
+
+def _own_words() -> dict[str, set[str]]:
+    """The words only one speaker says."""
+    words: dict[str, set[str]] = {}
+    for speaker, sentence, _ in CROSSTALK:
+        words.setdefault(speaker, set()).update(normalise(sentence))
+    return {
+        speaker: mine - set().union(*(other for name, other in words.items() if name != speaker))
+        for speaker, mine in words.items()
+    }
+
+
+async def test_a_transcript_names_each_speaker_even_over_crosstalk(ai_recording_stack: Stack, tmp_path: Path) -> None:
+    """Three bots, two pairs talking over each other: the TRANSCRIPT recording keeps each
+    one's audio apart, and the transcript made from it gives nearly every word its speaker."""
+    running = ai_recording_stack
+    files, spoken = _crosstalk_wavs(tmp_path)
+    room = await running.admin.rooms.create(display_name="Office move")
+    grants = room_pb.JoinGrants(can_publish=True, can_subscribe=True)
+    bots: dict[str, Room] = {}
+    try:
+        for speaker in files:
+            grant = await running.admin.rooms.create_join_token(
+                room.name, identity=speaker.lower(), display_name=speaker, grants=grants
+            )
+            bots[speaker] = await Room.connect(grant.sfu_url, grant.token, auto_subscribe=False)
+        recording = await running.admin.recordings.start(room.name, mode="transcript")
+        await recording_state(running, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        voices = {speaker: WavTrack(path) for speaker, path in files.items()}
+        await asyncio.gather(*(bots[s].publish(track, source="microphone") for s, track in voices.items()))
+        longest = max(track.duration for track in voices.values())
+        await asyncio.wait_for(asyncio.gather(*(t.played.wait() for t in voices.values())), longest + 60)
+        await asyncio.sleep(1.5)
+        await running.admin.recordings.stop(recording.name)
+        await recording_state(running, recording.name, {rec_pb.RECORDING_STATE_SAVED})
+    finally:
+        for bot in bots.values():
+            await bot.close()
+    ended = await recording_state(
+        running,
+        recording.name,
+        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
+        within=900.0,
+    )
+    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+    transcription = await running.admin.transcriptions.get(ended.transcription, full=True)
+    assert len(transcription.source.speaker_tracks.tracks) == 3, transcription.source
+    assert "Alice" in transcription.vocabulary and "Office move" in transcription.vocabulary
+    for segment in transcription.segments:
+        print(f"{segment.start_offset.ToTimedelta()} {segment.speaker}: {segment.text}")
+    own = _own_words()
+    right = wrong = 0
+    for segment in transcription.segments:
+        for word in normalise(segment.text):
+            owners = [speaker for speaker, words in own.items() if word in words]
+            if owners:
+                right += owners == [segment.speaker]
+                wrong += owners != [segment.speaker]
+    share = right / max(right + wrong, 1)
+    print(f"{right} of {right + wrong} speaker-specific words carry the right name ({share:.1%})")
+    assert right + wrong >= 0.7 * sum(len(words) for words in own.values())
+    assert share >= 0.95
+    # Said in this order (by the sentences' starts), the segments come in this order too.
+    firsts = [
+        min(s.start_offset.ToTimedelta().total_seconds() for s in transcription.segments if s.speaker == name)
+        for name in ("Alice", "Bob", "Carol")
+    ]
+    starts = [next(start for speaker, start, _ in spoken if speaker == name) for name in ("Alice", "Bob", "Carol")]
+    assert sorted(range(3), key=firsts.__getitem__) == sorted(range(3), key=starts.__getitem__)
+    summary = await running.admin.summaries.get(ended.summary)
+    assert summary.state == ai_res.JOB_STATE_SUCCEEDED, summary
+    print(summary.markdown)

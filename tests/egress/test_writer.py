@@ -166,3 +166,28 @@ def test_passthrough_ogg_keeps_opus_payloads() -> None:
     assert muxed == [data for data, _ in packets]
     samples = _decoded_audio(bytes(sink.data))
     assert band_energy(samples[4800:-4800], 1000) > 0.95
+
+
+def test_passthrough_ogg_fills_gaps_with_silence_so_time_runs_on() -> None:
+    """A sender that goes quiet for a second (muted: its RTP clock runs on) leaves a second of
+    silence in the file, so what it says afterwards stays where it was said."""
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    encoder.time_base = Fraction(1, 48000)
+    packets: list[tuple[bytes, int]] = []
+    for start in range(0, 3 * 48000, 960):
+        frame = av.AudioFrame.from_ndarray(tone(1000, start, 960), format="s16p", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+        packets += [(bytes(p), int(p.pts or 0)) for p in encoder.encode(frame)]
+    sent = [(data, pts) for data, pts in packets if not 48000 <= pts < 2 * 48000]  # second 2 never sent
+    sink = MemorySink()
+    writer = PassthroughWriter.ogg(sink, fill_gaps=True)
+    for data, pts in sent:
+        writer.write(data, 5_000 + pts, True)
+    writer.close()
+    samples = _decoded_audio(bytes(sink.data))
+    assert abs(len(samples) - 3 * 48000) < 2 * 960
+    second = 48000
+    assert band_energy(samples[4800 : second - 4800], 1000) > 0.95
+    assert np.abs(samples[second + 4800 : 2 * second - 4800]).max() < 1e-3
+    assert band_energy(samples[2 * second + 4800 : -4800], 1000) > 0.95

@@ -118,27 +118,100 @@ class MediaSource(_message.Message):
 
     S3_OBJECT_FIELD_NUMBER: _builtins.int
     UPLOAD_FIELD_NUMBER: _builtins.int
+    SPEAKER_TRACKS_FIELD_NUMBER: _builtins.int
     upload: _builtins.str
     """A file sent with `TranscriptionService.UploadMedia`, `uploads/{upload}`."""
     @_builtins.property
     def s3_object(self) -> Global___S3Object:
         """An object in S3 (for example a meeting recording)."""
 
+    @_builtins.property
+    def speaker_tracks(self) -> Global___SpeakerTracks:
+        """One file per speaker (a meeting's participants, each recorded on their own track):
+        each is transcribed on its own and its segments carry that speaker's name, so who said
+        what is exact, even when people talk over each other.
+        """
+
     def __init__(
         self,
         *,
         s3_object: Global___S3Object | None = ...,
         upload: _builtins.str = ...,
+        speaker_tracks: Global___SpeakerTracks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["s3_object", b"s3_object", "source", b"source", "upload", b"upload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["s3_object", b"s3_object", "source", b"source", "speaker_tracks", b"speaker_tracks", "upload", b"upload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["s3_object", b"s3_object", "source", b"source", "upload", b"upload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["s3_object", b"s3_object", "source", b"source", "speaker_tracks", b"speaker_tracks", "upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["s3_object", "upload", "speaker_tracks"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___MediaSource: _TypeAlias = MediaSource  # noqa: Y015
+
+@_typing.final
+class SpeakerTracks(_message.Message):
+    """The speakers of a meeting, each with the file of their own voice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tracks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpeakerTrack]:
+        """The tracks; a speaker may have several (someone who left and came back)."""
+
+    def __init__(
+        self,
+        *,
+        tracks: _abc.Iterable[Global___SpeakerTrack] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tracks", b"tracks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpeakerTracks: _TypeAlias = SpeakerTracks  # noqa: Y015
+
+@_typing.final
+class SpeakerTrack(_message.Message):
+    """One speaker's voice in a file of its own."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEAKER_FIELD_NUMBER: _builtins.int
+    S3_OBJECT_FIELD_NUMBER: _builtins.int
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    speaker: _builtins.str
+    """Who speaks in it: the name their segments carry."""
+    upload: _builtins.str
+    """A file sent with `TranscriptionService.UploadMedia`, `uploads/{upload}`."""
+    @_builtins.property
+    def s3_object(self) -> Global___S3Object:
+        """An object in S3."""
+
+    @_builtins.property
+    def offset(self) -> _duration_pb2.Duration:
+        """Where the file starts in the meeting's time: its segments are placed after it."""
+
+    def __init__(
+        self,
+        *,
+        speaker: _builtins.str = ...,
+        s3_object: Global___S3Object | None = ...,
+        upload: _builtins.str = ...,
+        offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "s3_object", b"s3_object", "source", b"source", "upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "s3_object", b"s3_object", "source", b"source", "speaker", b"speaker", "upload", b"upload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["s3_object", "upload"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
 
-Global___MediaSource: _TypeAlias = MediaSource  # noqa: Y015
+Global___SpeakerTrack: _TypeAlias = SpeakerTrack  # noqa: Y015
 
 @_typing.final
 class Upload(_message.Message):
@@ -275,6 +348,7 @@ class Transcription(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `transcriptions/{transcription}`."""
     language: _builtins.str
@@ -291,6 +365,10 @@ class Transcription(_message.Message):
     """The language heard (or the one given)."""
     creator: _builtins.str
     """Who asked for it: `users/{user}` or `apiKeys/{api_key}`."""
+    vocabulary: _builtins.str
+    """Words the speech may contain that the model should spell right: the participants' names,
+    the meeting's title, terms of the trade. Transcription is primed with them.
+    """
     @_builtins.property
     def source(self) -> Global___MediaSource:
         """The media to transcribe."""
@@ -343,10 +421,11 @@ class Transcription(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        vocabulary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "media_duration", b"media_duration", "source", b"source", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "detected_language", b"detected_language", "end_time", b"end_time", "error", b"error", "language", b"language", "media_duration", b"media_duration", "model", b"model", "name", b"name", "progress", b"progress", "segments", b"segments", "source", b"source", "speaker_timeline", b"speaker_timeline", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "detected_language", b"detected_language", "end_time", b"end_time", "error", b"error", "language", b"language", "media_duration", b"media_duration", "model", b"model", "name", b"name", "progress", b"progress", "segments", b"segments", "source", b"source", "speaker_timeline", b"speaker_timeline", "state", b"state", "update_time", b"update_time", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

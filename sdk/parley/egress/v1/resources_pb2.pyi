@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
@@ -201,26 +203,77 @@ class RoomComposite(_message.Message):
     LAYOUT_FIELD_NUMBER: _builtins.int
     AUDIO_ONLY_FIELD_NUMBER: _builtins.int
     PRESET_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_AUDIO_FIELD_NUMBER: _builtins.int
     layout: Global___CompositeLayout.ValueType
     """How the videos are arranged."""
     audio_only: _builtins.bool
     """Audio only, as Ogg/Opus; otherwise MP4 (H.264 + AAC)."""
     preset: Global___EncodingPreset.ValueType
     """Video size, rate and bitrate (not for audio only)."""
+    participant_audio: _builtins.bool
+    """Also write each participant's audio track to a file of its own, as it was sent (Opus in
+    Ogg, no transcoding), beside the composite: what a transcript with exact speaker names is
+    made from. The files are listed in `Egress.participant_audio`.
+    """
     def __init__(
         self,
         *,
         layout: Global___CompositeLayout.ValueType = ...,
         audio_only: _builtins.bool = ...,
         preset: Global___EncodingPreset.ValueType = ...,
+        participant_audio: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "layout", b"layout", "preset", b"preset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "layout", b"layout", "participant_audio", b"participant_audio", "preset", b"preset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoomComposite: _TypeAlias = RoomComposite  # noqa: Y015
+
+@_typing.final
+class ParticipantAudio(_message.Message):
+    """One participant's audio track, written as it was sent (`RoomComposite.participant_audio`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_NAME_FIELD_NUMBER: _builtins.int
+    TRACK_SID_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    participant_identity: _builtins.str
+    """The participant's identity in the meeting."""
+    participant_name: _builtins.str
+    """Their display name when the track was first heard."""
+    track_sid: _builtins.str
+    """The track's id in the meeting, `TR_...`."""
+    @_builtins.property
+    def file(self) -> Global___FileResult:
+        """The file (Ogg/Opus); silences where the participant sent nothing are kept, so its time
+        runs with the composite's.
+        """
+
+    @_builtins.property
+    def offset(self) -> _duration_pb2.Duration:
+        """Where the file's first sample lies in the composite's time."""
+
+    def __init__(
+        self,
+        *,
+        participant_identity: _builtins.str = ...,
+        participant_name: _builtins.str = ...,
+        track_sid: _builtins.str = ...,
+        file: Global___FileResult | None = ...,
+        offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "offset", b"offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "offset", b"offset", "participant_identity", b"participant_identity", "participant_name", b"participant_name", "track_sid", b"track_sid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParticipantAudio: _TypeAlias = ParticipantAudio  # noqa: Y015
 
 @_typing.final
 class SingleTrack(_message.Message):
@@ -318,6 +371,7 @@ class Egress(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_AUDIO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `egresses/{egress}`."""
     room: _builtins.str
@@ -366,6 +420,12 @@ class Egress(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed (or its node last said it is alive)."""
 
+    @_builtins.property
+    def participant_audio(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParticipantAudio]:
+        """Each participant's audio, when `RoomComposite.participant_audio` asked for it: one entry
+        per audio track heard (a participant who rejoins has several).
+        """
+
     def __init__(
         self,
         *,
@@ -383,10 +443,11 @@ class Egress(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        participant_audio: _abc.Iterable[Global___ParticipantAudio] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "file", b"file", "max_duration", b"max_duration", "output", b"output", "room_composite", b"room_composite", "source", b"source", "start_time", b"start_time", "track", b"track", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "file", b"file", "max_duration", b"max_duration", "name", b"name", "node", b"node", "output", b"output", "room", b"room", "room_composite", b"room_composite", "source", b"source", "start_time", b"start_time", "status", b"status", "track", b"track", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "file", b"file", "max_duration", b"max_duration", "name", b"name", "node", b"node", "output", b"output", "participant_audio", b"participant_audio", "room", b"room", "room_composite", b"room_composite", "source", b"source", "start_time", b"start_time", "status", b"status", "track", b"track", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["room_composite", "track"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
