@@ -525,14 +525,16 @@ class RecordingUseCases(UseCases):
             raise FailedPrecondition("the recording is still running: stop it first", reason="RECORDING_RUNNING")
         if row.state == RecordingState.STOPPED and not row.egress_final:
             raise FailedPrecondition("the recording's file is still being finished", reason="RECORDING_RUNNING")
-        if row.file_key:
-            if self.storage is not None and self.storage.bucket == row.file_bucket:
+        files = [(row.file_bucket, row.file_key)] if row.file_key else []
+        files += [(entry["bucket"], entry["key"]) for entry in row.participant_audio]
+        for bucket, key in files:
+            if self.storage is not None and self.storage.bucket == bucket:
                 try:
-                    await self.storage.delete(row.file_key)
+                    await self.storage.delete(key)
                 except StorageUnavailable as error:
                     raise Unavailable(str(error)) from None
             else:
-                log.warning("recording %s: its file %s is not in the configured storage", row.id, row.file_location)
+                log.warning("recording %s: its file %s is not in the configured storage", row.id, key)
         async with self._writes.begin() as session:
             found = await Recordings(session).get(recording_id, for_update=True)
             if found is not None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,10 +117,12 @@ class Recordings:
         *,
         file: egress_res.FileResult | None = None,
         error: tuple[int, str] | None = None,
+        participant_audio: Sequence[egress_res.ParticipantAudio] = (),
     ) -> rec_pb.ReportEgressResponse:
         egress = egress_res.Egress(name=recording.egress, room=recording.name.rsplit("/", 2)[0], status=status)
         if file is not None:
             egress.file.CopyFrom(file)
+        egress.participant_audio.extend(participant_audio)
         if error is not None:
             egress.error.code, egress.error.message = error
         egress.update_time.GetCurrentTime()
@@ -216,6 +218,8 @@ async def test_a_transcript_is_recorded_audio_only(callers: Callers, fake_egress
     recording = await room.owner.start(room.name, TRANSCRIPT)
     assert recording.mode == TRANSCRIPT
     assert fake_egress.service.calls[-1][1].options.audio_only
+    # ...with each participant's own audio beside it, for a transcript with their names.
+    assert fake_egress.service.calls[-1][1].options.participant_audio
 
 
 async def test_members_strangers_and_keys_without_the_scope_are_refused(callers: Callers) -> None:
@@ -590,6 +594,30 @@ async def test_a_saved_local_file_downloads_through_a_signed_gateway_path(caller
     other = await _saved(room, f"recordings/missing-{recording.name[-32:]}.mp4")
     await room.owner.delete(other.name)
     assert await room.owner.listed(room.name) == []
+
+
+async def test_deleting_a_transcript_recording_deletes_each_participants_audio(callers: Callers) -> None:
+    room = await _room(callers)
+    recording = await room.owner.start(room.name, TRANSCRIPT)
+    await room.owner.stop(recording.name)
+    folder = callers.server.settings.recordings_dir
+    assert folder is not None
+    key = f"recordings/{recording.name[-32:]}.ogg"
+    tracks = [f"recordings/{recording.name[-32:]}.tracks/TR_{n}.ogg" for n in ("a", "b")]
+    for path in (key, *tracks):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(b"ogg bytes")
+    heard = [
+        egress_res.ParticipantAudio(participant_identity=who, participant_name=who.title(), file=_file(track))
+        for who, track in zip(("ann", "bob"), tracks, strict=True)
+    ]
+    answer = await room.egress.report(
+        recording, egress_res.EGRESS_STATUS_COMPLETE, file=_file(key, content_type="audio/ogg"), participant_audio=heard
+    )
+    assert answer.state == S.RECORDING_STATE_SAVED
+    await room.owner.delete(recording.name)
+    assert await room.owner.listed(room.name) == []
+    assert not any((folder / path).exists() for path in (key, *tracks))
 
 
 async def test_a_saved_s3_file_downloads_with_a_presigned_url(
