@@ -13,6 +13,7 @@ from ._errors import AiError
 from ._pool import SpeechPool, SpeechPoolOptions
 from ._server import SERVICE_NAMES, AiServer, start_runtime
 from ._settings import AiSettings, ConfigurationError
+from ._speakers import attribute_speakers, interleave_speakers
 from ._summary_engines import LlamaCppEngine, tokens_per_second
 from ._summary_models import smollm2_gguf_path
 from ._whisper import SpeechModel, resolve_model
@@ -27,7 +28,9 @@ __all__ = [
     "SpeechModel",
     "SpeechPool",
     "SpeechPoolOptions",
+    "attribute_speakers",
     "decode_audio",
+    "interleave_speakers",
     "plan_chunks",
     "resolve_model",
     "smollm2_gguf_path",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -36,7 +35,7 @@ from ._metrics import JOB_STATES, JOBS_ACTIVE, REAL_TIME_FACTOR
 from ._models import ENDED, JobState, SummaryRow, TranscriptionRow
 from ._pool import SpeechPool, SpeechPoolOptions, SummaryActor, stream_summary
 from ._settings import AiSettings
-from ._speakers import attribute_speakers
+from ._speakers import attribute_speakers, interleave_speakers
 from ._storage import BlobNotFound, BlobStore
 from ._types import Segment, SpeakerTurn
 from ._whisper import ChunkResult, resolve_model
@@ -315,7 +314,13 @@ class JobRunner:
             )
         )
         await reporter.flush()
-        segments = _merge_sources(sources, results)
+        if row.source_kind == "tracks":
+            files = [
+                (s.speaker, s.offset, merge(r.segments for r in rs)) for s, rs in zip(sources, results, strict=True)
+            ]
+            segments = interleave_speakers(files)
+        else:
+            segments = merge(r.segments for r in results[0])
         if row.speaker_timeline:
             turns = [SpeakerTurn(speaker=w, start=s, end=e) for w, s, e in row.speaker_timeline]
             segments = attribute_speakers(segments, turns)
@@ -427,25 +432,6 @@ class _Source:
     upload_id: str = ""
     s3_bucket: str = ""
     s3_key: str = ""
-
-
-def _merge_sources(sources: list[_Source], results: list[list[ChunkResult]]) -> list[Segment]:
-    """Each file's segments merged in order, moved to the meeting's time and named after their
-    speaker; several files' interleaved by start (people's speech may overlap: it is kept)."""
-    merged: list[Segment] = []
-    for source, file_results in zip(sources, results, strict=True):
-        for segment in merge(r.segments for r in file_results):
-            if source.offset or source.speaker:
-                segment = dataclasses.replace(
-                    segment,
-                    start=round(segment.start + source.offset, 3),
-                    end=round(segment.end + source.offset, 3),
-                    speaker=source.speaker,
-                )
-            merged.append(segment)
-    if len(sources) > 1:
-        merged.sort(key=lambda segment: (segment.start, segment.end))
-    return merged
 
 
 class _Progress:

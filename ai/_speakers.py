@@ -112,6 +112,28 @@ def attribute_speakers(segments: Sequence[Segment], timeline: Sequence[SpeakerTu
     return [dataclasses.replace(segment, speaker=speaker) for segment, speaker in zip(segments, speakers, strict=True)]
 
 
+def interleave_speakers(files: Sequence[tuple[str, float, Sequence[Segment]]]) -> list[Segment]:
+    """One transcript from the transcripts of one file per speaker.
+
+    Args:
+        files: ``(speaker, offset, segments)`` per file: who speaks in it, where it starts in
+            the meeting (seconds), and its segments in the file's own time.
+
+    Returns:
+        Every segment moved to the meeting's time and named after its file's speaker, in order
+        of start. Overlapping segments are kept as they are: people talk over each other.
+    """
+    placed = [
+        dataclasses.replace(
+            segment, start=round(segment.start + offset, 3), end=round(segment.end + offset, 3), speaker=speaker
+        )
+        for speaker, offset, segments in files
+        for segment in segments
+    ]
+    placed.sort(key=lambda segment: (segment.start, segment.end))
+    return placed
+
+
 def _merge_turns(timeline: Sequence[SpeakerTurn]) -> list[SpeakerTurn]:
     """Each speaker's turns with overlapping or touching ones merged, sorted by start."""
     merged: list[SpeakerTurn] = []

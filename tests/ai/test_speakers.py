@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ai._speakers import attribute_speakers, validate_timeline
+from ai._speakers import attribute_speakers, interleave_speakers, validate_timeline
 from ai._types import Segment, SpeakerTurn
 
 
@@ -190,3 +190,14 @@ def test_invalid_timeline(bad: SpeakerTurn, message: str) -> None:
 def test_valid_timeline() -> None:
     validate_timeline([])
     validate_timeline([turn("ada", 0, 0), turn("bob", 0, 5), turn("ada", 3, 4)])
+
+
+def test_one_file_per_speaker_interleaves_by_start_and_keeps_overlaps() -> None:
+    ann = [Segment(start=0.0, end=4.0, text="first"), Segment(start=6.0, end=7.0, text="third")]
+    bob = [Segment(start=0.5, end=2.0, text="second", speaker="someone else")]
+    merged = interleave_speakers([("Ann", 10.0, ann), ("Bob", 12.0, bob)])
+    assert [(s.speaker, s.start, s.end, s.text) for s in merged] == [
+        ("Ann", 10.0, 14.0, "first"),
+        ("Bob", 12.5, 14.0, "second"),  # said while Ann still talked: kept, not clipped
+        ("Ann", 16.0, 17.0, "third"),
+    ]
