@@ -8,14 +8,17 @@ light summary engine and its speed measure."""
 from parley.server.ray_runtime import start_ray
 
 from ._audio import decode_audio
-from ._chunking import plan_chunks
+from ._chunking import merge, plan_chunks
 from ._errors import AiError
+from ._formats import to_text
 from ._pool import SpeechPool, SpeechPoolOptions
 from ._server import SERVICE_NAMES, AiServer, start_runtime
 from ._settings import AiSettings, ConfigurationError
 from ._speakers import attribute_speakers, interleave_speakers
+from ._summarize import summarize
 from ._summary_engines import LlamaCppEngine, tokens_per_second
 from ._summary_models import smollm2_gguf_path
+from ._types import Segment, SpeakerTurn
 from ._whisper import SpeechModel, resolve_model
 
 __all__ = [
@@ -25,16 +28,21 @@ __all__ = [
     "AiSettings",
     "ConfigurationError",
     "LlamaCppEngine",
+    "Segment",
+    "SpeakerTurn",
     "SpeechModel",
     "SpeechPool",
     "SpeechPoolOptions",
     "attribute_speakers",
     "decode_audio",
     "interleave_speakers",
+    "merge",
     "plan_chunks",
     "resolve_model",
     "smollm2_gguf_path",
     "start_ray",
     "start_runtime",
+    "summarize",
+    "to_text",
     "tokens_per_second",
 ]

@@ -127,16 +127,21 @@ def test_ai_public_names() -> None:
             "start_runtime",
             # the pipeline's building blocks, which the benchmarks use
             "LlamaCppEngine",
+            "Segment",
+            "SpeakerTurn",
             "SpeechModel",
             "SpeechPool",
             "SpeechPoolOptions",
             "attribute_speakers",
             "decode_audio",
             "interleave_speakers",
+            "merge",
             "plan_chunks",
             "resolve_model",
             "smollm2_gguf_path",
             "start_ray",
+            "summarize",
+            "to_text",
             "tokens_per_second",
         ]
     )
