@@ -24,8 +24,10 @@ from ._agent_timeline import Timeline
 
 NAMESPACE = "parley"
 NAME_PREFIX = "parley-metadata-agent:"
-#: Ray CPUs reserved per agent. Measured: about 0.02 of a core per speaking participant
-#: (decoding, resampling and VAD), so a 0.25 reservation covers a dozen speakers at once.
+#: Ray CPUs reserved per agent. Measured on 2 shared cores: 4 CPU seconds per minute for one
+#: participant's microphone (about 0.065 of a core: aiortc receiving and decoding, resampling,
+#: VAD), 11-14 for three, 0.1 in an empty room; every microphone costs this whether its owner
+#: speaks or not (browsers send silence too). The default fits a meeting of about four.
 NUM_CPUS = 0.25
 #: What the worker process needs of the environment (Ray workers do not inherit the caller's).
 ENV_VARS = {"HF_HUB_OFFLINE": "1"}

@@ -9,8 +9,9 @@ over overlapping short windows would cost more and forget the context at every c
 
 Windows are run a few at a time (``BATCH``): one call per 128 ms of audio costs about half of
 one call per window, and times come from sample positions, so batching delays nothing that is
-recorded. One ONNX session (one thread) serves every track; it costs about 0.3 CPU seconds per
-minute of audio per track on the machines the tests run on.
+recorded. One ONNX session (one thread) serves every track. Per minute of one track's audio,
+resampling and VAD cost about 0.75 CPU seconds (the model about 0.4 of it) on the machines the
+tests run on; receiving and decoding the Opus track in aiortc costs about three more.
 
 ``SpeechDetector`` turns probabilities into speech start / end with the hysteresis of
 faster-whisper's offline ``get_speech_timestamps``: speech begins above ``threshold``, ends
