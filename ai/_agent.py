@@ -245,9 +245,8 @@ class MetadataCollector:
                 self._builder.frame(sid, frame, self._now())
         except MediaStreamError:
             pass
-        except Exception:
+        except Exception:  # that track goes unheard; the others and the timeline go on
             log.exception("reading track %s failed", sid)
-            raise
 
     async def _end_stalled_speech(self) -> None:
         while True:

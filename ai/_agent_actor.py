@@ -6,7 +6,9 @@ atomically, by name, in the ``parley`` namespace, so that services in other Ray 
 same one) and asks it to ``run``. A ``run`` while the agent is already collecting joins that
 collection: every caller gets the same timeline. Once the collection ends, the actor exits
 (``retire``), which frees the name for the room's next recording; a ``run`` that reached it
-first starts a new collection instead, and the actor stays.
+first starts a new collection instead, and the actor stays. One that finds the actor already
+exiting fails with ``RayActorError`` (``timeline`` raises it): a start in the same instant as
+the previous recording's end, which the caller may retry.
 
 The actor is not detached: it belongs to the process that created it (the service that started
 the recording) and ends with it."""
