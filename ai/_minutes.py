@@ -110,7 +110,8 @@ def minutes_schema(
     return {
         "type": "object",
         "properties": {
-            "summary": text(summary_chars),
+            # Never empty: the one part every meeting has (items may be, and are dropped then).
+            "summary": {**text(summary_chars), "minLength": 1},
             "topics": {"type": "array", "items": text(item_chars), "maxItems": topics},
             "next_steps": {"type": "array", "items": step, "maxItems": next_steps},
         },

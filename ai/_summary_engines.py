@@ -73,7 +73,8 @@ class SummaryEngine(Protocol):
 
 def _closed(text: str) -> list[str]:
     """Ways to close JSON cut short by a token budget, best first: the open string and
-    containers closed where the text stops, then the text up to its last complete value."""
+    containers closed where the text stops, then the text up to its last complete value (or
+    last opened container)."""
     stack: list[str] = []
     in_string = escaped = is_key = False
     expect_key = False
@@ -97,6 +98,7 @@ def _closed(text: str) -> list[str]:
         elif char in "{[":
             stack.append(char)
             expect_key = char == "{"
+            last_value = (index + 1, closers())  # an empty container is a value too
         elif char in "}]" and stack:
             stack.pop()
             last_value = (index + 1, closers())

@@ -313,7 +313,7 @@ def test_the_schema_bounds_the_answer() -> None:
     schema = minutes_schema(["Maria"], summary_chars=100, topics=2, next_steps=3, item_chars=50)
     assert schema["required"] == ["summary", "topics", "next_steps"]
     properties = schema["properties"]
-    assert properties["summary"]["maxLength"] == 100
+    assert properties["summary"] == {"type": "string", "maxLength": 100, "minLength": 1}
     assert properties["topics"]["maxItems"] == 2 and properties["topics"]["items"]["maxLength"] == 50
     assert properties["next_steps"]["maxItems"] == 3
     assert properties["next_steps"]["items"]["properties"]["owner"]["enum"] == ["Maria", ""]
@@ -334,7 +334,9 @@ def test_json_cut_short_is_closed() -> None:
         "summary": "a",
         "next_steps": [{"description": "x", "owner": "Ma"}],
     }
-    for junk in ("", "no json here", "[1, 2]", '{"summary'):
+    assert parse_json_object('{"summary') == {}
+    assert parse_json_object('{"summary": "a", "topics": [') == {"summary": "a", "topics": []}
+    for junk in ("", "no json here", "[1, 2]"):
         with pytest.raises(SummaryError, match="not a JSON object"):
             parse_json_object(junk)
 
