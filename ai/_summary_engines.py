@@ -344,6 +344,9 @@ class VllmEngine:
         # type-check the whole of vllm (and its torch) on every run.
         vllm: Any = importlib.import_module("vllm")
         self._vllm = vllm
+        # Compact JSON under a schema: with xgrammar's default (any whitespace anywhere), small
+        # models spend their whole budget on newlines between a key and its value.
+        llm_kwargs.setdefault("structured_outputs_config", {"disable_any_whitespace": True})
         self._llm: Any = vllm.LLM(model=str(folder), dtype=dtype, max_model_len=context_tokens, **llm_kwargs)
         self._tokenizer: Any = self._llm.get_tokenizer()
         self._repetition_penalty = repetition_penalty
@@ -467,6 +470,10 @@ class OpenAIEngine:
     def complete_json(self, system: str, user: str, *, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
         """Ask the endpoint for a JSON object that follows ``schema`` (``response_format`` of
         type ``json_schema``, strict: servers that support it decode under the schema).
+
+        A vLLM server should run with ``--structured-outputs-config
+        '{"disable_any_whitespace": true}'``: whitespace is the server's choice, and with any
+        whitespace allowed small models fill their budget with newlines.
 
         Raises:
             SummaryError: The request failed, or the answer is not a JSON object.

@@ -576,6 +576,9 @@ def endpoint(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "--dtype",
         "bfloat16",
         "--enforce-eager",
+        # Compact JSON under a schema (see OpenAIEngine.complete_json).
+        "--structured-outputs-config",
+        '{"disable_any_whitespace": true}',
         "--host",
         "127.0.0.1",
         "--port",
