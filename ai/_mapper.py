@@ -12,6 +12,7 @@ from google.rpc import code_pb2, status_pb2
 from parley.ai.v1 import resources_pb2 as res
 from parley.server import EnumNames
 
+from ._minutes import Minutes
 from ._models import JobColumns, JobState, SummaryRow, TranscriptionRow, UploadRow
 from ._types import Segment
 
@@ -117,6 +118,15 @@ def summary(row: SummaryRow) -> res.Summary:
         engine=row.engine,
         **_job_fields(row),  # type: ignore[arg-type]
     )
+    if row.minutes is not None:
+        minutes = Minutes.from_dict(row.minutes)
+        message.minutes.CopyFrom(
+            res.Minutes(
+                summary=minutes.summary,
+                topics=minutes.topics,
+                next_steps=[res.NextStep(description=s.description, owner=s.owner) for s in minutes.next_steps],
+            )
+        )
     if row.transcription_id:
         message.transcription = f"transcriptions/{row.transcription_id}"
     else:

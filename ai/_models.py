@@ -90,3 +90,5 @@ class SummaryRow(JobColumns, Base):
     source_text: Mapped[str] = mapped_column(Text, default="")
     markdown: Mapped[str] = mapped_column(Text, default="")
     engine: Mapped[str] = mapped_column(String(200), default="")
+    #: ``Minutes.to_dict()`` once succeeded; None for summaries written before minutes existed.
+    minutes: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

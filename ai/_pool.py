@@ -162,7 +162,7 @@ class SummaryActor:
         return str(self._engine.name)
 
     def summarize(self, transcript: str, language: str) -> Any:
-        """Yields ``("progress", fraction)`` items, then ``("result", markdown)``.
+        """Yields ``("progress", fraction)`` items, then ``("result", minutes)`` (``Minutes.to_dict()``).
 
         The engine works in a thread and reports through a queue (summarize() takes a
         progress callback; a generator cannot yield from inside it). When the consumer
@@ -183,7 +183,8 @@ class SummaryActor:
 
         def work() -> None:
             try:
-                updates.put(("result", summarize(transcript, self._engine, language=language, on_progress=report)))
+                minutes = summarize(transcript, self._engine, language=language, on_progress=report)
+                updates.put(("result", minutes.to_dict()))
             except _Stopped:
                 updates.put(("stopped", None))
             except Exception as error:

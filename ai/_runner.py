@@ -4,8 +4,8 @@ its row through RUNNING to SUCCEEDED / FAILED / CANCELLED, writing progress as i
 Transcription: open the media (storage or S3, read in place), decode it to 16 kHz mono
 (thread), find speech (VAD, thread), transcribe the chunks on the speech actors, merge,
 attribute speakers, store the transcript as JSON. Summary: wait for the transcription, then
-stream the summary actor's progress and result. Every failure ends as FAILED with a clear
-message; nothing escapes the task."""
+stream the summary actor's progress and result: minutes, stored as a structure and as Markdown.
+Every failure ends as FAILED with a clear message; nothing escapes the task."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from ._audio import MediaError, decode_audio, open_s3_object
 from ._chunking import Chunk, merge, plan_chunks
 from ._formats import to_json, to_text
 from ._metrics import JOB_STATES, JOBS_ACTIVE, REAL_TIME_FACTOR
+from ._minutes import Minutes, to_markdown
 from ._models import ENDED, JobState, SummaryRow, TranscriptionRow
 from ._pool import SpeechPool, SpeechPoolOptions, SummaryActor, stream_summary
 from ._settings import AiSettings
@@ -412,14 +413,21 @@ class JobRunner:
         actor = await self.summary_actor()
         await self._update(SummaryRow, job_id, state=JobState.RUNNING, progress=0.0, engine=self._summary_engine)
         reporter = _Progress(lambda f: self._update(SummaryRow, job_id, progress=f), asyncio.get_running_loop())
-        markdown = ""
+        minutes = Minutes(summary="")
         async for kind, value in stream_summary(actor, text, row.language or language or "en"):
             if kind == "progress":
                 reporter.report(float(value) * 0.99)
             else:
-                markdown = str(value)
+                minutes = Minutes.from_dict(value)
         await reporter.flush()
-        await self._end(SummaryRow, job_id, JobState.SUCCEEDED, progress=1.0, markdown=markdown)
+        await self._end(
+            SummaryRow,
+            job_id,
+            JobState.SUCCEEDED,
+            progress=1.0,
+            markdown=to_markdown(minutes),
+            minutes=minutes.to_dict(),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

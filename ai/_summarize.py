@@ -1,16 +1,17 @@
-"""Summarizing a meeting transcript with a summary engine (``_summary_engines``).
+"""Summarizing a meeting transcript into minutes with a summary engine (``_summary_engines``).
 
 :func:`summarize` fits a transcript of any length into an engine's context: in one call when it
-fits, otherwise map-reduce (summarize pieces, then summarize the joined partial summaries, again
-as often as needed).
+fits, otherwise map-reduce (notes on pieces, then minutes of the joined notes, condensed again as
+often as needed). Every call asks for JSON under the minutes schema (``_minutes``), which the
+engine enforces while decoding; partial minutes go into the reduce calls as compact text notes.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 
+from ._minutes import Minutes, minutes_schema, participants, to_notes, validate
 from ._summary_engines import SummaryEngine, SummaryError
 
 __all__ = ["summarize"]
@@ -44,32 +45,30 @@ _LANGUAGES = {
 }
 
 _SYSTEM = (
-    "You are a meeting assistant. You write accurate, concise summaries of meeting transcripts in Markdown, "
+    "You are a meeting assistant. You write accurate, concise minutes of meeting transcripts, "
     "using only facts stated in the transcript. Write in {language}."
 )
 # The text comes first and the instruction after it: small models (SmolLM2-135M) follow an
-# instruction they read last, and echo the transcript when it comes after the instruction. A
-# concrete number of bullet points also keeps them from rambling; the Markdown heading is added
-# afterwards (see _as_markdown) because asking for sections makes small models copy the text.
-# One call over the whole transcript.
+# instruction they read last, and echo the transcript when it comes after the instruction.
+# {owners} names who may own a next step (see _owners). One call over the whole transcript:
 _WHOLE = (
     "Here is a meeting transcript:\n\n{text}\n\n"
-    "Write five short bullet points that summarize the decisions and tasks of this meeting."
+    "Write the minutes of this meeting: a short summary, the topics discussed, and the next steps{owners}."
 )
 # Map: one piece of a transcript too long for one call.
 _PIECE = (
     "Here is a part of a meeting transcript:\n\n{text}\n\n"
-    "Write three short bullet points that summarize the decisions and tasks in this part."
+    "Write notes on this part: a short summary, the topics discussed, and the next steps{owners}."
 )
 # Reduce, intermediate level: notes still too long for the final call are condensed in groups.
 _CONDENSE = (
     "Here are notes on consecutive parts of one meeting:\n\n{text}\n\n"
-    "Write three short bullet points that summarize the decisions and tasks in these notes."
+    "Combine these notes: a short summary, the topics discussed, and the next steps{owners}."
 )
 # Reduce, final level.
 _COMBINE = (
     "Here are notes on consecutive parts of one meeting:\n\n{text}\n\n"
-    "Write five short bullet points that summarize the decisions and tasks of the whole meeting."
+    "Write the minutes of the whole meeting: a short summary, the topics discussed, and the next steps{owners}."
 )
 #: Tokens reserved per call for what count_tokens does not see: chat-template role markers and
 #: BOS, and tokenizer merges across the seams of system prompt, instruction and text.
@@ -77,6 +76,25 @@ _FRAMING_TOKENS = 48
 #: Fewer tokens of room for transcript text than this makes summaries pointless.
 _MIN_TEXT_TOKENS = 64
 _PARTS_SEPARATOR = "\n\n"
+
+
+def _owners(names: Sequence[str]) -> str:
+    if not names:
+        return ""
+    return f", each with its owner: one of {', '.join(names)}, or empty when nobody took it on"
+
+
+def _fill(template: str, owners: str, text: str) -> str:
+    # replace(), not format(): names and transcript text may hold braces.
+    return template.replace("{owners}", owners).replace("{text}", text)
+
+
+def _schema(names: Sequence[str], max_tokens: int, *, final: bool) -> dict[str, object]:
+    # Strings bounded so that a grammar-held answer ends within its budget (about 4 characters
+    # a token, and a summary taking at most half of it); notes on parts are shorter than minutes.
+    summary_chars = max(60, min(600 if final else 300, max_tokens * 2))
+    counts = {"topics": 6, "next_steps": 8} if final else {"topics": 3, "next_steps": 4}
+    return minutes_schema(names, summary_chars=summary_chars, **counts)
 
 
 def _language_name(code: str) -> str:
@@ -91,12 +109,12 @@ class _Budget:
     the system prompt, the instruction, framing and the tokens reserved for the answer.
     """
 
-    def __init__(self, engine: SummaryEngine, system: str, max_summary_tokens: int) -> None:
+    def __init__(self, engine: SummaryEngine, system: str, owners: str, max_summary_tokens: int) -> None:
         context = engine.context_tokens
         fixed = engine.count_tokens(system) + _FRAMING_TOKENS
 
         def overhead(template: str) -> int:
-            return fixed + engine.count_tokens(template.format(text=""))
+            return fixed + engine.count_tokens(_fill(template, owners, ""))
 
         free = context - max(overhead(t) for t in (_WHOLE, _PIECE, _CONDENSE, _COMBINE))
         if free < 2 * _MIN_TEXT_TOKENS:
@@ -248,25 +266,6 @@ def _clip(text: str, room: int, count: Callable[[str], int]) -> str:
     return prefix[:boundary].rstrip() if boundary > 0 else prefix
 
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\n(.*)\n```$", re.DOTALL)
-_PREAMBLE = re.compile(r"^(here (is|are)|sure|certainly)\b[^\n]*:[ \t]*\n", re.IGNORECASE)
-
-
-def _clean(text: str) -> str:
-    text = text.strip()
-    # Models like to wrap Markdown in a code fence; the caller wants the Markdown itself.
-    fenced = _FENCE.match(text)
-    text = fenced.group(1).strip() if fenced else text
-    # Chat models open with "Here are five bullet points summarizing ...:"; the summary is what follows.
-    return _PREAMBLE.sub("", text, count=1).strip()
-
-
-def _as_markdown(text: str) -> str:
-    if not any(line.lstrip().startswith("#") for line in text.splitlines()):
-        text = f"## Summary\n\n{text}"
-    return text
-
-
 def summarize(
     transcript: str,
     engine: SummaryEngine,
@@ -274,50 +273,57 @@ def summarize(
     language: str = "en",
     max_summary_tokens: int = 512,
     on_progress: Callable[[float], None] | None = None,
-) -> str:
-    """Summarize a meeting transcript as Markdown, within the engine's context length.
+) -> Minutes:
+    """Write the minutes of a meeting transcript, within the engine's context length.
 
     A transcript that fits the context (minus the prompt and the tokens reserved for the answer)
-    is summarized in one call. A longer one is split on line boundaries into pieces that fit and
-    each piece is summarized (map); the partial summaries are joined and summarized once more
-    (reduce), in groups and over several levels while the joined partials still do not fit.
+    takes one call. A longer one is split on line boundaries into pieces that fit, and notes are
+    taken on each piece (map); the notes are joined and turned into the minutes (reduce), in
+    groups and over several levels while the joined notes still do not fit. Next steps are
+    owned by the transcript's speakers (``Name: ...`` lines) or by nobody.
 
     Args:
         transcript: Transcript text, one utterance per line (e.g. ``Alice: ...``).
         engine: The engine to run the calls on.
-        language: Language code of the summary (``en``, ``de``, ...).
-        max_summary_tokens: Upper bound on the summary's length; at most half of the context
-            left after the prompt is used.
+        language: Language code of the minutes (``en``, ``de``, ...).
+        max_summary_tokens: Upper bound on the final answer's length; at most half of the
+            context left after the prompt is used.
         on_progress: Called after every engine call with calls done / calls planned, a
             non-decreasing value that ends at exactly 1.0.
 
     Returns:
-        The summary as Markdown, starting with a heading (``## Summary`` is added when the model
-        wrote none).
+        The validated minutes (see ``_minutes.validate``); render them with ``to_markdown``.
 
     Raises:
         ValueError: The transcript is empty, or the context is too small to summarize anything.
-        SummaryError: The engine returned nothing.
+        SummaryError: The engine returned nothing usable.
     """
     text = transcript.strip()
     if not text:
         raise ValueError("nothing to summarize: the transcript is empty")
+    names = participants(text)
+    owners = _owners(names)
     system = _SYSTEM.format(language=_language_name(language))
-    budget = _Budget(engine, system, max_summary_tokens)
+    budget = _Budget(engine, system, owners, max_summary_tokens)
     progress = _Progress(on_progress)
     count = engine.count_tokens
 
-    def call(template: str, body: str, max_tokens: int, *, last: bool = False) -> str:
-        answer = _clean(engine.complete(system, template.format(text=body), max_tokens=max_tokens))
+    def call(template: str, body: str, max_tokens: int, *, last: bool = False) -> Minutes:
+        schema = _schema(names, max_tokens, final=last)
+        answer = engine.complete_json(system, _fill(template, owners, body), schema=schema, max_tokens=max_tokens)
         progress.step(last=last)
-        return answer
+        return validate(answer, names)
 
-    def final(template: str, body: str) -> str:
+    def notes(template: str, body: str) -> str:
+        # A piece the model had nothing to say about yields empty notes; the caller leaves them out.
+        return to_notes(call(template, body, budget.part_tokens))
+
+    def final(template: str, body: str) -> Minutes:
         progress.expect(1)
-        answer = call(template, body, budget.final_tokens, last=True)
-        if not answer:
+        minutes = call(template, body, budget.final_tokens, last=True)
+        if minutes.is_empty():
             raise SummaryError(f"the {engine.name} engine returned an empty summary")
-        return _as_markdown(answer)
+        return minutes
 
     if count(text) <= budget.whole_room:
         return final(_WHOLE, text)
@@ -326,8 +332,7 @@ def summarize(
     progress.expect(
         len(pieces) + _estimate_reduce_calls(len(pieces), budget.part_tokens, budget.combine_room, budget.condense_room)
     )
-    # A piece the model had nothing to say about yields an empty answer; it is left out.
-    parts = [part for piece in pieces if (part := call(_PIECE, piece, budget.part_tokens))]
+    parts = [part for piece in pieces if (part := notes(_PIECE, piece))]
     if not parts:
         raise SummaryError(f"the {engine.name} engine returned nothing for any part of the transcript")
 
@@ -359,6 +364,6 @@ def summarize(
                 len(groups), min(average, budget.part_tokens), budget.combine_room, budget.condense_room
             )
         )
-        parts = [part for group in groups if (part := call(_CONDENSE, group, budget.part_tokens))]
+        parts = [part for group in groups if (part := notes(_CONDENSE, group))]
         if not parts:
             raise SummaryError(f"the {engine.name} engine returned nothing when condensing partial summaries")

@@ -12,6 +12,7 @@ Everything is synchronous: the engines run inside a Ray actor, one call at a tim
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import threading
@@ -31,6 +32,7 @@ __all__ = [
     "SummaryError",
     "VllmEngine",
     "engine_from_settings",
+    "parse_json_object",
     "tokens_per_second",
 ]
 
@@ -59,6 +61,86 @@ class SummaryEngine(Protocol):
     def complete(self, system: str, user: str, *, max_tokens: int) -> str:
         """Answer one chat turn (a system and a user message) with at most ``max_tokens`` tokens."""
         ...
+
+    def complete_json(self, system: str, user: str, *, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+        """Answer one chat turn with a JSON object that the engine's decoding holds to ``schema``.
+
+        Raises:
+            SummaryError: The answer is not a JSON object, even closed where it was cut short.
+        """
+        ...
+
+
+def _closed(text: str) -> list[str]:
+    """Ways to close JSON cut short by a token budget, best first: the open string and
+    containers closed where the text stops, then the text up to its last complete value (or
+    last opened container)."""
+    stack: list[str] = []
+    in_string = escaped = is_key = False
+    expect_key = False
+    last_value: tuple[int, str] | None = None
+
+    def closers() -> str:
+        return "".join("}" if opener == "{" else "]" for opener in reversed(stack))
+
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if not is_key:
+                    last_value = (index + 1, closers())
+        elif char == '"':
+            in_string, is_key = True, expect_key
+        elif char in "{[":
+            stack.append(char)
+            expect_key = char == "{"
+            last_value = (index + 1, closers())  # an empty container is a value too
+        elif char in "}]" and stack:
+            stack.pop()
+            last_value = (index + 1, closers())
+        elif char == ",":
+            expect_key = bool(stack) and stack[-1] == "{"
+        elif char == ":":
+            expect_key = False
+    candidates = []
+    if in_string and not is_key:
+        candidates.append(text[: len(text) - 1 if escaped else len(text)] + '"' + closers())
+    if last_value is not None:
+        end, close = last_value
+        candidates.append(text[:end] + close)
+    return candidates
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The JSON object a model answered with.
+
+    Text around the object is ignored (a model may wrap it in a code fence); an object cut short
+    by the token budget is closed at the last point where that gives valid JSON.
+
+    Args:
+        text: The model's answer.
+
+    Returns:
+        The object.
+
+    Raises:
+        SummaryError: No JSON object can be read from ``text``.
+    """
+    start = text.find("{")
+    if start >= 0:
+        body = text[start:]
+        for candidate in [body, *_closed(body)]:
+            try:
+                value, _end = json.JSONDecoder().raw_decode(candidate)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    raise SummaryError(f"the answer is not a JSON object: {text[:200]!r}")
 
 
 def _available_cpus() -> int:
@@ -166,6 +248,22 @@ class LlamaCppEngine:
         Raises:
             SummaryError: The prompt alone does not fit the context.
         """
+        return self._generate(system, user, max_tokens=max_tokens, grammar="")
+
+    def complete_json(self, system: str, user: str, *, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+        """Generate a JSON object that follows ``schema``, greedily, with at most ``max_tokens`` tokens.
+
+        llama.cpp turns the schema into a GBNF grammar, and the grammar sampler lets through
+        only tokens that keep the answer valid, so the model cannot stray from the schema; an
+        answer cut off by ``max_tokens`` is closed by :func:`parse_json_object`.
+
+        Raises:
+            SummaryError: The prompt alone does not fit the context.
+        """
+        grammar = str(self._llama.json_schema_to_grammar(json.dumps(schema)))
+        return parse_json_object(self._generate(system, user, max_tokens=max_tokens, grammar=grammar))
+
+    def _generate(self, system: str, user: str, *, max_tokens: int, grammar: str) -> str:
         prompt_tokens = self._tokenize(self._prompt(system, user), special=True)
         room = self.context_tokens - len(prompt_tokens)
         if room <= 0:
@@ -178,8 +276,12 @@ class LlamaCppEngine:
             self._ctx.kv_cache_clear()
             sampler_params = llama.LlamaSamplerChainParams()
             sampler_params.no_perf = True
-            # A fresh sampler per call: the penalty sampler remembers the tokens it saw.
+            # A fresh sampler per call: the penalty and grammar samplers remember the tokens they saw.
             sampler = llama.LlamaSampler(sampler_params)
+            if grammar:
+                # First in the chain: the samplers after it only see tokens the grammar allows
+                # (sample() then feeds the chosen token back to the grammar).
+                sampler.add_grammar(self._vocab, grammar, "root")
             if self._repeat_penalty != 1.0:
                 sampler.add_penalties(64, self._repeat_penalty, 0.0, 0.0)
             sampler.add_greedy()
@@ -242,6 +344,9 @@ class VllmEngine:
         # type-check the whole of vllm (and its torch) on every run.
         vllm: Any = importlib.import_module("vllm")
         self._vllm = vllm
+        # Compact JSON under a schema: with xgrammar's default (any whitespace anywhere), small
+        # models spend their whole budget on newlines between a key and its value.
+        llm_kwargs.setdefault("structured_outputs_config", {"disable_any_whitespace": True})
         self._llm: Any = vllm.LLM(model=str(folder), dtype=dtype, max_model_len=context_tokens, **llm_kwargs)
         self._tokenizer: Any = self._llm.get_tokenizer()
         self._repetition_penalty = repetition_penalty
@@ -271,6 +376,23 @@ class VllmEngine:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         outputs = self._llm.chat(messages, params, use_tqdm=False)
         return str(outputs[0].outputs[0].text)
+
+    def complete_json(self, system: str, user: str, *, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+        """Generate a JSON object that follows ``schema``, with vLLM's structured outputs (xgrammar).
+
+        Raises:
+            SummaryError: The answer is not a JSON object, even closed where it was cut short.
+        """
+        structured: Any = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
+        params = self._vllm.SamplingParams(
+            max_tokens=max_tokens,
+            temperature=0.0,
+            repetition_penalty=self._repetition_penalty,
+            structured_outputs=structured(json=schema),
+        )
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        outputs = self._llm.chat(messages, params, use_tqdm=False)
+        return parse_json_object(str(outputs[0].outputs[0].text))
 
     def close(self) -> None:
         """Stop vLLM's engine-core and worker processes.
@@ -343,12 +465,31 @@ class OpenAIEngine:
             SummaryError: The request failed, the server answered with an error status, or the
                 answer is not a chat completion.
         """
-        body = {
+        return self._chat(system, user, max_tokens=max_tokens)
+
+    def complete_json(self, system: str, user: str, *, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+        """Ask the endpoint for a JSON object that follows ``schema`` (``response_format`` of
+        type ``json_schema``, strict: servers that support it decode under the schema).
+
+        A vLLM server should run with ``--structured-outputs-config
+        '{"disable_any_whitespace": true}'``: whitespace is the server's choice, and with any
+        whitespace allowed small models fill their budget with newlines.
+
+        Raises:
+            SummaryError: The request failed, or the answer is not a JSON object.
+        """
+        response_format = {"type": "json_schema", "json_schema": {"name": "minutes", "schema": schema, "strict": True}}
+        return parse_json_object(self._chat(system, user, max_tokens=max_tokens, response_format=response_format))
+
+    def _chat(self, system: str, user: str, *, max_tokens: int, response_format: dict[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "max_tokens": max_tokens,
             "temperature": 0.0,
         }
+        if response_format is not None:
+            body["response_format"] = response_format
         try:
             response = self._client.post("/chat/completions", json=body)
         except httpx.HTTPError as error:

@@ -9,6 +9,7 @@ Usage::
 
 Prints one JSON object on the last line of stdout (and writes it to ``--output`` if given, which
 is the robust way to read it: vLLM logs to stdout): ``summary``, ``tokens_per_second``,
+``minutes`` (the structure the summary was written in; ``summary`` is its Markdown),
 ``load_seconds`` (building the engine, including a first-time GGUF conversion for vLLM),
 ``summarize_seconds``, ``engine`` and ``context_tokens``. The vLLM test and the benchmark run it
 as a subprocess because ``vllm.LLM`` starts worker processes and warns on import.
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
+from ai._minutes import to_markdown
 from ai._summarize import summarize
 from ai._summary_engines import EngineKind, engine_from_settings, tokens_per_second
 from ai._summary_models import hf_folder_from_gguf, smollm2_gguf_path
@@ -100,18 +102,21 @@ def main(argv: list[str] | None = None) -> int:
         "context_tokens": engine.context_tokens,
         "load_seconds": round(load_seconds, 3),
         "summary": None,
+        "minutes": None,
         "summarize_seconds": None,
         "tokens_per_second": None,
     }
     try:
         if args.transcript is not None:
             started = time.perf_counter()
-            result["summary"] = summarize(
+            minutes = summarize(
                 args.transcript.read_text(encoding="utf-8"),
                 engine,
                 language=args.language,
                 max_summary_tokens=args.max_summary_tokens,
             )
+            result["summary"] = to_markdown(minutes)
+            result["minutes"] = minutes.to_dict()
             result["summarize_seconds"] = round(time.perf_counter() - started, 3)
         if not args.no_speed:
             result["tokens_per_second"] = round(tokens_per_second(engine, SPEED_PROMPT, args.speed_tokens), 2)

@@ -1,9 +1,10 @@
-"""`parley recordings` as a user types it: start, list, get, stop, delete, and download, whose
+"""`parley recordings` as a user types it: start, list, get, stop, delete, download, whose
 link (a gateway path for a local folder) is resolved against the gateway's URL and streamed to
-a file.
+a file, and a recording's transcript and summary, read from the AI service.
 
-Control here is an in-process fake of RecordingService that records the requests (control's
-rules are tested with control); the gateway is the real one, serving a recordings folder."""
+Control and the AI service here are in-process fakes of RecordingService, TranscriptionService
+and SummaryService that record the requests (their rules are tested with control and ai); the
+gateway is the real one, serving a recordings folder."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from typing import Any
 
 import grpc
 import pytest
+from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from gateway import GatewayServer, GatewaySettings
 from parley import ParleyError, sign_file_token
 from parley._download import DEFAULT_GATEWAY_URL, resolve_link
+from parley.ai.v1 import resources_pb2 as ai_res
+from parley.ai.v1 import summary_service_pb2 as summary_pb
+from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
+from parley.ai.v1 import transcription_service_pb2 as transcription_pb
+from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
 from parley.control.v1 import recording_service_pb2 as recording_pb
 from parley.control.v1 import recording_service_pb2_grpc as recording_grpc
 
@@ -32,6 +39,19 @@ ROOM = "abc-defg-hij"
 RECORDING_ID = "b" * 32
 RECORDING = f"rooms/{ROOM}/recordings/{RECORDING_ID}"
 CONTENT = os.urandom(300_000)
+TRANSCRIPTION = "transcriptions/" + "d" * 32
+SUMMARY = "summaries/" + "e" * 32
+#: A recording that was not transcribed.
+PLAIN_RECORDING = f"rooms/{ROOM}/recordings/{'f' * 32}"
+MINUTES = ai_res.Minutes(
+    summary="The offers go out on Friday.",
+    topics=["Offers for the new customer"],
+    next_steps=[ai_res.NextStep(description="Send the offers", owner="Maria")],
+)
+MARKDOWN = (
+    "## Summary\n\nThe offers go out on Friday.\n\n## Topics\n\n- Offers for the new customer\n\n"
+    "## Next steps\n\n- Send the offers — **Maria**\n"
+)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -62,11 +82,12 @@ class FakeRecordings(recording_grpc.RecordingServiceServicer):
 
     async def GetRecording(self, request: recording_pb.GetRecordingRequest, context: Context) -> Any:
         self.requests.append(("get", request))
+        jobs = {} if request.name == PLAIN_RECORDING else {"transcription": TRANSCRIPTION, "summary": SUMMARY}
         return self._recording(
             request.name,
             state=recording_pb.RECORDING_STATE_SAVED,
             file=recording_pb.RecordingFile(content_type="video/mp4", size_bytes=len(CONTENT)),
-            transcription="transcriptions/" + "d" * 32,
+            **jobs,
         )
 
     async def ListRecordings(self, request: recording_pb.ListRecordingsRequest, context: Context) -> Any:
@@ -95,10 +116,37 @@ class FakeRecordings(recording_grpc.RecordingServiceServicer):
 
 
 @dataclass
+class FakeAi(transcription_grpc.TranscriptionServiceServicer, summary_grpc.SummaryServiceServicer):
+    requests: list[tuple[str, Any]] = field(default_factory=list)
+    summary_state: ai_res.JobState.ValueType = ai_res.JOB_STATE_SUCCEEDED
+
+    async def ExportTranscription(self, request: transcription_pb.ExportTranscriptionRequest, context: Context) -> Any:
+        self.requests.append(("export", request))
+        name = transcription_pb.TranscriptFormat.Name(request.format)
+        return httpbody_pb2.HttpBody(content_type="text/plain", data=f"Maria: hello ({name})\n".encode())
+
+    async def GetSummary(self, request: summary_pb.GetSummaryRequest, context: Context) -> Any:
+        self.requests.append(("summary", request))
+        if self.summary_state != ai_res.JOB_STATE_SUCCEEDED:
+            return ai_res.Summary(
+                name=request.name, transcription=TRANSCRIPTION, state=self.summary_state, progress=0.4
+            )
+        return ai_res.Summary(
+            name=request.name,
+            transcription=TRANSCRIPTION,
+            state=self.summary_state,
+            markdown=MARKDOWN,
+            minutes=MINUTES,
+            progress=1.0,
+        )
+
+
+@dataclass
 class Stack:
     control: str
     gateway_url: str
     fake: FakeRecordings
+    ai: FakeAi
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +155,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     (folder / ROOM).mkdir()
     (folder / ROOM / "meeting.mp4").write_bytes(CONTENT)
     fake = FakeRecordings()  # type: ignore[abstract]  # the storage hook is the gateway's business
+    ai = FakeAi()  # type: ignore[abstract]  # only what the CLI's commands call
     server = grpc.aio.server()
     recording_grpc.add_RecordingServiceServicer_to_server(fake, server)
+    transcription_grpc.add_TranscriptionServiceServicer_to_server(ai, server)
+    summary_grpc.add_SummaryServiceServicer_to_server(ai, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     settings = GatewaySettings(
@@ -120,7 +171,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     )
     try:
         async with GatewayServer(settings) as gateway:
-            yield Stack(f"127.0.0.1:{port}", gateway.url, fake)
+            yield Stack(f"127.0.0.1:{port}", gateway.url, fake, ai)
     finally:
         await server.stop(None)
 
@@ -142,7 +193,7 @@ async def parley(
         "secret",
         *args,
         cwd=cwd,
-        env={**clean, **(env or {})},
+        env={**clean, "PARLEY_AI_URL": stack.control, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -182,6 +233,51 @@ async def test_start_list_get_stop_delete(stack: Stack, tmp_path: Path) -> None:
     assert stack.fake.requests[-1][0] == "delete" and out.strip() == f"deleted {RECORDING}"
     _, err = await parley(stack, "recordings", "get", RECORDING_ID, cwd=tmp_path, ok=False)
     assert "ROOM/RECORDING" in err
+
+
+async def test_transcript_of_a_recording(stack: Stack, tmp_path: Path) -> None:
+    out, _ = await parley(stack, "recordings", "transcript", f"{ROOM}/{RECORDING_ID}", cwd=tmp_path)
+    assert stack.fake.requests[-1][1].name == RECORDING
+    kind, request = stack.ai.requests[-1]
+    assert kind == "export" and request.name == TRANSCRIPTION
+    assert out == "Maria: hello (TRANSCRIPT_FORMAT_TEXT)\n"
+    for fmt in ("srt", "webvtt", "json"):
+        out, _ = await parley(stack, "recordings", "transcript", RECORDING, "--format", fmt, cwd=tmp_path)
+        assert f"TRANSCRIPT_FORMAT_{fmt.upper()}" in out
+    out, _ = await parley(stack, "--json", "recordings", "transcript", RECORDING, "--format", "srt", cwd=tmp_path)
+    assert json.loads(out) == {
+        "transcription": TRANSCRIPTION,
+        "format": "srt",
+        "transcript": "Maria: hello (TRANSCRIPT_FORMAT_SRT)\n",
+    }
+    _, err = await parley(stack, "recordings", "transcript", RECORDING, "--format", "pdf", cwd=tmp_path, ok=False)
+    assert "choose json, text, srt, webvtt" in err or "choose" in err
+    # A recording that was not transcribed says so.
+    _, err = await parley(stack, "recordings", "transcript", PLAIN_RECORDING, cwd=tmp_path, ok=False)
+    assert f"{PLAIN_RECORDING} (saved) has no transcription: it was not asked for (--transcribe)" in err
+
+
+async def test_summary_of_a_recording(stack: Stack, tmp_path: Path) -> None:
+    out, _ = await parley(stack, "recordings", "summary", f"{ROOM}/{RECORDING_ID}", cwd=tmp_path)
+    kind, request = stack.ai.requests[-1]
+    assert kind == "summary" and request.name == SUMMARY
+    assert out == MARKDOWN
+    out, _ = await parley(stack, "--json", "recordings", "summary", RECORDING, cwd=tmp_path)
+    data = json.loads(out)
+    assert data["minutes"] == {
+        "summary": "The offers go out on Friday.",
+        "topics": ["Offers for the new customer"],
+        "nextSteps": [{"description": "Send the offers", "owner": "Maria"}],
+    }
+    assert data["markdown"] == MARKDOWN and data["name"] == SUMMARY
+    stack.ai.summary_state = ai_res.JOB_STATE_RUNNING
+    try:
+        _, err = await parley(stack, "recordings", "summary", RECORDING, cwd=tmp_path, ok=False)
+    finally:
+        stack.ai.summary_state = ai_res.JOB_STATE_SUCCEEDED
+    assert f"{SUMMARY} is running (40% done)" in err
+    _, err = await parley(stack, "recordings", "summary", PLAIN_RECORDING, cwd=tmp_path, ok=False)
+    assert "has no summary" in err
 
 
 async def test_download_through_the_gateway(stack: Stack, tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ _ACCESS = EnumNames(res.AccessLevel)
 _PARTICIPANT_STATES = EnumNames(meeting_pb.ParticipantState)
 _DELIVERY_STATES = EnumNames(webhook_pb.WebhookDeliveryState)
 _RECORDING_STATES = EnumNames(recording_pb.RecordingState)
+_JOB_STATES = EnumNames(ai_res.JobState)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -728,6 +729,57 @@ def recordings_delete(ctx: typer.Context, name: _RecordingArg) -> None:
     full = _recording_name(name)
     _run(ctx, lambda c: c.recordings.delete(full))
     _emit(ctx, {"deleted": full}, f"deleted {full}")
+
+
+def _recording_job(recording: recording_pb.Recording, job: str) -> str:
+    """The name of a recording's AI job (``transcription`` or ``summary``), or a clear error."""
+    name: str = getattr(recording, job)
+    if not name:
+        state = _RECORDING_STATES.names.get(recording.state, "-")
+        asked = recording.options.transcribe or recording.mode == recording_pb.RECORDING_MODE_TRANSCRIPT
+        why = "it is not finished yet" if asked else "it was not asked for (--transcribe)"
+        raise ParleyError(f"{recording.name} ({state}) has no {job}: {why}")
+    return name
+
+
+@recordings_app.command("transcript")
+def recordings_transcript(
+    ctx: typer.Context,
+    name: _RecordingArg,
+    output_format: Annotated[
+        str, typer.Option("--format", help=f"Transcript format: {', '.join(EXPORT_FORMATS.values)}.")
+    ] = "text",
+) -> None:
+    """Print the transcript of a recording (one that was transcribed), with the speakers' names."""
+    if output_format not in EXPORT_FORMATS.values:
+        raise typer.BadParameter(f"choose {', '.join(EXPORT_FORMATS.values)}", param_hint="--format")
+
+    async def work(client: Client) -> tuple[str, str]:
+        recording = await client.recordings.get(_recording_name(name))
+        transcription = _recording_job(recording, "transcription")
+        return transcription, await client.transcriptions.export(transcription, output_format)  # type: ignore[arg-type]
+
+    transcription, transcript = _run(ctx, work)
+    data = {"transcription": transcription, "format": output_format, "transcript": transcript}
+    _emit(ctx, data, transcript.rstrip("\n"))
+
+
+@recordings_app.command("summary")
+def recordings_summary(ctx: typer.Context, name: _RecordingArg) -> None:
+    """Print the minutes of a recording (one that was transcribed) as Markdown: a summary, the
+    topics, the next steps and who owns them; with --json, the summary with its structure."""
+
+    async def work(client: Client) -> ai_res.Summary:
+        recording = await client.recordings.get(_recording_name(name))
+        summary = await client.summaries.get(_recording_job(recording, "summary"))
+        if summary.state != ai_res.JOB_STATE_SUCCEEDED:
+            state = _JOB_STATES.names.get(summary.state, "-")
+            detail = f": {summary.error.message}" if summary.error.message else f" ({summary.progress:.0%} done)"
+            raise ParleyError(f"{summary.name} is {state}{detail}")
+        return summary
+
+    summary = _run(ctx, work)
+    _emit(ctx, _to_dict(summary), summary.markdown.strip())
 
 
 @recordings_app.command("download")

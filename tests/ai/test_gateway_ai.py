@@ -191,7 +191,9 @@ async def test_summary_over_rest(http: httpx.AsyncClient, user: tuple[dict[str, 
     updates = await _watch(http, name, auth, within=120.0)
     assert updates[-1]["state"] == "JOB_STATE_SUCCEEDED", updates[-1]
     summary = (await http.get(f"/v1/{name}", headers=auth)).json()
-    assert summary["markdown"].strip() and summary["engine"]
+    assert summary["markdown"].startswith("## Summary\n") and summary["engine"]
+    # The structure, in the REST names of its fields (empty lists are left out of JSON).
+    assert summary["minutes"]["summary"].strip() and set(summary["minutes"]) <= {"summary", "topics", "nextSteps"}
     listed = (await http.get("/v1/summaries", headers=auth)).json()
     assert name in [s["name"] for s in listed["summaries"]]
 

@@ -196,6 +196,9 @@ async def test_summary_of_a_transcription_waits_for_it(ai_stack: AiStack, short_
     assert states[-1] == ai_res.JOB_STATE_SUCCEEDED
     done = await client.summaries.get(summary.name)
     assert done.markdown.strip() and done.engine.startswith("light")
+    # The minutes: a structure, its Markdown rendered from it.
+    assert done.HasField("minutes") and done.minutes.summary in done.markdown
+    assert all(step.description in done.markdown for step in done.minutes.next_steps)
     assert (await client.transcriptions.get(job.name)).state == ai_res.JOB_STATE_SUCCEEDED
     listed = [s async for s in client.summaries.list()]
     assert [s.name for s in listed][:1] == [summary.name]

@@ -432,8 +432,70 @@ class Transcription(_message.Message):
 Global___Transcription: _TypeAlias = Transcription  # noqa: Y015
 
 @_typing.final
+class Minutes(_message.Message):
+    """The minutes of a meeting: the structure a summary's engine was held to while writing it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    TOPICS_FIELD_NUMBER: _builtins.int
+    NEXT_STEPS_FIELD_NUMBER: _builtins.int
+    summary: _builtins.str
+    """A short summary of the meeting."""
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The topics discussed, in the order they came up."""
+
+    @_builtins.property
+    def next_steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___NextStep]:
+        """What is to be done after the meeting, and by whom."""
+
+    def __init__(
+        self,
+        *,
+        summary: _builtins.str = ...,
+        topics: _abc.Iterable[_builtins.str] | None = ...,
+        next_steps: _abc.Iterable[Global___NextStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_steps", b"next_steps", "summary", b"summary", "topics", b"topics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Minutes: _TypeAlias = Minutes  # noqa: Y015
+
+@_typing.final
+class NextStep(_message.Message):
+    """A task agreed in a meeting."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    """What is to be done."""
+    owner: _builtins.str
+    """Who took it on: a speaker's name as the transcript gives it; empty when nobody did."""
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NextStep: _TypeAlias = NextStep  # noqa: Y015
+
+@_typing.final
 class Summary(_message.Message):
-    """A job summarizing a transcript into Markdown."""
+    """A job summarizing a transcript into minutes: a summary, the topics, the next steps and their
+    owners, also rendered as Markdown.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -450,6 +512,7 @@ class Summary(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `summaries/{summary}`."""
     transcription: _builtins.str
@@ -465,7 +528,7 @@ class Summary(_message.Message):
     progress: _builtins.float
     """The fraction of the work done, from 0 to 1."""
     markdown: _builtins.str
-    """The summary, in Markdown, once succeeded."""
+    """The minutes in Markdown (headings Summary, Topics and Next steps), once succeeded."""
     engine: _builtins.str
     """The engine and model that wrote it, e.g. `light:SmolLM2-135M-Instruct.Q4_1.gguf`."""
     creator: _builtins.str
@@ -486,6 +549,12 @@ class Summary(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """When it ended (succeeded, failed or cancelled)."""
 
+    @_builtins.property
+    def minutes(self) -> Global___Minutes:
+        """The minutes as a structure, once succeeded; `markdown` is rendered from them. Unset for
+        summaries written before minutes existed.
+        """
+
     def __init__(
         self,
         *,
@@ -502,10 +571,11 @@ class Summary(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        minutes: Global___Minutes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "source", b"source", "text", b"text", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "minutes", b"minutes", "source", b"source", "text", b"text", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "end_time", b"end_time", "engine", b"engine", "error", b"error", "language", b"language", "markdown", b"markdown", "name", b"name", "progress", b"progress", "source", b"source", "state", b"state", "text", b"text", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "end_time", b"end_time", "engine", b"engine", "error", b"error", "language", b"language", "markdown", b"markdown", "minutes", b"minutes", "name", b"name", "progress", b"progress", "source", b"source", "state", b"state", "text", b"text", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["transcription", "text"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015

@@ -28,8 +28,9 @@ if _version_not_supported:
 
 
 class SummaryServiceStub:
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     def __init__(self, channel):
@@ -71,8 +72,9 @@ class SummaryServiceStub:
 
 
 class SummaryServiceServicer:
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     def CreateSummary(self, request, context):
@@ -159,8 +161,9 @@ def add_SummaryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SummaryService:
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     @staticmethod

@@ -29,8 +29,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SummaryServiceStub:
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     @_typing.overload
@@ -52,8 +53,9 @@ class SummaryServiceStub:
 
 @_typing.type_check_only
 class SummaryServiceAsyncStub(SummaryServiceStub):
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -71,8 +73,9 @@ class SummaryServiceAsyncStub(SummaryServiceStub):
     """Deletes a summary, cancelling it first if it runs."""
 
 class SummaryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Transcripts to Markdown summaries, written by a language model. A summary is a job like a
-    transcription, and follows the same access rules (`ai:read` / `ai:write` for API keys).
+    """Transcripts to meeting minutes (a summary, the topics, the next steps and their owners, also
+    as Markdown), written by a language model. A summary is a job like a transcription, and
+    follows the same access rules (`ai:read` / `ai:write` for API keys).
     """
 
     @_abc_1.abstractmethod
