@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import tempfile
 import time
@@ -255,7 +256,7 @@ def main() -> None:
         f"transcript ready (per-track): {rows[1][1]:.1f} s; summary ready: {rows[1][1] + summary_seconds:.1f} s "
         f"(summary {summary_seconds:.1f} s, light engine)\n"
     )
-    print(summary)
+    print(json.dumps(summary.to_dict(), indent=2))
 
 
 async def _warm_up(pool: SpeechPool, path: Path) -> int:
