@@ -44,6 +44,9 @@ class RecordingAgents:
         except (AiCallFailed, Unavailable) as failure:
             log.warning("recording %s goes on without metadata: no agent could be started (%s)", recording_id, failure)
             return ""
+        except Exception:  # whatever it is, the recording is worth more than its metadata
+            log.exception("recording %s goes on without metadata: starting its agent failed", recording_id)
+            return ""
         log.info("recording %s: metadata agent %s in room %s", recording_id, agent.name, room.id)
         return agent.name
 

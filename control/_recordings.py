@@ -263,7 +263,8 @@ class RecordingUseCases(UseCases):
                 raise ResourceExhausted(f"no egress can record now: {failure.message}") from None
             raise Unavailable(f"the egress service could not start recording: {failure}") from None
         row = await self._apply_answer(recording_id, egress, stopping=False)
-        if self.agents is not None and (collect_metadata or mode == RecordingMode.TRANSCRIPT):
+        wanted = collect_metadata or mode == RecordingMode.TRANSCRIPT
+        if self.agents is not None and wanted and row.state in RUNNING_RECORDING_STATES:
             agent = await self.agents.start(room, recording_id)
             if agent:
                 row = await self._set_agent(recording_id, agent)
