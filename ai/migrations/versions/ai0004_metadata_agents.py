@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "ai0004"
-down_revision = "ai0002"  # TEMP: ai0003 on main
+down_revision = "ai0003"
 branch_labels = None
 depends_on = None
 
