@@ -89,6 +89,14 @@ def agent_name(room: str) -> str:
     return NAME_PREFIX + room.removeprefix("rooms/")
 
 
+def running_agent(room: str) -> Any | None:
+    """``room``'s agent actor while one is alive, started by any process of the cluster."""
+    try:
+        return ray.get_actor(agent_name(room), namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
 def start_metadata_agent(room: str, sfu_url: str, token: str, *, num_cpus: float = NUM_CPUS) -> MetadataAgent:
     """Starts ``room``'s metadata agent with a hidden, subscribe-only join ``token`` for the SFU
     at ``sfu_url``, or joins the one already running there. Ray must be initialised."""

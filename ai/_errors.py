@@ -3,6 +3,7 @@ NOT_FOUND also answers for other people's jobs (their existence is private); UNA
 control, which authenticates callers, cannot be reached."""
 
 from parley.server import (
+    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -15,6 +16,7 @@ from parley.server import ServiceError as AiError
 
 __all__ = [
     "AiError",
+    "AlreadyExists",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",

@@ -9,11 +9,13 @@ from typing import Any
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
 from parley.ai.v1 import resources_pb2 as res
 from parley.server import EnumNames
 
+from ._agent_timeline import Timeline
 from ._minutes import Minutes
-from ._models import JobColumns, JobState, SummaryRow, TranscriptionRow, UploadRow
+from ._models import JobColumns, JobState, MetadataAgentRow, SummaryRow, TranscriptionRow, UploadRow
 from ._types import Segment
 
 
@@ -37,10 +39,17 @@ def seconds(value: duration_pb2.Duration) -> float:
 JOB_STATES = EnumNames(res.JobState, JobState)
 
 
+#: The timeline's event types (``ai._agent_timeline.EventType``) ↔ the contract's.
+MEETING_EVENTS = EnumNames(agent_pb.MeetingEventType)
+
+
 def _job_fields(row: JobColumns) -> dict[str, object]:
+    return {"progress": row.progress, **_lifecycle(row)}
+
+
+def _lifecycle(row: JobColumns | MetadataAgentRow) -> dict[str, object]:
     fields: dict[str, object] = {
         "state": JOB_STATES.value(row.state),
-        "progress": row.progress,
         "creator": row.owner,
         "create_time": timestamp(row.created_at),
         "update_time": timestamp(row.updated_at),
@@ -131,4 +140,26 @@ def summary(row: SummaryRow) -> res.Summary:
         message.transcription = f"transcriptions/{row.transcription_id}"
     else:
         message.text = row.source_text
+    return message
+
+
+def metadata_agent(row: MetadataAgentRow, timeline: Timeline | None = None) -> agent_pb.MetadataAgent:
+    """An agent, with its timeline once it has one."""
+    message = agent_pb.MetadataAgent(name=f"metadataAgents/{row.id}", room=row.room, **_lifecycle(row))  # type: ignore[arg-type]
+    if timeline is not None:
+        message.start_time.CopyFrom(timestamp(datetime.fromisoformat(timeline.started_at)))
+        message.events.extend(
+            agent_pb.MeetingEvent(
+                type=MEETING_EVENTS.value(event.type),
+                offset=duration(event.time),
+                participant_identity=event.identity,
+                participant_name=event.name,
+                text=event.text,
+            )
+            for event in timeline.events
+        )
+        message.speaker_turns.extend(
+            res.SpeakerTurn(speaker=t.speaker[:200], start_offset=duration(t.start), end_offset=duration(t.end))
+            for t in timeline.speaker_turns()
+        )
     return message

@@ -92,3 +92,28 @@ class SummaryRow(JobColumns, Base):
     engine: Mapped[str] = mapped_column(String(200), default="")
     #: ``Minutes.to_dict()`` once succeeded; None for summaries written before minutes existed.
     minutes: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class MetadataAgentRow(Base):
+    """A metadata agent (``ai._agents``): RUNNING while in its room, then SUCCEEDED with its
+    timeline in storage (``timeline_key``), or FAILED."""
+
+    __tablename__ = "ai_metadata_agents"
+    __table_args__ = (Index("ix_ai_metadata_agents_state", "state"),)
+
+    #: The ``agent_id`` it was started with (control passes the recording's id).
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    #: ``users/{id}`` or ``apiKeys/{id}``.
+    owner: Mapped[str] = mapped_column(String(120))
+    #: ``rooms/{room}``.
+    room: Mapped[str] = mapped_column(String(80))
+    state: Mapped[JobState] = mapped_column(StrEnumColumn(JobState, 16))
+    #: For FAILED, as for jobs: the gRPC code's name, a reason and a message for people.
+    error_code: Mapped[str] = mapped_column(String(32), default="")
+    error_reason: Mapped[str] = mapped_column(String(64), default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    #: Storage key of the timeline (JSON, ``ai._agent_timeline``) once it succeeded.
+    timeline_key: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,5 +1,5 @@
-"""The AI gRPC server: transcription and summary services, health, reflection, and the Ray
-runtime its jobs run on."""
+"""The AI gRPC server: transcription, summary and metadata agent services, health, reflection,
+and the Ray runtime its jobs and agents run on."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import grpc
 
 from parley.ai.v1 import (
+    metadata_agent_service_pb2,
+    metadata_agent_service_pb2_grpc,
     summary_service_pb2,
     summary_service_pb2_grpc,
     transcription_service_pb2,
@@ -17,11 +19,12 @@ from parley.ai.v1 import (
 from parley.server import AuthenticationInterceptor, ControlAuthenticator, GrpcServer, db, standard_interceptors
 from parley.server.ray_runtime import start_ray
 
+from ._agents import MetadataAgents
 from ._auth import Caller
 from ._caller import CALLER, describe
 from ._runner import JobRunner
 from ._service import AiService
-from ._servicers import SummaryServicer, TranscriptionServicer
+from ._servicers import MetadataAgentServicer, SummaryServicer, TranscriptionServicer
 from ._settings import AiSettings
 from ._storage import s3_client, store_from_url
 
@@ -31,6 +34,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAMES = (
     transcription_service_pb2.DESCRIPTOR.services_by_name["TranscriptionService"].full_name,
     summary_service_pb2.DESCRIPTOR.services_by_name["SummaryService"].full_name,
+    metadata_agent_service_pb2.DESCRIPTOR.services_by_name["MetadataAgentService"].full_name,
 )
 #: Upload chunks are at most 2 MiB; leave room for the envelope.
 _MAX_MESSAGE = 4 << 20
@@ -68,6 +72,7 @@ class AiServer(GrpcServer):
         self.store = store_from_url(settings.storage, client=self._s3)
         self.runner = JobRunner(settings, sessions, self.store, self._s3)
         self.service = AiService(settings, sessions, self.store, self.runner)
+        self.agents = MetadataAgents(sessions, self.store)
 
     async def prepare(self) -> None:
         await db.migrate(self._engine, _MIGRATIONS, version_table="ai_alembic_version")
@@ -80,12 +85,17 @@ class AiServer(GrpcServer):
             TranscriptionServicer(self.service), server
         )
         summary_service_pb2_grpc.add_SummaryServiceServicer_to_server(SummaryServicer(self.service), server)
+        metadata_agent_service_pb2_grpc.add_MetadataAgentServiceServicer_to_server(
+            MetadataAgentServicer(self.agents), server
+        )
         return SERVICE_NAMES
 
     async def started(self) -> None:
         await self.runner.resume()
+        await self.agents.resume()
 
     async def stopped(self) -> None:
+        await self.agents.aclose()
         await self.runner.aclose()
         await self._auth.aclose()
         await self._engine.dispose()

@@ -9,6 +9,8 @@ import grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
+from parley.ai.v1 import metadata_agent_service_pb2_grpc as agent_grpc
 from parley.ai.v1 import resources_pb2 as res
 from parley.ai.v1 import summary_service_pb2 as summary_pb
 from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
@@ -17,6 +19,7 @@ from parley.ai.v1 import transcription_service_pb2_grpc as transcription_grpc
 from parley.server import validate
 
 from . import _mapper
+from ._agents import MetadataAgents
 from ._caller import current_caller
 from ._errors import InvalidArgument
 from ._models import JobState, SummaryRow, TranscriptionRow
@@ -136,3 +139,26 @@ class SummaryServicer(summary_grpc.SummaryServiceServicer):
     async def DeleteSummary(self, request: summary_pb.DeleteSummaryRequest, context: Context) -> empty_pb2.Empty:
         await self._service.delete(current_caller(), SummaryRow, _id(request.name))
         return empty_pb2.Empty()
+
+
+class MetadataAgentServicer(agent_grpc.MetadataAgentServiceServicer):
+    def __init__(self, agents: MetadataAgents) -> None:
+        self._agents = agents
+
+    async def StartMetadataAgent(
+        self, request: agent_pb.StartMetadataAgentRequest, context: Context
+    ) -> agent_pb.MetadataAgent:
+        row = await self._agents.start(
+            current_caller(), request.agent_id, room=request.room, sfu_url=request.sfu_url, token=request.join_token
+        )
+        return _mapper.metadata_agent(row)
+
+    async def GetMetadataAgent(
+        self, request: agent_pb.GetMetadataAgentRequest, context: Context
+    ) -> agent_pb.MetadataAgent:
+        return _mapper.metadata_agent(*await self._agents.get(current_caller(), _id(request.name)))
+
+    async def StopMetadataAgent(
+        self, request: agent_pb.StopMetadataAgentRequest, context: Context
+    ) -> agent_pb.MetadataAgent:
+        return _mapper.metadata_agent(await self._agents.stop(current_caller(), _id(request.name)))

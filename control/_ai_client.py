@@ -1,5 +1,6 @@
-"""Control as a client of the AI service (``parley.ai.v1``): transcribing a saved recording
-and summarizing its transcript, with control's own API key (``ai:read`` and ``ai:write``).
+"""Control as a client of the AI service (``parley.ai.v1``): sending a metadata agent into a
+recorded meeting, transcribing a saved recording and summarizing its transcript, with control's
+own API key (``ai:read`` and ``ai:write``).
 
 The channel is opened on first use, inside the running event loop (grpc.aio channels belong to
 the loop that creates them), and closed by ``aclose``.
@@ -8,12 +9,14 @@ the loop that creates them), and closed by ``aclose``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
 
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
+from parley.ai.v1 import metadata_agent_service_pb2_grpc as agent_grpc
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.ai.v1 import summary_service_pb2 as summary_pb
 from parley.ai.v1 import summary_service_pb2_grpc as summary_grpc
@@ -66,6 +69,7 @@ class AiClient:
         self._channel: grpc.aio.Channel | None = None
         self._transcriptions: transcription_grpc.TranscriptionServiceAsyncStub | None = None
         self._summaries: summary_grpc.SummaryServiceAsyncStub | None = None
+        self._agents: agent_grpc.MetadataAgentServiceAsyncStub | None = None
 
     def use_api_key(self, api_key: str) -> None:
         """Calls with ``api_key`` from now on (``parley up`` creates control's key once
@@ -77,13 +81,19 @@ class AiClient:
             self._channel = grpc.aio.insecure_channel(self.target)
             self._transcriptions = transcription_grpc.TranscriptionServiceStub(self._channel)
             self._summaries = summary_grpc.SummaryServiceStub(self._channel)
+            self._agents = agent_grpc.MetadataAgentServiceStub(self._channel)
         return self._transcriptions, self._summaries
+
+    def _agent_stub(self) -> agent_grpc.MetadataAgentServiceAsyncStub:
+        self._open()
+        assert self._agents is not None
+        return self._agents
 
     async def aclose(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
-            self._transcriptions = self._summaries = None
+            self._transcriptions = self._summaries = self._agents = None
 
     def _call_metadata(self) -> list[tuple[str, str]]:
         metadata = list(self._metadata)
@@ -120,12 +130,18 @@ class AiClient:
         return upload.name
 
     async def create_transcription(
-        self, source: ai_res.MediaSource, *, language: str, vocabulary: str = ""
+        self,
+        source: ai_res.MediaSource,
+        *,
+        language: str,
+        vocabulary: str = "",
+        speaker_timeline: Sequence[ai_res.SpeakerTurn] = (),
     ) -> ai_res.Transcription:
         transcriptions, _ = self._open()
-        request = transcription_pb.CreateTranscriptionRequest(
-            transcription=ai_res.Transcription(source=source, language=language, vocabulary=vocabulary)
+        transcription = ai_res.Transcription(
+            source=source, language=language, vocabulary=vocabulary, speaker_timeline=speaker_timeline
         )
+        request = transcription_pb.CreateTranscriptionRequest(transcription=transcription)
         return await self._call(
             lambda: transcriptions.CreateTranscription(request, metadata=self._call_metadata(), timeout=self._timeout)
         )
@@ -151,4 +167,29 @@ class AiClient:
         request = summary_pb.GetSummaryRequest(name=name)
         return await self._call(
             lambda: summaries.GetSummary(request, metadata=self._call_metadata(), timeout=self._timeout)
+        )
+
+    async def start_metadata_agent(
+        self, agent_id: str, *, room: str, sfu_url: str, join_token: str
+    ) -> agent_pb.MetadataAgent:
+        agents = self._agent_stub()
+        request = agent_pb.StartMetadataAgentRequest(
+            room=room, sfu_url=sfu_url, join_token=join_token, agent_id=agent_id
+        )
+        return await self._call(
+            lambda: agents.StartMetadataAgent(request, metadata=self._call_metadata(), timeout=self._timeout)
+        )
+
+    async def get_metadata_agent(self, name: str) -> agent_pb.MetadataAgent:
+        agents = self._agent_stub()
+        request = agent_pb.GetMetadataAgentRequest(name=name)
+        return await self._call(
+            lambda: agents.GetMetadataAgent(request, metadata=self._call_metadata(), timeout=self._timeout)
+        )
+
+    async def stop_metadata_agent(self, name: str) -> agent_pb.MetadataAgent:
+        agents = self._agent_stub()
+        request = agent_pb.StopMetadataAgentRequest(name=name)
+        return await self._call(
+            lambda: agents.StopMetadataAgent(request, metadata=self._call_metadata(), timeout=self._timeout)
         )

@@ -63,6 +63,13 @@ class JoinUseCases(UseCases):
             room, token=token, sfu_url=await self._sfu_url(room.id), identity=identity, grants=grants, expires=expires
         )
 
+    async def service_grant(
+        self, room: RoomRow, identity: str, name: str, grants: room_pb.JoinGrants
+    ) -> room_pb.JoinGrant:
+        """A join grant for a participant that control itself sends (a metadata agent); no
+        caller's rights are checked: the use case that sends it has checked its own."""
+        return await self._join_grant(room, identity, name, grants)
+
     async def join_room(
         self, caller: Principal, id_or_slug: str, *, display_name: str, lobby_ticket: str
     ) -> room_pb.JoinRoomResponse:

@@ -230,6 +230,7 @@ def recording(row: RecordingRow) -> recording_pb.Recording:
         creator=row.creator,
         transcription=row.transcription,
         summary=row.summary,
+        metadata_agent=row.metadata_agent,
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
     )

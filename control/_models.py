@@ -358,6 +358,11 @@ class RecordingRow(Base):
     #: Each participant's own audio file (TRANSCRIPT recordings), as the egress reported them:
     #: ``{"identity", "name", "key", "bucket", "offset_ms"}``.
     participant_audio: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: Its metadata agent on the AI service, ``metadataAgents/{id}``, when one was started.
+    metadata_agent: Mapped[str] = mapped_column(String(100), default="")
+    #: The wall-clock time of the file's first media (its time 0), as the egress reported it:
+    #: where the agent's timeline is placed in the file.
+    file_media_start: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -9,6 +9,12 @@ loses the recording). Every control replica runs a ``RecordingFollowups`` worker
                                                           ▼               ▼
                                                      NOTIFICATION_FAILED (error: the job's)
 
+A mixed recording (no file per participant: a screen recording with ``transcribe``) whose
+metadata agent was started waits for the agent to leave (at most ``AGENT_WAIT``) and passes its
+speaker turns, placed at the file's time 0, as the transcription's ``speaker_timeline``: each
+segment is named after who spoke most during it. Without the agent's timeline it goes on
+without names.
+
 A worker takes a recording with one conditional UPDATE (``Recordings.claim_followup``: only if
 no replica holds it), holds it for ``LEASE`` and renews that while it works. The names of the
 AI jobs are stored as soon as they exist (``Recording.transcription`` / ``summary``), so a
@@ -26,21 +32,23 @@ import contextlib
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.server.db import Sessions
 
 from ._ai_client import AiCallFailed, AiClient
 from ._domain import utcnow
 from ._models import RecordingRow, RecordingState
-from ._repos import Recordings, Rooms
+from ._repos import Recordings, Rooms, aware
 from ._settings import ControlSettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,8 @@ RETRY_FIRST = timedelta(seconds=2)
 RETRY_MAX = timedelta(minutes=5)
 #: How many recordings one worker follows at once.
 CONCURRENCY = 8
+#: How long a mixed recording's transcription waits for its metadata agent to leave.
+AGENT_WAIT = timedelta(minutes=2)
 
 J = TypeVar("J", ai_res.Transcription, ai_res.Summary)
 _J = ai_res.JobState
@@ -212,8 +222,12 @@ class RecordingFollowups:
             source = await self._source(row)
             if source is None:
                 return
+            turns = await self._speaker_timeline(row)
             created = await self.ai.create_transcription(
-                source, language=row.language, vocabulary=await self._vocabulary(row)
+                source,
+                language=row.language,
+                vocabulary=await self._vocabulary(row, {turn.speaker for turn in turns}),
+                speaker_timeline=turns,
             )
             transcription = created.name
             await self._store(recording_id, transcription=transcription)
@@ -236,13 +250,39 @@ class RecordingFollowups:
             return
         await self._finish(recording_id, failed=False)
 
-    async def _vocabulary(self, row: RecordingRow) -> str:
+    async def _vocabulary(self, row: RecordingRow, speakers: set[str]) -> str:
         """What transcription is primed with: the room's title and the speakers' names."""
         async with self._reads() as session:
             room = await Rooms(session).find(row.room_id)
         words = [room.display_name or room.slug] if room is not None else []
-        words += sorted({entry["name"] for entry in row.participant_audio if entry.get("name")})
+        words += sorted(speakers | {entry["name"] for entry in row.participant_audio if entry.get("name")})
         return ", ".join(words)[:500]
+
+    async def _speaker_timeline(self, row: RecordingRow) -> list[ai_res.SpeakerTurn]:
+        """Who spoke when in a mixed recording, from its metadata agent once it has left;
+        empty when there is no agent, it failed, or it has not left within ``AGENT_WAIT``."""
+        if not row.metadata_agent or row.participant_audio:
+            return []
+        deadline = time.monotonic() + AGENT_WAIT.total_seconds()
+        while True:
+            try:
+                agent = await self.ai.get_metadata_agent(row.metadata_agent)
+            except AiCallFailed as failure:
+                if failure.transient:
+                    raise
+                log.warning("recording %s: its metadata agent is unreadable (%s): no names", row.id, failure)
+                return []
+            if agent.state != _J.JOB_STATE_RUNNING:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("recording %s: its metadata agent %s is still in the room: no names", row.id, agent.name)
+                return []
+            await asyncio.sleep(JOB_POLL_SECONDS)
+        if agent.state != _J.JOB_STATE_SUCCEEDED:
+            log.warning("recording %s: its metadata agent %s failed: %s", row.id, agent.name, agent.error.message)
+            return []
+        file_start = row.file_media_start or row.started_at
+        return placed_turns(agent, aware(file_start) if file_start is not None else None)
 
     async def _source(self, row: RecordingRow) -> ai_res.MediaSource | None:
         """Where the AI service reads the recording: each participant's own audio when the
@@ -286,6 +326,26 @@ class RecordingFollowups:
 
 
 _FAILED_PRECONDITION = int(grpc.StatusCode.FAILED_PRECONDITION.value[0])
+
+
+def placed_turns(agent: agent_pb.MetadataAgent, file_start: datetime | None) -> list[ai_res.SpeakerTurn]:
+    """An agent's speaker turns in a file's time: moved by how long after ``file_start`` (the
+    wall-clock time of the file's first media) the agent joined; what lies before the file is
+    cut off. Unmoved when the file's start is unknown."""
+    shift = 0
+    if file_start is not None and agent.HasField("start_time"):
+        shift = round((agent.start_time.ToDatetime(tzinfo=UTC) - file_start).total_seconds() * 1e9)
+    turns = []
+    for turn in agent.speaker_turns:
+        start = turn.start_offset.ToNanoseconds() + shift
+        end = turn.end_offset.ToNanoseconds() + shift
+        if end <= 0:
+            continue
+        placed = ai_res.SpeakerTurn(speaker=turn.speaker)
+        placed.start_offset.FromNanoseconds(max(0, start))
+        placed.end_offset.FromNanoseconds(end)
+        turns.append(placed)
+    return turns
 
 
 def _error_of(job: ai_res.Transcription | ai_res.Summary, what: str) -> tuple[int, str]:

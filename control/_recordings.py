@@ -44,6 +44,7 @@ from ._domain import Page, UseCases, new_id, page_of, utcnow
 from ._egress_client import CompositeRequest, EgressCallFailed, EgressClient
 from ._errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 from ._models import RUNNING_RECORDING_STATES, RecordingMode, RecordingRow, RecordingState, Role, RoomRow
+from ._recording_agents import RecordingAgents
 from ._recording_storage import RecordingStorage, StorageUnavailable
 from ._repos import Recordings, aware
 from ._settings import ControlSettings
@@ -168,10 +169,13 @@ class RecordingUseCases(UseCases):
         sessions: Sessions,
         egress: EgressClient | None,
         storage: RecordingStorage | None,
+        agents: RecordingAgents | None = None,
     ) -> None:
         super().__init__(settings, sessions)
         self.egress = egress
         self.storage = storage
+        #: Sends metadata agents into recorded meetings (when an AI service is configured).
+        self.agents = agents
 
     # -- who may -------------------------------------------------------------------------
 
@@ -205,7 +209,9 @@ class RecordingUseCases(UseCases):
     ) -> RecordingRow:
         """Records the room: the recording is written INITIATED (taking the room), then the
         egress is asked to start; if it cannot, the recording ends FAILED_TO_START (freeing
-        the room) and the caller gets RESOURCE_EXHAUSTED (no capacity) or UNAVAILABLE."""
+        the room) and the caller gets RESOURCE_EXHAUSTED (no capacity) or UNAVAILABLE. Once
+        the egress started, a metadata agent joins when metadata is collected (always for
+        TRANSCRIPT), best effort (``_recording_agents``)."""
         now = utcnow()
         async with self._writes.begin() as session:
             room = await self._room(session, id_or_slug)
@@ -256,7 +262,21 @@ class RecordingUseCases(UseCases):
             if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise ResourceExhausted(f"no egress can record now: {failure.message}") from None
             raise Unavailable(f"the egress service could not start recording: {failure}") from None
-        return await self._apply_answer(recording_id, egress, stopping=False)
+        row = await self._apply_answer(recording_id, egress, stopping=False)
+        wanted = collect_metadata or mode == RecordingMode.TRANSCRIPT
+        if self.agents is not None and wanted and row.state in RUNNING_RECORDING_STATES:
+            agent = await self.agents.start(room, recording_id)
+            if agent:
+                row = await self._set_agent(recording_id, agent)
+        return row
+
+    async def _set_agent(self, recording_id: str, agent: str) -> RecordingRow:
+        async with self._writes.begin() as session:
+            row = await Recordings(session).get(recording_id, for_update=True)
+            if row is None:
+                raise NotFound(f"recording {recording_id} not found")
+            row.metadata_agent = agent
+            return row
 
     async def stop_recording(self, caller: Principal, id_or_slug: str, recording_id: str) -> RecordingRow:
         """Stops a recording that is initiated or active (it becomes STOPPED, or FAILED_TO_STOP
@@ -274,6 +294,9 @@ class RecordingUseCases(UseCases):
         except EgressCallFailed as failure:
             log.warning("the egress could not stop recording %s: %s", recording_id, failure)
             return await self._end_with_error(recording_id, RecordingState.FAILED_TO_STOP, failure)
+        finally:
+            if self.agents is not None and row.metadata_agent:
+                await self.agents.stop(row.metadata_agent)
         return await self._apply_answer(recording_id, egress, stopping=True)
 
     async def _end_with_error(
@@ -385,6 +408,8 @@ class RecordingUseCases(UseCases):
             row.file_size_bytes = file.size_bytes
         if file.HasField("duration"):
             row.file_duration_ms = file.duration.ToMilliseconds()
+        if file.HasField("media_start_time"):
+            row.file_media_start = file.media_start_time.ToDatetime(tzinfo=UTC)
 
     async def fail_silent(self, *, now: datetime | None = None) -> int:
         """Fails the recordings whose egress has not reported for ``recording_report_timeout``

@@ -6,7 +6,8 @@ in ``_policy``; the use cases live in ``_users``, ``_rooms``, ``_joining``, ``_a
 ``_lobby``, ``_keys``, ``_meetings`` (meeting history, from the SFU's reports), ``_webhooks``
 (webhook resources; the SFU's reports write their events to the outbox, ``_outbox``, and the
 server's ``WebhookDispatcher`` sends them) and ``_recordings`` (recordings, through the egress
-service, ``_egress_client``, and their files, ``_recording_storage``; the server's
+service, ``_egress_client``, their files, ``_recording_storage``, and their metadata agents
+on the AI service, ``_recording_agents``; the server's
 ``RecordingFollowups`` has them transcribed through the AI service, ``_ai_client``).
 """
 
@@ -28,6 +29,7 @@ from ._lobby import LobbyUseCases
 from ._meetings import MeetingUseCases
 from ._models import ApiKeyRow, UserRow
 from ._outbox import OutboxSignal
+from ._recording_agents import RecordingAgents
 from ._recording_storage import recording_storage
 from ._recordings import RecordingUseCases
 from ._rooms import RoomUseCases
@@ -55,9 +57,11 @@ class ControlPlane:
         self.meetings = MeetingUseCases(settings, sessions, self.outbox_signal)
         self.webhooks = WebhookUseCases(settings, sessions, self.outbox_signal)
         egress = EgressClient(settings.egress_url, settings.service_api_key) if settings.egress_url else None
-        self.recordings = RecordingUseCases(settings, sessions, egress, recording_storage(settings))
-        #: The AI service that transcribes saved recordings (``RecordingFollowups``), if any.
+        #: The AI service that transcribes saved recordings (``RecordingFollowups``) and sends
+        #: metadata agents into recorded meetings, if any.
         self.ai = AiClient(settings.ai_url, settings.service_api_key) if settings.ai_url else None
+        agents = RecordingAgents(self.joining, self.ai) if self.ai is not None else None
+        self.recordings = RecordingUseCases(settings, sessions, egress, recording_storage(settings), agents)
 
     def use_service_key(self, api_key: str) -> None:
         """Control's own API key, for its calls to the egress and AI services, set once

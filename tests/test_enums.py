@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from google.rpc import code_pb2
 
+import ai._agent_timeline
 import ai._mapper
 import ai._models
 import control._mapper
@@ -23,6 +24,7 @@ import parley.cli
 import parley.room
 import sfu._publisher
 from parley._enums import EnumNames
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.ai.v1 import transcription_service_pb2 as transcription_pb
 from parley.control.v1 import meeting_service_pb2 as meeting_pb
@@ -148,6 +150,7 @@ MAPS = [
     ),
     pytest.param(control_res.TrackSource, parley.TRACK_SOURCE_VALUES, parley.TRACK_SOURCE_NAMES, id="sources"),
     pytest.param(ai_res.JobState, _ai.JOB_STATES.values, _ai.JOB_STATES.names, id="job-states"),
+    pytest.param(agent_pb.MeetingEventType, _ai.MEETING_EVENTS.values, _ai.MEETING_EVENTS.names, id="meeting-events"),
     pytest.param(
         transcription_pb.TranscriptFormat,
         parley._ai.EXPORT_FORMATS.values,
@@ -189,6 +192,10 @@ def test_stored_names_are_unchanged_and_cover_the_contract(
     assert [member.value for member in column] == stored
     names = EnumNames(enum, column)
     assert [names.name(number).value for number in _named_values(enum)] == stored
+
+
+def test_the_timeline_event_types_are_the_contracts_names() -> None:
+    assert list(ai._agent_timeline.EVENT_TYPES) == list(ai._mapper.MEETING_EVENTS.values)
 
 
 def test_the_sdk_literals_are_the_contracts_names() -> None:

@@ -168,6 +168,11 @@ def test_files_and_grpc_only_methods(document: Document, routes: list[Route]) ->
     assert "HttpBody" not in document["components"]["schemas"]
     # Client streaming (UploadMedia, no http annotation) stays gRPC-only.
     assert "TranscriptionService_UploadMedia" not in operations
+    # So do the metadata agent's start and stop (only control sends agents, with join tokens);
+    # reading one is REST too.
+    assert operations["MetadataAgentService_GetMetadataAgent"][:2] == ("GET", "/v1/metadataAgents/{metadata_agent}")
+    assert not {"MetadataAgentService_StartMetadataAgent", "MetadataAgentService_StopMetadataAgent"} & set(operations)
+    assert "joinToken" not in str(_schema(document, "MetadataAgent"))
     assert not any(route.method.client_streaming for route in routes)
 
 

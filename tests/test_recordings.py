@@ -312,6 +312,24 @@ async def test_an_egress_service_that_is_down_fails_the_start(callers: Callers, 
     assert (await room.owner.start(room.name)).state == S.RECORDING_STATE_ACTIVE
 
 
+async def test_a_recording_goes_on_without_metadata_when_the_ai_service_is_away(
+    callers: Callers, database_url: str, fake_egress: FakeEgress
+) -> None:
+    room = await _room(callers)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        away = f"grpc://127.0.0.1:{probe.getsockname()[1]}"
+    settings = {"egress_url": fake_egress.url, "service_api_key": SERVICE_API_KEY, "ai_url": away}
+    async with control(database_url, **settings) as with_ai:
+        owner = Recordings(Client(with_ai.server.target, bearer=_bearer(room.owner.client)))
+        try:
+            recording = await owner.start(room.name, TRANSCRIPT)  # an agent is always wanted here
+            assert recording.state == S.RECORDING_STATE_ACTIVE and recording.metadata_agent == ""
+            assert (await owner.stop(recording.name)).state == S.RECORDING_STATE_STOPPED
+        finally:
+            await owner.client.aclose()
+
+
 async def test_without_an_egress_recording_is_not_configured(callers: Callers, database_url: str) -> None:
     room = await _room(callers)
     async with control(database_url) as plain:

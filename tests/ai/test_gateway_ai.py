@@ -35,7 +35,11 @@ def test_ai_services_go_to_the_ai_service() -> None:
     services: dict[str, set[str]] = {}
     for route in routes_for(parley_services(load_descriptor_set())):
         services.setdefault(backend_of(route), set()).add(route.method.containing_service.full_name)
-    assert services["ai"] == {"parley.ai.v1.TranscriptionService", "parley.ai.v1.SummaryService"}
+    assert services["ai"] == {
+        "parley.ai.v1.TranscriptionService",
+        "parley.ai.v1.SummaryService",
+        "parley.ai.v1.MetadataAgentService",
+    }
     assert services["control"] and not any(s.startswith("parley.ai.") for s in services["control"])
 
 

@@ -15,6 +15,8 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 from av import AudioFrame
 
+from parley.ai.v1 import metadata_agent_service_pb2 as agent_pb
+from parley.ai.v1 import metadata_agent_service_pb2_grpc as agent_grpc
 from parley.ai.v1 import resources_pb2 as ai_res
 from parley.control.v1 import recording_service_pb2 as rec_pb
 from parley.control.v1 import room_service_pb2 as room_pb
@@ -127,10 +129,12 @@ CROSSTALK = [
 ]
 
 
-def _crosstalk_wavs(folder: Path) -> tuple[dict[str, Path], list[tuple[str, float, float]]]:
-    """One WAV per speaker, all of the same length, each sentence placed where it is said: a
-    negative gap starts it that many seconds before the previous one ends. Returns the files
-    and who spoke when."""
+def _crosstalk_wavs(
+    folder: Path, lines: list[tuple[str, str, float]] = CROSSTALK, *, silent: tuple[str, ...] = ()
+) -> tuple[dict[str, Path], list[tuple[str, float, float]]]:
+    """One WAV per speaker (and one of silence for each of ``silent``), all of the same
+    length, each sentence placed where it is said: a negative gap starts it that many seconds
+    before the previous one ends. Returns the files and who spoke when."""
     import wave
 
     from ..ai.media import read_wav, speak
@@ -138,13 +142,13 @@ def _crosstalk_wavs(folder: Path) -> tuple[dict[str, Path], list[tuple[str, floa
 
     placed: list[tuple[str, np.ndarray, float]] = []
     rate, end = 22050, 0.0
-    for index, (speaker, sentence, gap) in enumerate(CROSSTALK):
+    for index, (speaker, sentence, gap) in enumerate(lines):
         samples, rate = read_wav(speak(sentence, folder / f"line{index}.wav", voice=VOICES[speaker]))
         start = max(0.0, end + gap)
         placed.append((speaker, samples, start))
         end = start + len(samples) / rate
     length = int((end + 1.0) * rate)
-    tracks = {speaker: np.zeros(length, np.float32) for speaker, _, _ in placed}
+    tracks = {speaker: np.zeros(length, np.float32) for speaker in [*(p[0] for p in placed), *silent]}
     for speaker, samples, start in placed:
         at = int(start * rate)
         tracks[speaker][at : at + len(samples)] += samples
@@ -160,10 +164,10 @@ def _crosstalk_wavs(folder: Path) -> tuple[dict[str, Path], list[tuple[str, floa
     return files, spoken
 
 
-def _own_words() -> dict[str, set[str]]:
+def _own_words(lines: list[tuple[str, str, float]] = CROSSTALK) -> dict[str, set[str]]:
     """The words only one speaker says."""
     words: dict[str, set[str]] = {}
-    for speaker, sentence, _ in CROSSTALK:
+    for speaker, sentence, _ in lines:
         words.setdefault(speaker, set()).update(normalise(sentence))
     return {
         speaker: mine - set().union(*(other for name, other in words.items() if name != speaker))
@@ -231,3 +235,93 @@ async def test_a_transcript_names_each_speaker_even_over_crosstalk(ai_recording_
     summary = await running.admin.summaries.get(ended.summary)
     assert summary.state == ai_res.JOB_STATE_SUCCEEDED, summary
     print(summary.markdown)
+
+
+# Two speakers in turn, a pause between turns.
+TURNS = [
+    ("Alice", "Good morning everyone, the budget for the new office is finally ready.", 0.0),
+    ("Bob", "The heating engineer phoned about the broken boiler yesterday.", 1.5),
+    ("Alice", "Thank you, I will send the contract to the landlord tomorrow.", 1.5),
+    ("Bob", "Great, so we schedule moving day for March.", 1.5),
+]
+
+
+async def test_a_screen_recording_transcript_is_named_from_the_metadata_agent(
+    ai_recording_stack: Stack, tmp_path: Path
+) -> None:
+    """Two bots speak in turn, a third says nothing and leaves early; a screen recording (one
+    mixed file) with a transcript: control sends the metadata agent in, and its speaker turns
+    name the transcript's segments."""
+    running = ai_recording_stack
+    files, _ = _crosstalk_wavs(tmp_path, TURNS, silent=("Carol",))
+    room = await running.admin.rooms.create(display_name="Office boiler")
+    grants = room_pb.JoinGrants(can_publish=True, can_subscribe=True)
+    bots: dict[str, Room] = {}
+    try:
+        for speaker in files:
+            grant = await running.admin.rooms.create_join_token(
+                room.name, identity=speaker.lower(), display_name=speaker, grants=grants
+            )
+            bots[speaker] = await Room.connect(grant.sfu_url, grant.token, auto_subscribe=False)
+        recording = await running.admin.recordings.start(
+            room.name, mode="screen_recording", transcribe=True, collect_metadata=True
+        )
+        assert recording.metadata_agent == f"metadataAgents/{recording.name.rsplit('/', 1)[1]}", recording
+        await recording_state(running, recording.name, {rec_pb.RECORDING_STATE_ACTIVE})
+        meeting = running.sfu.rooms.rooms[room.name.removeprefix("rooms/")]
+        deadline = time.monotonic() + 60
+        while "metadata-agent" not in meeting.sessions:  # its Ray worker starts (seconds)
+            assert time.monotonic() < deadline, "the metadata agent never joined"
+            await asyncio.sleep(0.2)
+        voices = {speaker: WavTrack(path) for speaker, path in files.items()}
+        await asyncio.gather(*(bots[s].publish(track, source="microphone") for s, track in voices.items()))
+        played = asyncio.gather(*(t.played.wait() for t in voices.values()))
+        await asyncio.wait_for(played, voices["Alice"].duration + 60)
+        await bots.pop("Carol").close()
+        await asyncio.sleep(1.5)
+        await running.admin.recordings.stop(recording.name)
+        await recording_state(running, recording.name, {rec_pb.RECORDING_STATE_SAVED})
+    finally:
+        for bot in bots.values():
+            await bot.close()
+    ended = await recording_state(
+        running,
+        recording.name,
+        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
+        within=900.0,
+    )
+    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+
+    assert running.admin.ai_channel is not None
+    agents = agent_grpc.MetadataAgentServiceStub(running.admin.ai_channel)
+    request = agent_pb.GetMetadataAgentRequest(name=ended.metadata_agent)
+    agent = await agents.GetMetadataAgent(request, metadata=running.admin._metadata)
+    assert agent.state == ai_res.JOB_STATE_SUCCEEDED and agent.room == room.name, agent
+
+    def events(kind: agent_pb.MeetingEventType.ValueType, who: str) -> int:
+        return sum(e.type == kind and e.participant_identity == who for e in agent.events)
+
+    for who in ("alice", "bob", "carol"):
+        assert events(agent_pb.MEETING_EVENT_TYPE_JOINED, who) == 1, who
+    assert events(agent_pb.MEETING_EVENT_TYPE_LEFT, "carol") == 1
+    assert events(agent_pb.MEETING_EVENT_TYPE_SPEECH_START, "alice") >= 2
+    assert events(agent_pb.MEETING_EVENT_TYPE_SPEECH_START, "bob") >= 2
+    assert events(agent_pb.MEETING_EVENT_TYPE_SPEECH_START, "carol") == 0
+    assert {turn.speaker for turn in agent.speaker_turns} == {"Alice", "Bob"}
+
+    transcription = await running.admin.transcriptions.get(ended.transcription, full=True)
+    assert not transcription.source.HasField("speaker_tracks"), transcription.source  # the mixed file
+    assert {turn.speaker for turn in transcription.speaker_timeline} == {"Alice", "Bob"}
+    for segment in transcription.segments:
+        print(f"{segment.start_offset.ToTimedelta()} {segment.speaker}: {segment.text}")
+    own = _own_words(TURNS)
+    right = wrong = 0
+    for segment in transcription.segments:
+        for word in normalise(segment.text):
+            owners = [speaker for speaker, words in own.items() if word in words]
+            if owners:
+                right += owners == [segment.speaker]
+                wrong += owners != [segment.speaker]
+    print(f"{right} of {right + wrong} speaker-specific words carry the right name")
+    assert right + wrong >= 0.7 * sum(len(words) for words in own.values())
+    assert right / (right + wrong) >= 0.9

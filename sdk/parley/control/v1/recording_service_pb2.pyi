@@ -118,7 +118,9 @@ class RecordingOptions(_message.Message):
     transcribe: _builtins.bool
     """Transcribe the saved file (always done for `RECORDING_MODE_TRANSCRIPT`), then summarize it."""
     collect_metadata: _builtins.bool
-    """Collect who spoke when, for the transcript's speaker names."""
+    """Collect who spoke when (a metadata agent joins the meeting, `Recording.metadata_agent`),
+    for the transcript's speaker names; always done for `RECORDING_MODE_TRANSCRIPT`.
+    """
     def __init__(
         self,
         *,
@@ -191,6 +193,7 @@ class Recording(_message.Message):
     STOP_TIME_FIELD_NUMBER: _builtins.int
     SAVE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    METADATA_AGENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `rooms/{room}/recordings/{recording}`, with the room's id."""
     mode: Global___RecordingMode.ValueType
@@ -205,6 +208,10 @@ class Recording(_message.Message):
     """Its transcription on the AI service, `transcriptions/{transcription}`, once asked for."""
     summary: _builtins.str
     """Its summary on the AI service, `summaries/{summary}`, once asked for."""
+    metadata_agent: _builtins.str
+    """The metadata agent on the AI service that wrote down who spoke when while it was recorded,
+    `metadataAgents/{metadata_agent}`; empty when none could be started.
+    """
     @_builtins.property
     def options(self) -> Global___RecordingOptions:
         """Transcription and metadata."""
@@ -255,10 +262,11 @@ class Recording(_message.Message):
         stop_time: _timestamp_pb2.Timestamp | None = ...,
         save_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        metadata_agent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "file", b"file", "options", b"options", "save_time", b"save_time", "start_time", b"start_time", "stop_time", b"stop_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "egress", b"egress", "error", b"error", "file", b"file", "mode", b"mode", "name", b"name", "options", b"options", "save_time", b"save_time", "start_time", b"start_time", "state", b"state", "stop_time", b"stop_time", "summary", b"summary", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "egress", b"egress", "error", b"error", "file", b"file", "metadata_agent", b"metadata_agent", "mode", b"mode", "name", b"name", "options", b"options", "save_time", b"save_time", "start_time", b"start_time", "state", b"state", "stop_time", b"stop_time", "summary", b"summary", "transcription", b"transcription", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
