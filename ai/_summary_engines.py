@@ -346,7 +346,7 @@ class VllmEngine:
         self._vllm = vllm
         # Compact JSON under a schema: with xgrammar's default (any whitespace anywhere), small
         # models spend their whole budget on newlines between a key and its value.
-        llm_kwargs.setdefault("structured_outputs_config", {"disable_any_whitespace": True})
+        llm_kwargs.setdefault("structured_outputs_config", {"backend": "xgrammar", "disable_any_whitespace": True})
         self._llm: Any = vllm.LLM(model=str(folder), dtype=dtype, max_model_len=context_tokens, **llm_kwargs)
         self._tokenizer: Any = self._llm.get_tokenizer()
         self._repetition_penalty = repetition_penalty
@@ -471,8 +471,8 @@ class OpenAIEngine:
         """Ask the endpoint for a JSON object that follows ``schema`` (``response_format`` of
         type ``json_schema``, strict: servers that support it decode under the schema).
 
-        A vLLM server should run with ``--structured-outputs-config
-        '{"disable_any_whitespace": true}'``: whitespace is the server's choice, and with any
+        A vLLM server should run with ``--structured-outputs-config '{"backend": "xgrammar",
+        "disable_any_whitespace": true}'``: whitespace is the server's choice, and with any
         whitespace allowed small models fill their budget with newlines.
 
         Raises:

@@ -578,7 +578,7 @@ def endpoint(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "--enforce-eager",
         # Compact JSON under a schema (see OpenAIEngine.complete_json).
         "--structured-outputs-config",
-        '{"disable_any_whitespace": true}',
+        '{"backend": "xgrammar", "disable_any_whitespace": true}',
         "--host",
         "127.0.0.1",
         "--port",
