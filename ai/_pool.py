@@ -45,11 +45,16 @@ class SpeechActor:
         self._model = SpeechModel(Path(folder), device=device, threads=threads, workers=workers, beam_size=beam_size)
 
     def transcribe(
-        self, pieces: list[np.ndarray], offsets: list[float], language: str, prompts: list[str]
+        self,
+        pieces: list[np.ndarray],
+        offsets: list[float],
+        language: str,
+        prompt: str,
+        contexts: list[Segment | None],
     ) -> list[ChunkResult]:
-        """Transcribes a batch of chunks, each with its prompt (one Ray round trip, one
-        batched pass)."""
-        results = self._model.transcribe_batch(pieces, offsets, language=language, prompts=prompts)
+        """Transcribes a batch of chunks, each with what was heard before it (one Ray round
+        trip, one batched pass)."""
+        results = self._model.transcribe_batch(pieces, offsets, language=language, prompt=prompt, contexts=contexts)
         # Whisper may place a last timestamp past the audio it was given: keep it inside.
         return [
             ChunkResult(segments=[_clamp(s, offset + len(piece) / 16000) for s in r.segments], language=r.language)
@@ -60,9 +65,9 @@ class SpeechActor:
         return os.getpid()
 
 
-def _last(result: ChunkResult) -> str:
+def _last(result: ChunkResult) -> Segment | None:
     """The last sentence heard: what primes the next chunk."""
-    return result.segments[-1].text if result.segments else ""
+    return result.segments[-1] if result.segments else None
 
 
 def _clamp(segment: Segment, limit: float) -> Segment:
@@ -144,7 +149,7 @@ class SpeechPool:
         per_stream = -(-len(chunks) // max(1, min(len(chunks), count * self.options.batch_size)))
         streams = [list(range(i, min(i + per_stream, len(chunks)))) for i in range(0, len(chunks), per_stream)]
 
-        async def call(spans: list[Chunk], prompts: list[str]) -> list[ChunkResult]:
+        async def call(spans: list[Chunk], contexts: list[Segment | None]) -> list[ChunkResult]:
             actor = await slots.get()
             try:
                 pieces = [audio[c.start : c.end] for c in spans]
@@ -152,7 +157,7 @@ class SpeechPool:
                 attempt = 0
                 while True:
                     attempt += 1
-                    ref = actor.transcribe.remote(pieces, offsets, language, prompts)
+                    ref = actor.transcribe.remote(pieces, offsets, language, prompt, contexts)
                     try:
                         done: list[ChunkResult] = await ref
                     except asyncio.CancelledError:
@@ -175,16 +180,15 @@ class SpeechPool:
             # A stream that starts after another gets its context from a quick look at the
             # end of the chunk before it (the last seconds only: a short decode).
             tails = [chunks[s[0] - 1] for s in group if s[0] > 0]
-            heard: list[str] = []
+            heard: list[Segment | None] = []
             if tails:
                 ends = [Chunk(max(c.start, c.end - _TAIL), c.end) for c in tails]
-                heard = [_last(r) for r in await call(ends, [prompt] * len(ends))]
-            contexts = [heard.pop(0) if s[0] > 0 else "" for s in group]
+                heard = [_last(r) for r in await call(ends, [None] * len(ends))]
+            contexts = [heard.pop(0) if s[0] > 0 else None for s in group]
             for step in range(max(len(s) for s in group)):
                 active = [k for k, s in enumerate(group) if step < len(s)]
                 batch = [group[k][step] for k in active]
-                prompts = [" ".join(p for p in (prompt, contexts[k]) if p) for k in active]
-                done = await call([chunks[i] for i in batch], prompts)
+                done = await call([chunks[i] for i in batch], [contexts[k] for k in active])
                 for k, index, result in zip(active, batch, done, strict=True):
                     results[index] = result
                     contexts[k] = _last(result)

@@ -161,41 +161,65 @@ class SpeechModel:
         )
 
     def transcribe(
-        self, audio: np.ndarray, *, offset: float = 0.0, language: str = "", prompt: str = ""
+        self,
+        audio: np.ndarray,
+        *,
+        offset: float = 0.0,
+        language: str = "",
+        prompt: str = "",
+        context: Segment | None = None,
     ) -> ChunkResult:
         """Transcribes a chunk of 16 kHz mono float32 audio; segment times are shifted by
         ``offset`` seconds (where the chunk starts in the whole media).
 
         ``prompt`` primes the model with words it should expect (participant names, the
         room's title): it is given as faster-whisper's ``hotwords``, which stay in front of
-        every 30 s window of the chunk, where ``initial_prompt`` would only reach the first.
-        A chunk whose prompted text is far shorter than its audio (a primed tiny model may
-        decide the speech was already said) is transcribed again without it.
+        every 30 s window of the chunk. ``context`` is the last segment heard before the
+        chunk, given as plain Whisper gives the text of its previous window: with its
+        timestamps (text alone makes the model run sentences together into one segment,
+        which breaks speaker attribution). A primed chunk whose text is far shorter than its
+        audio (a primed tiny model may decide the speech was already said) is transcribed
+        again without priming.
         """
-        result = self._sequential(audio, offset, language, prompt)
-        if prompt and _too_short(result.segments, len(audio) / SAMPLE_RATE):
-            unprimed = self._sequential(audio, offset, language, "")
+        result = self._sequential(audio, offset, language, prompt, context)
+        if (prompt or context) and _too_short(result.segments, len(audio) / SAMPLE_RATE):
+            unprimed = self._sequential(audio, offset, language, "", None)
             if _words(unprimed.segments) > _words(result.segments):
                 log.info("a primed chunk at %.1f s came back short; kept its unprimed text", offset)
                 return unprimed
         return result
 
-    def _sequential(self, audio: np.ndarray, offset: float, language: str, prompt: str) -> ChunkResult:
-        # Context within a chunk helps (a chunk needing a second window keeps its first's
-        # text); across chunks there is none, so chunks stay independent and parallel.
+    def _sequential(
+        self, audio: np.ndarray, offset: float, language: str, prompt: str, context: Segment | None
+    ) -> ChunkResult:
+        language = language or ("en" if self.english_only else "")
         pieces, info = self._model.transcribe(
             audio,
-            language=language or ("en" if self.english_only else None),
+            language=language or None,
             beam_size=self.beam_size,
             vad_filter=False,
+            # Within a chunk a second window keeps its first's text, as plain Whisper does.
             condition_on_previous_text=True,
+            initial_prompt=_context_tokens(self._tokenizer(language or "en"), context) if context else None,
             hotwords=prompt or None,
         )
         found = info.language or language
         return ChunkResult(segments=_segments(pieces, offset, found), language=found)
 
+    def _tokenizer(self, language: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._model
+        return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+
     def transcribe_batch(
-        self, pieces: Sequence[np.ndarray], offsets: Sequence[float], *, language: str = "", prompts: Sequence[str]
+        self,
+        pieces: Sequence[np.ndarray],
+        offsets: Sequence[float],
+        *,
+        language: str = "",
+        prompt: str = "",
+        contexts: Sequence[Segment | None],
     ) -> list[ChunkResult]:
         """Transcribes several chunks (each at most 30 s) in one batched pass, as
         faster-whisper's ``BatchedInferencePipeline`` does (one encoder call and one beam
@@ -210,19 +234,24 @@ class SpeechModel:
         language = language or ("en" if self.english_only else "")
         if len(pieces) == 1 or not language:
             return [
-                self.transcribe(p, offset=o, language=language, prompt=q)
-                for p, o, q in zip(pieces, offsets, prompts, strict=True)
+                self.transcribe(p, offset=o, language=language, prompt=prompt, context=c)
+                for p, o, c in zip(pieces, offsets, contexts, strict=True)
             ]
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         model = self._model
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        tokenizer = self._tokenizer(language)
+        prompts = [
+            model.get_prompt(
+                tokenizer, _context_tokens(tokenizer, c) if c else [], without_timestamps=False, hotwords=prompt or None
+            )
+            for c in contexts
+        ]
         features = np.stack([pad_or_trim(model.feature_extractor(p)[..., :-1]) for p in pieces])
         decoded = model.model.generate(
             model.encode(features),
-            [model.get_prompt(tokenizer, [], without_timestamps=False, hotwords=q or None) for q in prompts],
+            prompts,
             beam_size=self.beam_size,
             max_length=model.max_length,
             return_scores=True,
@@ -232,7 +261,7 @@ class SpeechModel:
             max_initial_timestamp_index=round(1.0 / model.time_precision),
         )
         results = []
-        for audio, offset, prompt, out in zip(pieces, offsets, prompts, decoded, strict=True):
+        for audio, offset, context, out in zip(pieces, offsets, contexts, decoded, strict=True):
             seconds = len(audio) / SAMPLE_RATE
             tokens = out.sequences_ids[0]
             avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
@@ -252,10 +281,17 @@ class SpeechModel:
             ]
             failed = get_compression_ratio(text) > 2.4 or (avg_logprob < -1.0 and out.no_speech_prob < 0.6)
             if failed or _incomplete(segments, offset, seconds):
-                results.append(self.transcribe(audio, offset=offset, language=language, prompt=prompt))
+                results.append(self.transcribe(audio, offset=offset, language=language, prompt=prompt, context=context))
             else:
                 results.append(ChunkResult(segments=segments, language=language))
         return results
+
+
+def _context_tokens(tokenizer: Any, segment: Segment) -> list[int]:
+    """A segment as Whisper's own previous-window tokens: ``<|0.00|> text <|end|>``."""
+    end = round(min(segment.end - segment.start, 30.0) / 0.02)
+    begin = tokenizer.timestamp_begin
+    return [begin, *tokenizer.encode(" " + segment.text.strip()), begin + end]
 
 
 def _segments(pieces: Any, offset: float, language: str) -> list[Segment]:
