@@ -242,13 +242,20 @@ class SpeechModel:
 
         model = self._model
         tokenizer = self._tokenizer(language)
+        features = np.stack([pad_or_trim(model.feature_extractor(p)[..., :-1]) for p in pieces])
+        # CTranslate2 decodes a batch whose prompts are all as long: keep each context's first
+        # token (its start timestamp) and as many of its last ones as the shortest has.
+        previous = [_context_tokens(tokenizer, c) if c else [] for c in contexts]
+        keep = min(len(p) for p in previous)
         prompts = [
             model.get_prompt(
-                tokenizer, _context_tokens(tokenizer, c) if c else [], without_timestamps=False, hotwords=prompt or None
+                tokenizer,
+                p[:1] + p[len(p) - keep + 1 :] if keep else [],
+                without_timestamps=False,
+                hotwords=prompt or None,
             )
-            for c in contexts
+            for p in previous
         ]
-        features = np.stack([pad_or_trim(model.feature_extractor(p)[..., :-1]) for p in pieces])
         decoded = model.model.generate(
             model.encode(features),
             prompts,
