@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Attempts per chunk before the job fails (first try included).
 CHUNK_ATTEMPTS = 3
+#: Samples at the end of a chunk heard again to prime the chunk after it (5 s).
+_TAIL = 5 * 16000
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -42,17 +44,36 @@ class SpeechActor:
         logging.basicConfig(level=logging.INFO)
         self._model = SpeechModel(Path(folder), device=device, threads=threads, workers=workers, beam_size=beam_size)
 
-    def transcribe(self, audio: np.ndarray, offset: float, language: str, limit: float) -> ChunkResult:
-        result = self._model.transcribe(audio, offset=offset, language=language)
+    def transcribe(
+        self,
+        pieces: list[np.ndarray],
+        offsets: list[float],
+        language: str,
+        prompt: str,
+        contexts: list[Segment | None],
+    ) -> list[ChunkResult]:
+        """Transcribes a batch of chunks, each with what was heard before it (one Ray round
+        trip, one batched pass)."""
+        results = self._model.transcribe_batch(pieces, offsets, language=language, prompt=prompt, contexts=contexts)
         # Whisper may place a last timestamp past the audio it was given: keep it inside.
-        segments = [
-            s if s.end <= limit else Segment(start=min(s.start, limit), end=limit, text=s.text, language=s.language)
-            for s in result.segments
+        return [
+            ChunkResult(segments=[_clamp(s, offset + len(piece) / 16000) for s in r.segments], language=r.language)
+            for piece, offset, r in zip(pieces, offsets, results, strict=True)
         ]
-        return ChunkResult(segments=segments, language=result.language)
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _last(result: ChunkResult) -> Segment | None:
+    """The last sentence heard: what primes the next chunk."""
+    return result.segments[-1] if result.segments else None
+
+
+def _clamp(segment: Segment, limit: float) -> Segment:
+    if segment.end <= limit:
+        return segment
+    return Segment(start=min(segment.start, limit), end=limit, text=segment.text, language=segment.language)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +85,9 @@ class SpeechPoolOptions:
     threads: int = 1
     device: str = "cpu"
     beam_size: int = 5
+    #: Streams of chunks per slot: one call carries a chunk of each, transcribed in one
+    #: batched pass. More streams: bigger batches, fewer chunks primed with what came before.
+    batch_size: int = 1
     #: Ray resources per actor; GPU engines ask for ``num_gpus``.
     num_cpus: float = 1.0
     num_gpus: float = 0.0
@@ -97,12 +121,21 @@ class SpeechPool:
         chunks: Sequence[Chunk],
         *,
         language: str = "",
+        prompt: str = "",
         on_chunk_done: Callable[[Chunk, ChunkResult], None] | None = None,
     ) -> list[ChunkResult]:
         """Transcribes ``chunks`` of ``audio`` on every actor at once; results in chunk order.
 
-        At most actors × concurrency chunks are in flight, so a long file never floods Ray's
-        queues and a cancel (cancelling this coroutine) leaves little queued work behind.
+        ``prompt``: words to expect (names, the room's title), given to every chunk.
+
+        The chunks are cut into contiguous streams, ``batch_size`` per slot (actors ×
+        concurrency); a stream's chunks go one after the other, each primed with the last
+        sentence of the one before it (context across a boundary, as plain Whisper keeps
+        across its windows: the first words after a boundary are the ones a chunk without
+        context gets wrong), and one call carries one chunk of each of a slot's streams
+        (one Ray round trip, one batched decoder pass). At most one call per slot is in
+        flight, so a long file never floods Ray's queues and a cancel (cancelling this
+        coroutine) leaves little queued work behind.
         """
         if not self.actors:
             self.start()
@@ -112,15 +145,21 @@ class SpeechPool:
             for _ in range(self.options.concurrency):
                 slots.put_nowait(actor)
         rotate = itertools.cycle(range(len(self.actors)))
+        count = slots.qsize()
+        per_stream = -(-len(chunks) // max(1, min(len(chunks), count * self.options.batch_size)))
+        streams = [list(range(i, min(i + per_stream, len(chunks)))) for i in range(0, len(chunks), per_stream)]
 
-        async def run(index: int, chunk: Chunk) -> None:
+        async def call(spans: list[Chunk], contexts: list[Segment | None]) -> list[ChunkResult]:
             actor = await slots.get()
             try:
-                for attempt in range(1, CHUNK_ATTEMPTS + 1):
-                    piece = audio[chunk.start : chunk.end]
-                    ref = actor.transcribe.remote(piece, chunk.offset, language, chunk.offset + chunk.seconds)
+                pieces = [audio[c.start : c.end] for c in spans]
+                offsets = [c.offset for c in spans]
+                attempt = 0
+                while True:
+                    attempt += 1
+                    ref = actor.transcribe.remote(pieces, offsets, language, prompt, contexts)
                     try:
-                        result: ChunkResult = await ref
+                        done: list[ChunkResult] = await ref
                     except asyncio.CancelledError:
                         ray.cancel(ref)
                         raise
@@ -128,19 +167,35 @@ class SpeechPool:
                         if attempt == CHUNK_ATTEMPTS:
                             raise
                         log.warning(
-                            "speech actor lost during chunk %d (attempt %d): %s; retrying", index, attempt, error
+                            "speech actor lost during chunks %s (attempt %d): %s; retrying", offsets, attempt, error
                         )
                         # Try another actor: the lost one is being restarted by Ray.
                         actor = self.actors[next(rotate)]
                         continue
-                    results[index] = result
-                    if on_chunk_done is not None:
-                        on_chunk_done(chunk, result)
-                    return
+                    return done
             finally:
                 slots.put_nowait(actor)
 
-        tasks = [asyncio.ensure_future(run(i, c)) for i, c in enumerate(chunks)]
+        async def run(group: list[list[int]]) -> None:
+            # A stream that starts after another gets its context from a quick look at the
+            # end of the chunk before it (the last seconds only: a short decode).
+            tails = [chunks[s[0] - 1] for s in group if s[0] > 0]
+            heard: list[Segment | None] = []
+            if tails:
+                ends = [Chunk(max(c.start, c.end - _TAIL), c.end) for c in tails]
+                heard = [_last(r) for r in await call(ends, [None] * len(ends))]
+            contexts = [heard.pop(0) if s[0] > 0 else None for s in group]
+            for step in range(max(len(s) for s in group)):
+                active = [k for k, s in enumerate(group) if step < len(s)]
+                batch = [group[k][step] for k in active]
+                done = await call([chunks[i] for i in batch], [contexts[k] for k in active])
+                for k, index, result in zip(active, batch, done, strict=True):
+                    results[index] = result
+                    contexts[k] = _last(result)
+                    if on_chunk_done is not None:
+                        on_chunk_done(chunks[index], result)
+
+        tasks = [asyncio.ensure_future(run(streams[g::count])) for g in range(min(count, len(streams)))]
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -5,6 +5,7 @@ never from a hub: ``HF_HUB_OFFLINE`` is set before faster-whisper is imported.""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import os
 import shutil
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ._types import Segment
+
+SAMPLE_RATE = 16000
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -157,25 +160,180 @@ class SpeechModel:
             time.perf_counter() - started,
         )
 
-    def transcribe(self, audio: np.ndarray, *, offset: float = 0.0, language: str = "") -> ChunkResult:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        offset: float = 0.0,
+        language: str = "",
+        prompt: str = "",
+        context: Segment | None = None,
+    ) -> ChunkResult:
         """Transcribes a chunk of 16 kHz mono float32 audio; segment times are shifted by
-        ``offset`` seconds (where the chunk starts in the whole media)."""
+        ``offset`` seconds (where the chunk starts in the whole media).
+
+        ``prompt`` primes the model with words it should expect (participant names, the
+        room's title): it is given as faster-whisper's ``hotwords``, which stay in front of
+        every 30 s window of the chunk. ``context`` is the last segment heard before the
+        chunk, given as plain Whisper gives the text of its previous window: with its
+        timestamps (text alone makes the model run sentences together into one segment,
+        which breaks speaker attribution). A primed chunk whose text is far shorter than its
+        audio (a primed tiny model may decide the speech was already said) is transcribed
+        again without priming.
+        """
+        result = self._sequential(audio, offset, language, prompt, context)
+        if (prompt or context) and _too_short(result.segments, len(audio) / SAMPLE_RATE):
+            unprimed = self._sequential(audio, offset, language, "", None)
+            if _words(unprimed.segments) > _words(result.segments):
+                log.info("a primed chunk at %.1f s came back short; kept its unprimed text", offset)
+                return unprimed
+        return result
+
+    def _sequential(
+        self, audio: np.ndarray, offset: float, language: str, prompt: str, context: Segment | None
+    ) -> ChunkResult:
+        language = language or ("en" if self.english_only else "")
         pieces, info = self._model.transcribe(
             audio,
-            language=language or ("en" if self.english_only else None),
+            language=language or None,
             beam_size=self.beam_size,
             vad_filter=False,
-            condition_on_previous_text=False,
+            # Within a chunk a second window keeps its first's text, as plain Whisper does.
+            condition_on_previous_text=True,
+            initial_prompt=_context_tokens(self._tokenizer(language or "en"), context) if context else None,
+            hotwords=prompt or None,
         )
         found = info.language or language
-        segments = [
-            Segment(
-                start=round(offset + piece.start, 3),
-                end=round(offset + piece.end, 3),
-                text=piece.text.strip(),
-                language=found,
+        return ChunkResult(segments=_segments(pieces, offset, found), language=found)
+
+    def _tokenizer(self, language: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._model
+        return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+
+    def transcribe_batch(
+        self,
+        pieces: Sequence[np.ndarray],
+        offsets: Sequence[float],
+        *,
+        language: str = "",
+        prompt: str = "",
+        contexts: Sequence[Segment | None],
+    ) -> list[ChunkResult]:
+        """Transcribes several chunks (each at most 30 s) in one batched pass, as
+        faster-whisper's ``BatchedInferencePipeline`` does (one encoder call and one beam
+        search over all of them: bigger matrices keep the CPU's threads busier than chunks
+        decoded one by one), but with a prompt per chunk (the pipeline has one for all).
+
+        A batched pass decodes one window per chunk at one temperature, so a chunk whose
+        result looks wrong (a window that stopped early, a long gap, too few words, text that
+        repeats or the model doubts) is transcribed again alone, with temperature fallback.
+        Without a language a multilingual model detects it per chunk, one by one.
+        """
+        language = language or ("en" if self.english_only else "")
+        if len(pieces) == 1 or not language:
+            return [
+                self.transcribe(p, offset=o, language=language, prompt=prompt, context=c)
+                for p, o, c in zip(pieces, offsets, contexts, strict=True)
+            ]
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self._model
+        tokenizer = self._tokenizer(language)
+        features = np.stack([pad_or_trim(model.feature_extractor(p)[..., :-1]) for p in pieces])
+        # CTranslate2 decodes a batch whose prompts are all as long: keep each context's first
+        # token (its start timestamp) and as many of its last ones as the shortest has.
+        previous = [_context_tokens(tokenizer, c) if c else [] for c in contexts]
+        keep = min(len(p) for p in previous)
+        prompts = [
+            model.get_prompt(
+                tokenizer,
+                p[:1] + p[len(p) - keep + 1 :] if keep else [],
+                without_timestamps=False,
+                hotwords=prompt or None,
             )
-            for piece in pieces
-            if piece.text.strip()
+            for p in previous
         ]
-        return ChunkResult(segments=segments, language=found)
+        decoded = model.model.generate(
+            model.encode(features),
+            prompts,
+            beam_size=self.beam_size,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            max_initial_timestamp_index=round(1.0 / model.time_precision),
+        )
+        results = []
+        for audio, offset, context, out in zip(pieces, offsets, contexts, decoded, strict=True):
+            seconds = len(audio) / SAMPLE_RATE
+            tokens = out.sequences_ids[0]
+            avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
+            text = tokenizer.decode([t for t in tokens if t < tokenizer.eot]).strip()
+            split, _seek, _single = model._split_segments_by_timestamps(
+                tokenizer=tokenizer,
+                tokens=tokens,
+                time_offset=offset,
+                segment_size=int(np.ceil(seconds) * model.frames_per_second),
+                segment_duration=seconds,
+                seek=0,
+            )
+            segments = [
+                Segment(start=round(x["start"], 3), end=round(x["end"], 3), text=t, language=language)
+                for x in split
+                if (t := tokenizer.decode(x["tokens"]).strip())
+            ]
+            failed = get_compression_ratio(text) > 2.4 or (avg_logprob < -1.0 and out.no_speech_prob < 0.6)
+            if failed or _incomplete(segments, offset, seconds):
+                results.append(self.transcribe(audio, offset=offset, language=language, prompt=prompt, context=context))
+            else:
+                results.append(ChunkResult(segments=segments, language=language))
+        return results
+
+
+def _context_tokens(tokenizer: Any, segment: Segment) -> list[int]:
+    """A segment as Whisper's own previous-window tokens: ``<|0.00|> text <|end|>``."""
+    end = round(min(segment.end - segment.start, 30.0) / 0.02)
+    begin = tokenizer.timestamp_begin
+    return [begin, *tokenizer.encode(" " + segment.text.strip()), begin + end]
+
+
+def _segments(pieces: Any, offset: float, language: str) -> list[Segment]:
+    return [
+        Segment(
+            start=round(offset + piece.start, 3),
+            end=round(offset + piece.end, 3),
+            text=piece.text.strip(),
+            language=language,
+        )
+        for piece in pieces
+        if piece.text.strip()
+    ]
+
+
+def _words(segments: Sequence[Segment]) -> int:
+    return sum(len(s.text.split()) for s in segments)
+
+
+#: Fewer words per second of chunk than this is not speech transcribed in full (people say
+#: two to three words a second; chunks are speech with short pauses).
+_MIN_WORDS_PER_SECOND = 0.8
+#: A batched result with a gap this long, or ending this long before its chunk, stopped early
+#: (or its chunk holds a long pause: then transcribing it again only costs time).
+_MAX_GAP_SECONDS = 4.0
+
+
+def _too_short(segments: Sequence[Segment], seconds: float) -> bool:
+    return _words(segments) < _MIN_WORDS_PER_SECOND * seconds
+
+
+def _incomplete(segments: Sequence[Segment], offset: float, seconds: float) -> bool:
+    """Whether a batched pass's segments miss part of their chunk (which is speech with
+    short pauses): too few words, or a long stretch without any segment."""
+    if _too_short(segments, seconds):
+        return True
+    edges = [offset, *itertools.chain.from_iterable((s.start, s.end) for s in segments), offset + seconds]
+    return max(b - a for a, b in zip(edges[::2], edges[1::2], strict=True)) > _MAX_GAP_SECONDS

@@ -1,13 +1,14 @@
-"""Transcription speed: plain faster-whisper in one process against Parley's pipeline (VAD
-chunks spread over Ray speech actors), side by side on the same generated meeting, plus the
-pipeline's overhead on a short file and the summary engines' tokens per second.
+"""Transcription speed and accuracy: plain faster-whisper in one process and faster-whisper's
+own ``BatchedInferencePipeline`` against Parley's pipeline (VAD chunks spread over Ray speech
+actors), side by side on the same generated meeting with the word error rate of each, plus
+the overhead on a short file and the summary engines' tokens per second.
 
 The meeting is espeak-ng speech (three voices taking turns, a second of silence between
 sentences, as in a real meeting's pauses) repeated to ``--minutes``. Both sides use the same
 model (tiny.en, int8, beam 5) and start from the same decoded audio; model loading is timed
 separately and left out of the transcription times.
 
-    python -m bench.ai_bench [--minutes 6] [--skip-vllm]
+    python -m bench.ai_bench [--minutes 6] [--skip-vllm] [--skip-summary]
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from ai import (
     LlamaCppEngine,
-    SpeechModel,
     SpeechPool,
     SpeechPoolOptions,
     decode_audio,
@@ -37,90 +39,117 @@ from ai import (
     start_ray,
     tokens_per_second,
 )
-from tests.ai.speech import MEETING, three_voices
+from tests.ai.speech import MEETING, three_voices, word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "parley-models"
 
 
-def _row(name: str, seconds: float, audio_seconds: float, baseline: float) -> str:
-    return f"| {name} | {seconds:.2f} | {seconds / audio_seconds:.3f} | {baseline / seconds:.2f}x |"
+def _row(name: str, seconds: float, audio_seconds: float, baseline: float, wer: float) -> str:
+    speed = f"{seconds:.2f} | {seconds / audio_seconds:.3f} | {baseline / seconds:.2f}x"
+    return f"| {name} | {speed} | {100 * wer:.1f} % |"
 
 
-def _meeting(folder: Path, minutes: float) -> np.ndarray:
+def _meeting(folder: Path, minutes: float) -> tuple[np.ndarray, str]:
+    """The meeting's audio, cut after the last sentence that fits in ``minutes``, and its text."""
     sentences: list[str] = []
     while len(sentences) * 4.5 < minutes * 60:  # a sentence plus its pause lasts about 4.5 s
         sentences += MEETING
-    path, _ = three_voices(folder / "meeting.wav", sentences)
+    path, spoken = three_voices(folder / "meeting.wav", sentences)
+    said = [s for s in spoken if s.end <= minutes * 60] or spoken[:1]
     audio = decode_audio(path)
-    return audio[: int(minutes * 60 * 16000)]
+    return audio[: int((said[-1].end + 0.5) * 16000)], " ".join(s.text for s in said)
 
 
-async def _pipeline(pool: SpeechPool, audio: np.ndarray, chunk_seconds: float) -> tuple[float, int]:
+def _text(segments: Any) -> str:
+    return " ".join(s.text for s in segments)
+
+
+async def _pipeline(pool: SpeechPool, audio: np.ndarray, chunk_seconds: float) -> tuple[float, str]:
     started = time.perf_counter()
     chunks = await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=chunk_seconds)
     results = await pool.transcribe(audio, chunks)
     elapsed = time.perf_counter() - started
-    return elapsed, sum(len(r.segments) for r in results)
+    return elapsed, " ".join(_text(r.segments) for r in results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--chunk-seconds", type=float, default=30.0)
+    parser.add_argument("--batch", type=int, default=8, help="BatchedInferencePipeline's batch size")
     parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--skip-summary", action="store_true", help="transcription only")
     args = parser.parse_args()
     folder = resolve_model("tiny.en", cache_dir=CACHE)
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         print(f"generating a {args.minutes:g}-minute meeting with espeak-ng ...", flush=True)
-        audio = _meeting(Path(tmp), args.minutes)
+        audio, reference = _meeting(Path(tmp), args.minutes)
         short = audio[: 8 * 16000]
     seconds = len(audio) / 16000
 
     started = time.perf_counter()
-    plain = SpeechModel(folder, threads=cpus, workers=1)
+    # The baselines use faster-whisper as its README shows, with Parley's model and beam.
+    model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=cpus)
     plain_load = time.perf_counter() - started
-    plain.transcribe(short)  # warm-up
-    started = time.perf_counter()
-    plain_segments = len(plain.transcribe(audio).segments)
-    plain_time = time.perf_counter() - started
-    started = time.perf_counter()
-    plain.transcribe(short)
-    plain_short = time.perf_counter() - started
-    del plain
+
+    def whole(audio: np.ndarray) -> str:
+        return _text(model.transcribe(audio, language="en", beam_size=5, vad_filter=False)[0])
+
+    pipeline = BatchedInferencePipeline(model)
+
+    def batched(audio: np.ndarray) -> str:
+        return _text(pipeline.transcribe(audio, language="en", beam_size=5, batch_size=args.batch)[0])
+
+    baselines = []
+    for label, run in (
+        (f"plain faster-whisper, one call ({cpus} threads) — baseline", whole),
+        (f"faster-whisper BatchedInferencePipeline (batch {args.batch}, {cpus} threads)", batched),
+    ):
+        run(short)  # warm-up
+        started = time.perf_counter()
+        text = run(audio)
+        elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        run(short)
+        baselines.append((label, elapsed, word_error_rate(reference, text), time.perf_counter() - started, 0.0))
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     start_ray(num_cpus=cpus, temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     rows = []
     for label, options in (
-        (f"Parley: 1 actor x {cpus} workers", SpeechPoolOptions(actors=1, concurrency=cpus, threads=1)),
-        (f"Parley: {cpus} actors x 1 worker", SpeechPoolOptions(actors=cpus, concurrency=1, threads=1)),
+        (f"Parley: 1 actor x {cpus} workers x 1 thread", SpeechPoolOptions(actors=1, concurrency=cpus, threads=1)),
+        (f"Parley: {cpus} actors x 1 worker x 1 thread", SpeechPoolOptions(actors=cpus, concurrency=1, threads=1)),
+        (
+            f"Parley: 1 actor x 1 worker x {cpus} threads, {cpus} streams batched",
+            SpeechPoolOptions(actors=1, concurrency=1, threads=cpus, batch_size=cpus),
+        ),
     ):
         pool = SpeechPool(folder, options)
         started = time.perf_counter()
         pool.start()
         asyncio.run(_pipeline(pool, short, args.chunk_seconds))  # loads the models: the warm-up
         load = time.perf_counter() - started
-        elapsed, segments = asyncio.run(_pipeline(pool, audio, args.chunk_seconds))
+        elapsed, text = asyncio.run(_pipeline(pool, audio, args.chunk_seconds))
         short_elapsed, _ = asyncio.run(_pipeline(pool, short, args.chunk_seconds))
-        rows.append((label, elapsed, segments, short_elapsed, load))
+        rows.append((label, elapsed, word_error_rate(reference, text), short_elapsed, load))
         pool.stop()
 
-    print(f"\n## Transcription: {seconds / 60:.1f} min of meeting, tiny.en int8, {cpus} CPUs\n")
-    print("| pipeline | wall s | real-time factor | speed vs plain |")
-    print("|---|---|---|---|")
-    print(_row(f"plain faster-whisper, one call ({cpus} threads) — baseline", plain_time, seconds, plain_time))
-    for label, elapsed, _segments, _short, _load in rows:
-        print(_row(label, elapsed, seconds, plain_time))
-    print(f"\nsegments: plain {plain_segments}, " + ", ".join(f"{r[0]} {r[2]}" for r in rows))
-    print(f"model load: plain {plain_load:.2f} s; " + ", ".join(f"{r[0]} {r[4]:.2f} s (incl. warm-up)" for r in rows))
-    print("\n## Short file (8 s): pipeline overhead\n")
+    plain_time, plain_short = baselines[0][1], baselines[0][3]
+    print(f"\n## Transcription: {seconds / 60:.1f} min of meeting, tiny.en int8 beam 5, {cpus} CPUs\n")
+    print("| pipeline | wall s | real-time factor | speed vs plain | WER |")
+    print("|---|---|---|---|---|")
+    for label, elapsed, wer, _short, _load in baselines + rows:
+        print(_row(label, elapsed, seconds, plain_time, wer))
+    print(f"\nmodel load: plain {plain_load:.2f} s; " + ", ".join(f"{r[0]} {r[4]:.2f} s (incl. warm-up)" for r in rows))
+    print("\n## Short file (8 s): overhead\n")
     print("| pipeline | wall s | overhead vs plain |")
     print("|---|---|---|")
-    print(f"| plain — baseline | {plain_short:.3f} | 0 % |")
-    for label, _elapsed, _segments, short_elapsed, _load in rows:
+    for label, _elapsed, _wer, short_elapsed, _load in baselines + rows:
         print(f"| {label} | {short_elapsed:.3f} | {100 * (short_elapsed / plain_short - 1):+.0f} % |")
+    if args.skip_summary:
+        return
 
     print("\n## Summary engines\n")
     print("| engine | load s | tokens/s |")
