@@ -310,7 +310,7 @@ class JobRunner:
         # Every file's chunks at once: the pool keeps its actors busy across them.
         results = await asyncio.gather(
             *(
-                pool.transcribe(audio, chunks, language=row.language, on_chunk_done=chunk_done)
+                pool.transcribe(audio, chunks, language=row.language, prompt=row.vocabulary, on_chunk_done=chunk_done)
                 for audio, chunks in zip(audios, plans, strict=True)
             )
         )
