@@ -9,6 +9,7 @@ from parley.server.ray_runtime import start_ray
 
 from ._audio import decode_audio
 from ._chunking import merge, plan_chunks
+from ._condense import plan_condensed
 from ._errors import AiError
 from ._formats import to_text
 from ._pool import SpeechPool, SpeechPoolOptions
@@ -38,6 +39,7 @@ __all__ = [
     "interleave_speakers",
     "merge",
     "plan_chunks",
+    "plan_condensed",
     "resolve_model",
     "smollm2_gguf_path",
     "start_ray",

@@ -30,6 +30,7 @@ from parley.server.db import Sessions
 
 from ._audio import MediaError, decode_audio, open_s3_object
 from ._chunking import Chunk, merge, plan_chunks
+from ._condense import Condensed, plan_condensed
 from ._formats import to_json, to_text
 from ._metrics import JOB_STATES, JOBS_ACTIVE, REAL_TIME_FACTOR
 from ._minutes import Minutes, to_markdown
@@ -286,10 +287,17 @@ class JobRunner:
             audios.append(await asyncio.to_thread(self._read_audio, source, decoded))
         total = max((s.offset + len(a) / 16000 for s, a in zip(sources, audios, strict=True)), default=0.0)
         await self._update(TranscriptionRow, job_id, duration_seconds=total, progress=_DECODE_SHARE)
-        plans = [
-            await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=self.settings.chunk_seconds)
-            for audio in audios
-        ]
+        limit = self.settings.chunk_seconds
+        condensed: list[Condensed | None] = [None] * len(audios)
+        plans: list[list[Chunk]] = []
+        for index, audio in enumerate(audios):
+            if row.source_kind == "tracks":
+                # A speaker's own track is mostly others' turns: transcribe its speech only.
+                shrunk, chunks = await asyncio.to_thread(plan_condensed, audio, max_chunk_seconds=limit)
+                condensed[index], audios[index] = shrunk, shrunk.audio
+            else:
+                chunks = await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=limit)
+            plans.append(chunks)
         speech = sum(c.seconds for chunks in plans for c in chunks) or 1.0
         log.info(
             "transcription %s: %.1f s of media in %d file(s), %d chunks (%.1f s of speech)",
@@ -316,9 +324,10 @@ class JobRunner:
         )
         await reporter.flush()
         if row.source_kind == "tracks":
-            files = [
-                (s.speaker, s.offset, merge(r.segments for r in rs)) for s, rs in zip(sources, results, strict=True)
-            ]
+            files = []
+            for source, packed, file_results in zip(sources, condensed, results, strict=True):
+                segments = merge(r.segments for r in file_results)
+                files.append((source.speaker, source.offset, packed.restore(segments) if packed else segments))
             segments = interleave_speakers(files)
         else:
             segments = merge(r.segments for r in results[0])

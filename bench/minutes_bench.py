@@ -10,8 +10,11 @@ its composite), and as their mix (the composite). Both sides run the AI service'
 with its default pool (1 speech actor × 2 chunks at once × 1 thread, tiny.en int8 beam 5) on a
 local Ray, from the files to a named transcript:
 
-- per-track: decode each speaker's file, VAD chunks of each, all transcribed at once on the
-  pool, interleaved with each file's name (``interleave_speakers``);
+- per-track: decode each speaker's file, keep its speech only (``plan_condensed``: VAD regions
+  one after the other, as the service does for ``speaker_tracks``), chunks of each, all
+  transcribed at once on the pool, times mapped back, interleaved with each file's name
+  (``interleave_speakers``); and the same on the whole files (chunks of 30 s that are mostly
+  silence: what condensing saves);
 - mixed (baseline): decode the mix, VAD chunks, transcribed on the pool, each segment named
   after the speaker who talked most during it (``attribute_speakers``) by the exact timeline
   of who spoke when (the generator's: a perfect metadata agent, the baseline's best case).
@@ -55,6 +58,7 @@ from ai import (
     interleave_speakers,
     merge,
     plan_chunks,
+    plan_condensed,
     resolve_model,
     smollm2_gguf_path,
     start_ray,
@@ -150,13 +154,21 @@ def _write(path: Path, samples: np.ndarray, rate: int) -> Path:
     return path
 
 
-async def per_track(pool: SpeechPool, files: dict[str, Path]) -> list[Segment]:
+async def per_track(pool: SpeechPool, files: dict[str, Path], *, condensed: bool = True) -> list[Segment]:
+    """As the AI service transcribes ``speaker_tracks``: each file's speech only (condensed), or,
+    with ``condensed=False``, each whole file as if it were a mixed recording."""
     audios = {name: await asyncio.to_thread(decode_audio, path) for name, path in files.items()}
-    plans = {name: await asyncio.to_thread(plan_chunks, audio) for name, audio in audios.items()}
-    results = await asyncio.gather(*(pool.transcribe(audios[name], plans[name]) for name in files))
-    return interleave_speakers(
-        [(name, 0.0, merge(r.segments for r in result)) for name, result in zip(files, results, strict=True)]
-    )
+    if condensed:
+        plans = {name: await asyncio.to_thread(plan_condensed, audio) for name, audio in audios.items()}
+        inputs = {name: (shrunk.audio, chunks) for name, (shrunk, chunks) in plans.items()}
+    else:
+        inputs = {name: (audio, await asyncio.to_thread(plan_chunks, audio)) for name, audio in audios.items()}
+    results = await asyncio.gather(*(pool.transcribe(*inputs[name]) for name in files))
+    placed = []
+    for name, result in zip(files, results, strict=True):
+        segments = merge(r.segments for r in result)
+        placed.append((name, 0.0, plans[name][0].restore(segments) if condensed else segments))
+    return interleave_speakers(placed)
 
 
 async def mixed_file(pool: SpeechPool, mixed: Path, said: list[Said]) -> list[Segment]:
@@ -219,7 +231,8 @@ def main() -> None:
         rows = []
         runs: list[tuple[str, Callable[[], Coroutine[Any, Any, list[Segment]]]]] = [
             ("mixed file + exact timeline — baseline", lambda: mixed_file(pool, mixed, said)),
-            ("per-track (Parley)", lambda: per_track(pool, files)),
+            ("per-track, whole files", lambda: per_track(pool, files, condensed=False)),
+            ("per-track, speech only (Parley)", lambda: per_track(pool, files)),
         ]
         for label, run in runs:
             cpu = process_cpu_seconds(os.getpid()) + process_cpu_seconds(actor_pid)
@@ -246,14 +259,14 @@ def main() -> None:
             f"| {base_wall / wall:.2f}x |"
         )
 
-    transcript = to_text(rows[1][4])
+    transcript = to_text(rows[-1][4])
     engine = LlamaCppEngine(smollm2_gguf_path())
     started = time.perf_counter()
     summary = summarize(transcript, engine, language="en")
     summary_seconds = time.perf_counter() - started
     print("\n## After the files exist\n")
     print(
-        f"transcript ready (per-track): {rows[1][1]:.1f} s; summary ready: {rows[1][1] + summary_seconds:.1f} s "
+        f"transcript ready (per-track): {rows[-1][1]:.1f} s; summary ready: {rows[-1][1] + summary_seconds:.1f} s "
         f"(summary {summary_seconds:.1f} s, light engine)\n"
     )
     print(json.dumps(summary.to_dict(), indent=2))

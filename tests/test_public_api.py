@@ -137,6 +137,7 @@ def test_ai_public_names() -> None:
             "interleave_speakers",
             "merge",
             "plan_chunks",
+            "plan_condensed",
             "resolve_model",
             "smollm2_gguf_path",
             "start_ray",
