@@ -21,6 +21,8 @@ from ._types import Segment
 
 #: Silence kept after each speech region (seconds): enough for Whisper to end a sentence.
 PAUSE = 0.5
+#: A segment belongs to the speech regions it overlaps by at least this much (seconds).
+MIN_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,30 @@ class Condensed:
         return (original + min(max(at - start, 0), length)) / SAMPLE_RATE
 
     def restore(self, segments: Iterable[Segment]) -> list[Segment]:
-        """Segments with their times mapped back to the original audio."""
+        """Segments with their times mapped back to the original audio.
+
+        Whisper's timestamps are loose by a few tenths of a second: a segment's start may fall
+        in the pause before its speech, its end a little into the next region. Mapped naively,
+        either would stretch it over everything said by others in between. So a segment spans
+        the regions it overlaps by at least ``MIN_OVERLAP`` (one, unless Whisper ran sentences
+        together), clamped to them."""
         restored = []
         for segment in segments:
-            start = self.original_time(segment.start)
-            end = max(start, self.original_time(segment.end))
+            start, end = self._span(segment.start, segment.end)
             restored.append(dataclasses.replace(segment, start=round(start, 3), end=round(end, 3)))
         return restored
+
+    def _span(self, start: float, end: float) -> tuple[float, float]:
+        first, last = round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)
+        least = MIN_OVERLAP * SAMPLE_RATE
+        touched = [p for p in self.pieces if min(last, p[0] + p[2]) - max(first, p[0]) >= least]
+        if not touched:  # a sliver: map its ends as they are
+            mapped = self.original_time(start)
+            return mapped, max(mapped, self.original_time(end))
+        (here, there, length), (end_here, end_there, end_length) = touched[0], touched[-1]
+        mapped_start = there + min(max(first - here, 0), length)
+        mapped_end = end_there + min(max(last - end_here, 0), end_length)
+        return mapped_start / SAMPLE_RATE, max(mapped_start, mapped_end) / SAMPLE_RATE
 
 
 def condense(audio: np.ndarray, regions: Sequence[Chunk], *, pause: float = PAUSE) -> Condensed:

@@ -31,6 +31,15 @@ def test_regions_follow_each_other_with_a_pause_and_times_map_back() -> None:
         ]
     )
     assert [(s.start, s.end) for s in restored] == [(2.5, 3.5), (3.5, 4.0), (15.25, 16.0)]
+    # Loose timestamps: a start in the pause before the speech, an end a little into the next
+    # region, stay with the speech they belong to instead of spanning the silence between.
+    loose = condensed.restore(
+        [
+            Segment(start=2.0 + PAUSE - 0.1, end=3.0 + PAUSE, text="late"),
+            Segment(start=0.0, end=2.0 + PAUSE + 0.1, text="long"),
+        ]
+    )
+    assert [(s.start, s.end) for s in loose] == [(15.0, 16.0), (2.0, 4.0)]
 
 
 def test_nothing_said_condenses_to_nothing() -> None:
