@@ -401,7 +401,7 @@ class RecordingUseCases(UseCases):
         if file.location:
             row.file_location = file.location
             if file.location.startswith("s3://"):
-                row.file_bucket = file.location.removeprefix("s3://").split("/", 1)[0]
+                row.file_bucket = _bucket_of(file.location)
         if file.content_type:
             row.file_content_type = file.content_type
         if file.size_bytes:
@@ -568,12 +568,15 @@ class RecordingUseCases(UseCases):
 
 def _participant_audio(entry: egress_res.ParticipantAudio) -> dict[str, Any]:
     """How a participant's audio file is kept in the recording's row."""
-    location = entry.file.location
-    bucket = location.removeprefix("s3://").split("/", 1)[0] if location.startswith("s3://") else ""
     return {
         "identity": entry.participant_identity,
         "name": entry.participant_name or entry.participant_identity,
         "key": entry.file.key,
-        "bucket": bucket,
+        "bucket": _bucket_of(entry.file.location),
         "offset_ms": entry.offset.ToMilliseconds(),
     }
+
+
+def _bucket_of(location: str) -> str:
+    """The bucket of an ``s3://bucket/key`` location; empty for a folder's ``file://`` one."""
+    return location.removeprefix("s3://").split("/", 1)[0] if location.startswith("s3://") else ""

@@ -68,6 +68,19 @@ class WavTrack(AudioStreamTrack):
         return frame
 
 
+async def _followed_up(running: Stack, name: str) -> rec_pb.Recording:
+    """The recording once transcribed and summarized (Whisper on two shared cores, then the
+    summary engine: minutes, not seconds); fails if its follow-up failed."""
+    ended = await recording_state(
+        running,
+        name,
+        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
+        within=900.0,
+    )
+    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+    return ended
+
+
 @pytest.fixture(scope="module")
 async def ai_recording_stack(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> AsyncIterator[Stack]:
     async with stack(tmp_path_factory.mktemp("record-transcribe"), ray_address, with_ai=True) as running:
@@ -94,14 +107,7 @@ async def test_a_transcript_recording_is_transcribed_and_summarized(ai_recording
         await recording_state(running, recording.name, {rec_pb.RECORDING_STATE_SAVED})
     finally:
         await bot.close()
-    # Whisper on two shared cores, then the summary engine: minutes, not seconds.
-    ended = await recording_state(
-        running,
-        recording.name,
-        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
-        within=900.0,
-    )
-    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+    ended = await _followed_up(running, recording.name)
     assert ended.transcription.startswith("transcriptions/") and ended.summary.startswith("summaries/")
     transcription = await running.admin.transcriptions.get(ended.transcription, full=True)
     assert transcription.state == ai_res.JOB_STATE_SUCCEEDED
@@ -201,13 +207,7 @@ async def test_a_transcript_names_each_speaker_even_over_crosstalk(ai_recording_
     finally:
         for bot in bots.values():
             await bot.close()
-    ended = await recording_state(
-        running,
-        recording.name,
-        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
-        within=900.0,
-    )
-    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+    ended = await _followed_up(running, recording.name)
     transcription = await running.admin.transcriptions.get(ended.transcription, full=True)
     assert len(transcription.source.speaker_tracks.tracks) == 3, transcription.source
     assert "Alice" in transcription.vocabulary and "Office move" in transcription.vocabulary
@@ -284,13 +284,7 @@ async def test_a_screen_recording_transcript_is_named_from_the_metadata_agent(
     finally:
         for bot in bots.values():
             await bot.close()
-    ended = await recording_state(
-        running,
-        recording.name,
-        {rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, rec_pb.RECORDING_STATE_NOTIFICATION_FAILED},
-        within=900.0,
-    )
-    assert ended.state == rec_pb.RECORDING_STATE_NOTIFICATION_SUCCEEDED, ended
+    ended = await _followed_up(running, recording.name)
 
     assert running.admin.ai_channel is not None
     agents = agent_grpc.MetadataAgentServiceStub(running.admin.ai_channel)
