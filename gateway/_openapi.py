@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 # The module, not its names: _app registers docs_routes, so it may be half-imported here.
 from . import _app
-from ._routes import _VARIABLE, Route
+from ._routes import _VARIABLE, Route, routes_for
 
 Schema = dict[str, Any]
 FD = descriptor.FieldDescriptor
@@ -313,7 +313,10 @@ class _Schemas:
         if keywords and rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
             # The rules skip the zero value ("" for a slug left to the server).
             zero = field.enum_type.values_by_number[0].name if field.enum_type else _ZERO.get(schema.get("type", ""))
-            schema["anyOf"] = [{"const": zero}, keywords]
+            # The branch repeats the type, so that code generators (openapi-typescript) do not
+            # read a branch of bare keywords as "any value".
+            typed = {"type": schema["type"]} if "type" in schema else {}
+            schema["anyOf"] = [{"const": zero}, typed | keywords]
         else:
             schema.update(keywords)
         return schema
@@ -539,6 +542,13 @@ def openapi_document(descriptor_set: descriptor_pb2.FileDescriptorSet, routes: S
             },
         },
     }
+
+
+def build_openapi_document() -> dict[str, Any]:
+    """The document ``/api/openapi.json`` serves, built from the generated descriptors without a
+    server (``scripts/gen_typescript.py`` turns it into the TypeScript SDK's REST types)."""
+    descriptor_set = _app.load_descriptor_set()
+    return openapi_document(descriptor_set, routes_for(_app.parley_services(descriptor_set)))
 
 
 def _swagger_ui_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Regenerates the Python protocol package (``sdk/parley/<domain>/v1``) from ``protos/``.
+"""Regenerates the Python protocol package (``sdk/parley/<domain>/v1``) from ``protos/``, then
+the TypeScript SDK's generated code (``scripts/gen_typescript.py``: ``sdk/typescript/src/gen``).
 
 Run: ``python scripts/gen_protos.py``. CI runs it and fails when the committed code differs.
 Outputs: ``*_pb2.py`` (messages), ``*_pb2_grpc.py`` (stubs and servicers), ``*.pyi`` stubs from
@@ -55,6 +56,10 @@ def main() -> None:
             init = pkg / "__init__.py"
             if not init.exists():
                 init.write_text('"""Generated from protos/ by scripts/gen_protos.py; do not edit."""\n')
+    # A process of its own: it imports the gateway, which must load the modules written above.
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_typescript.py")])
+    if done.returncode:
+        sys.exit(done.returncode)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def test_validation_rules(document: Document) -> None:
     # IGNORE_IF_ZERO_VALUE: "" (the server picks the slug) or a valid slug.
     assert room["slug"]["anyOf"] == [
         {"const": ""},
-        {"minLength": 3, "maxLength": 63, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
+        {"type": "string", "minLength": 3, "maxLength": 63, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
     ]
     assert room["displayName"]["maxLength"] == 200
     sources = _schema(document, "RoomConfiguration")["properties"]["publishSources"]
@@ -137,7 +137,7 @@ def test_validation_rules(document: Document) -> None:
     assert "keys:manage" in _schema(document, "ApiKey")["properties"]["scopes"]["items"]["enum"]
     assert _schema(document, "DevLoginRequest")["properties"]["email"]["anyOf"] == [
         {"const": ""},
-        {"maxLength": 320, "format": "email"},
+        {"type": "string", "maxLength": 320, "format": "email"},
     ]
 
 

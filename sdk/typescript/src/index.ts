@@ -1,0 +1,19 @@
+/**
+ * Parley's TypeScript SDK. The REST client (`createClient`) and errors here; the message types
+ * of every contract under `@parley/sdk/gen/<path>_pb.js` (for example
+ * `@parley/sdk/gen/parley/control/v1/resources_pb.js`); the browser room client `Room`.
+ */
+export {
+  createClient,
+  authMiddleware,
+  streamMessages,
+  CSRF_COOKIE,
+  CSRF_HEADER,
+  type ClientOptions,
+  type ParleyClient,
+  type Schema,
+  type components,
+  type operations,
+  type paths,
+} from "./client.js";
+export * from "./errors.js";
