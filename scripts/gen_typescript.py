@@ -49,10 +49,15 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None 
     return out
 
 
+# Not imported by a contract, but what error statuses carry (`BadRequest`, `ErrorInfo`): the
+# room client reads them from the signal socket's errors.
+_ERROR_DETAILS = "google/rpc/error_details.proto"
+
+
 def _contract_files() -> list[str]:
     """Every file the contracts are made of, imports included, but not the well-known types."""
     files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTORS.read_bytes()).file
-    return sorted(f.name for f in files if not f.name.startswith("google/protobuf/"))
+    return sorted({f.name for f in files if not f.name.startswith("google/protobuf/")} | {_ERROR_DETAILS})
 
 
 def main() -> None:

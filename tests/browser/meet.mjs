@@ -2,7 +2,9 @@
 // Usage: node meet.mjs URL   (URL of /meet.html with #token=...)
 // Prints one JSON line when the page has joined and published ({"event": "ready", ...}), one
 // when it has decoded video from the SFU ({"event": "decoded", ...}), then waits for its
-// stdin to close and exits. Messages the page sends: type "chat TEXT" on stdin.
+// stdin to close and exits. Commands on stdin: "chat TEXT" sends a chat message; "drop" closes
+// the page's signal socket as a network failure would, waits for the room to reconnect and
+// prints {"event": "resumed", ...} once video decodes again on the new connection.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -30,24 +32,41 @@ try {
     const status = await page.evaluate(() => document.getElementById("status")?.textContent);
     throw new Error(`the page did not get ready (status: ${status}): ${error.message}`);
   }
-  print({ event: "ready", published: await page.evaluate(() => [...window.parley.published.keys()]) });
+  const published = () => page.evaluate(() => window.parley.localTracks.map((t) => t.sid));
+  print({ event: "ready", published: await published() });
   // Video frames decoded from the SFU (getStats of the subscriber connection), polled.
   const decodedFrames = () =>
     page.evaluate(async () => {
-      const pc = window.parley.subscriber;
+      const pc = window.parley.subscriberConnection;
       let frames = 0;
       if (pc) (await pc.getStats()).forEach((s) => s.type === "inbound-rtp" && s.kind === "video" && (frames += s.framesDecoded || 0));
       return frames;
     });
-  let framesDecoded = 0;
-  for (const deadline = Date.now() + 30000; framesDecoded <= 10 && Date.now() < deadline; ) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    framesDecoded = await decodedFrames();
-  }
-  print({ event: "decoded", framesDecoded });
+  const decoded = async () => {
+    let framesDecoded = 0;
+    for (const deadline = Date.now() + 30000; framesDecoded <= 10 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      framesDecoded = await decodedFrames();
+    }
+    return framesDecoded;
+  };
+  print({ event: "decoded", framesDecoded: await decoded() });
   const input = readline.createInterface({ input: process.stdin });
   for await (const line of input) {
-    if (line.startsWith("chat ")) await page.evaluate((text) => window.parley.sendChat(text), line.slice(5));
+    if (line.startsWith("chat ")) await page.evaluate((text) => window.parley.sendData("chat", text), line.slice(5));
+    if (line === "drop") {
+      const before = await published();
+      const back = await page.evaluate(async () => {
+        const room = window.parley;
+        const states = [];
+        room.on("connectionStateChanged", ({ state }) => states.push(state));
+        const reconnected = room.once("reconnected");
+        room.dropSignalForTesting();
+        const { attempts } = await reconnected;
+        return { attempts, states };
+      });
+      print({ event: "resumed", ...back, before, published: await published(), framesDecoded: await decoded() });
+    }
   }
 } finally {
   await browser.close();

@@ -1,8 +1,9 @@
 """A real browser meets an SDK bot: headless Debian chromium (fake camera and microphone,
-driven by npm playwright-core) opens the gateway's meeting page, which signals through the
-WebSocket bridge (/v1/signal). The bot decodes the browser's video; the browser decodes the
-bot's (getStats framesDecoded); chat goes both ways. Also the bridge's own answers to bad
-frames and refused tokens."""
+driven by npm playwright-core) opens the gateway's meeting page, which joins with the
+TypeScript SDK's `Room` (the bundle built from sdk/typescript) through the WebSocket bridge
+(/v1/signal). The bot decodes the browser's video; the browser decodes the bot's (getStats
+framesDecoded); chat goes both ways; a signal socket closed under the page is survived. Also
+the bridge's own answers to bad frames and refused tokens."""
 
 from __future__ import annotations
 
@@ -25,10 +26,22 @@ from sfu import SfuServer
 from .conftest import ColourTrack, Mint
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
+SDK_DIR = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
 
 
 @pytest.fixture(scope="module")
-async def gateway(sfu: SfuServer) -> AsyncIterator[GatewayServer]:
+async def sdk_bundle() -> None:
+    """The page's room client, built from this checkout's SDK sources (esbuild: well under a second)."""
+    assert (SDK_DIR / "node_modules").exists(), "run ./scripts/setup (npm ci in sdk/typescript)"
+    build = await asyncio.create_subprocess_exec(
+        "npm", "run", "--silent", "build", cwd=SDK_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(build.communicate(), 120)
+    assert build.returncode == 0, output.decode()
+
+
+@pytest.fixture(scope="module")
+async def gateway(sfu: SfuServer, sdk_bundle: None) -> AsyncIterator[GatewayServer]:
     settings = GatewaySettings(
         control_target="127.0.0.1:9",  # not called here
         session_secret="browser-test-session-secret-" + "z" * 32,
@@ -86,6 +99,51 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
         await bot.close()
     left = await asyncio.wait_for(_until_gone(sfu, room_id, "browser"), 10)
     assert left
+
+
+async def test_a_browser_survives_its_signal_socket_closing(
+    sfu: SfuServer, gateway: GatewayServer, token: Mint
+) -> None:
+    """The page's signal socket closes under it (a network drop): the room joins again,
+    publishes its tracks again and receives the bot's again, and chat still works."""
+    room_id = f"resume-{uuid.uuid4().hex[:8]}"
+    bot = await Room.connect(sfu.target, token("bot", room_id))
+    await bot.publish(ColourTrack(640, 480), source="camera")
+    page = f"{gateway.url}/meet.html#token={token('browser', room_id)}"
+    browser = await asyncio.create_subprocess_exec(
+        "node", "meet.mjs", page, cwd=BROWSER_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert browser.stdin is not None
+    try:
+        ready = await _line(browser)
+        assert ready["event"] == "ready" and len(ready["published"]) == 2
+        assert (await _line(browser))["framesDecoded"] > 10
+
+        browser.stdin.write(b"drop\n")
+        await browser.stdin.drain()
+        resumed = await _line(browser)
+        assert resumed["event"] == "resumed"
+        assert resumed["states"] == ["reconnecting", "connected"]
+        # Published again (the SFU gives new sids), and the bot's video decodes on the new connection.
+        assert len(resumed["published"]) == 2 and not set(resumed["published"]) & set(resumed["before"])
+        assert resumed["framesDecoded"] > 10
+        video = await bot.wait_for(
+            "track_subscribed",
+            lambda e: e.track is not None and e.track.sid in resumed["published"] and e.track.info.kind == 2,
+            within=30,
+        )
+        assert video.track is not None and video.track.track is not None
+        frame = await asyncio.wait_for(video.track.track.recv(), 20)
+        assert isinstance(frame, VideoFrame) and frame.width == 640
+
+        browser.stdin.write(b"chat still here\n")
+        await browser.stdin.drain()
+        message = await bot.wait_for("data", lambda e: e.data is not None and e.data.payload == b"still here")
+        assert message.data is not None and message.data.participant_identity == "browser"
+    finally:
+        browser.stdin.close()
+        await asyncio.wait_for(browser.wait(), 30)
+        await bot.close()
 
 
 async def _until_gone(sfu: SfuServer, room_id: str, identity: str) -> bool:

@@ -17,3 +17,23 @@ export {
   type paths,
 } from "./client.js";
 export * from "./errors.js";
+export { Room, type PublishOptions, type RoomOptions } from "./room.js";
+export {
+  LocalTrackPublication,
+  RemoteParticipant,
+  RemoteTrackPublication,
+  RoomState,
+  type ConnectionQualityName,
+  type ConnectionState,
+  type DisconnectReason,
+  type Participant,
+  type RoomEvent,
+  type RoomEventMap,
+  type RoomEventName,
+  type RoomInfo,
+  type Track,
+  type TrackSourceName,
+} from "./state.js";
+export { Emitter } from "./emitter.js";
+export { Reconnector, backoffDelay, type BackoffOptions, type Clock, type ReconnectOutcome } from "./reconnect.js";
+export { signalUrl, SignalClosed, type WebSocketFactory } from "./signal.js";
