@@ -61,9 +61,10 @@ try {
         const states = [];
         room.on("connectionStateChanged", ({ state }) => states.push(state));
         const reconnected = room.once("reconnected");
+        const dropped = performance.now();
         room.dropSignalForTesting();
         const { attempts } = await reconnected;
-        return { attempts, states };
+        return { attempts, states, reconnectMs: Math.round(performance.now() - dropped) };
       });
       print({ event: "resumed", ...back, before, published: await published(), framesDecoded: await decoded() });
     }

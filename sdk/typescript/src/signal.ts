@@ -22,6 +22,12 @@ export type ConnectRequestMessage = MessageInitShape<typeof ConnectRequestSchema
 export type Response = ConnectResponse["message"];
 export type ResponseCase = NonNullable<Response["case"]>;
 
+/** One frame from the SFU: a `ConnectResponse` in the JSON mapping (fields a newer SFU adds
+ * are ignored). */
+export function parseResponse(text: string): Response {
+  return fromJsonString(ConnectResponseSchema, text, { registry: REGISTRY, ignoreUnknownFields: true }).message;
+}
+
 /** The typed error of a status the SFU (or the bridge) answered. */
 export function errorOfStatus(status: Status | undefined): ParleyError {
   if (!status) return new ParleyError("the SFU refused the request");
@@ -172,20 +178,19 @@ export class SignalSocket {
   }
 
   #receive(text: string): void {
-    let parsed: ConnectResponse;
+    let response: Response;
     try {
-      parsed = fromJsonString(ConnectResponseSchema, text, { registry: REGISTRY, ignoreUnknownFields: true });
+      response = parseResponse(text);
     } catch (error) {
       console.warn("parley: unreadable signal message", error);
       return;
     }
-    const response = parsed.message;
+    const failure = response.case === "error" ? response.value : undefined;
     for (const waiter of [...this.#waiters]) {
-      const failed =
-        response.case === "error" && waiter.requestId !== undefined && response.value.requestId === waiter.requestId;
+      const failed = failure !== undefined && waiter.requestId !== undefined && failure.requestId === waiter.requestId;
       if (failed || waiter.match(response)) {
         this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-        if (failed) waiter.reject(errorOfStatus(response.value.status));
+        if (failed) waiter.reject(errorOfStatus(failure.status));
         else waiter.resolve(response);
       }
     }
