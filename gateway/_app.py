@@ -30,7 +30,6 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 import parley
 from parley.sfu_registry import SfuRegistry
@@ -40,7 +39,8 @@ from ._files import files_route
 from ._observability import HttpObservability, grpc_metadata, metrics, set_route
 from ._routes import Match, Router, routes_for
 from ._settings import GatewaySettings
-from ._signal_bridge import signal_route
+from ._signal_bridge import Refused, SfuTargets, signal_route
+from ._static import WebApp
 from ._transcode import (
     TranscodeError,
     bad_request_body,
@@ -60,13 +60,15 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 #: The backends and how errors name them: the AI service serves the ``parley.ai.*``
 #: packages, the egress service ``parley.egress.*``, control everything else.
-_BACKEND_TEXT = {"control": "control", "ai": "the AI service", "egress": "the egress service"}
-_PACKAGE_BACKENDS = {"parley.ai.": "ai", "parley.egress.": "egress"}
+_BACKEND_TEXT = {"control": "control", "ai": "the AI service", "egress": "the egress service", "sfu": "the SFU"}
+#: ``parley.sfu.*`` is the SFU's ``RoomAdminService`` (the signal stream has no REST route): it
+#: goes to the node the request's room meets on (``SfuTargets``, shared with ``/v1/signal``).
+_PACKAGE_BACKENDS = {"parley.ai.": "ai", "parley.egress.": "egress", "parley.sfu.": "sfu"}
 
 
 def backend_of(route: _routes.Route) -> str:
     """``ai`` for the AI service's services (package ``parley.ai.v1``...), ``egress`` for the
-    egress service's (``parley.egress.v1``), else ``control``."""
+    egress service's (``parley.egress.v1``), ``sfu`` for the SFU's, else ``control``."""
     return next((b for prefix, b in _PACKAGE_BACKENDS.items() if route.package.startswith(prefix)), "control")
 
 
@@ -106,14 +108,18 @@ class Gateway:
     egress service for ``parley.egress.*``) and back; holds one gRPC channel per configured
     backend for the app's life."""
 
-    def __init__(self, settings: GatewaySettings, descriptor_set: descriptor_pb2.FileDescriptorSet) -> None:
+    def __init__(
+        self, settings: GatewaySettings, descriptor_set: descriptor_pb2.FileDescriptorSet, sfu: SfuTargets
+    ) -> None:
         self.settings = settings
+        self.sfu = sfu
         self.router = Router(routes_for(parley_services(descriptor_set)))
         #: Backend -> gRPC address; an empty one is not configured (its routes answer 503).
         self.targets = {
             "control": settings.control_target,
             "ai": settings.ai_target,
             "egress": settings.egress_target,
+            "sfu": "",  # per room: self.sfu
         }
         #: Run when the app stops (the signal bridge closes its SFU connections).
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -137,7 +143,8 @@ class Gateway:
     def unconfigured(self, route: _routes.Route) -> Response | None:
         """The 503 of a route whose backend this gateway has no address for, else None."""
         backend = backend_of(route)
-        if self.targets[backend]:
+        configured = self.sfu.configured if backend == "sfu" else bool(self.targets[backend])
+        if configured:
             return None
         text = f"{_BACKEND_TEXT[backend]} is not configured on this gateway"
         return _error(503, grpc.StatusCode.UNAVAILABLE, text)
@@ -157,10 +164,23 @@ class Gateway:
             self._callables[route.grpc_path] = found
         return found
 
+    async def _sfu_callable(self, match: Match, request: message.Message) -> Any:
+        """The SFU's unary method on the node the request's ``room`` meets on."""
+        channel = await self.sfu.channel_for_room(str(getattr(request, "room", "")))
+        return channel.unary_unary(
+            match.route.grpc_path,
+            request_serializer=match.route.request_type.SerializeToString,
+            response_deserializer=match.route.response_type.FromString,
+        )
+
     async def call(self, grpc_path_match: Match, request: message.Message, authorization: str) -> message.Message:
         """One unary call to the route's backend (used by the login flow too)."""
         metadata = grpc_metadata(authorization)
-        response: message.Message = await self._callable(grpc_path_match)(request, metadata=metadata)
+        if backend_of(grpc_path_match.route) == "sfu":
+            method = await self._sfu_callable(grpc_path_match, request)
+        else:
+            method = self._callable(grpc_path_match)
+        response: message.Message = await method(request, metadata=metadata)
         return response
 
     def _authorization(self, request: Request) -> tuple[str, Response | None]:
@@ -225,6 +245,8 @@ class Gateway:
             return await self._stream(match, rpc_request, authorization)
         try:
             reply = await self.call(match, rpc_request, authorization)
+        except Refused as refused:
+            return _error(503, refused.code, str(refused))
         except grpc.aio.AioRpcError as error:
             status, payload = error_from_rpc(error)
             return JSONResponse(payload, status_code=status)
@@ -323,7 +345,9 @@ AuthRoutes = Callable[["Gateway"], list[BaseRoute]]
 def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | None = None) -> Starlette:
     """The gateway app. ``extra_routes`` build more routes from the gateway (OIDC login, docs)."""
     descriptor_set = load_descriptor_set()
-    gateway = Gateway(settings, descriptor_set)
+    registry = SfuRegistry(settings.redis_url, prefix=settings.sfu_registry_prefix) if settings.redis_url else None
+    signal, sfu_targets = signal_route(settings.sfu_target, registry)
+    gateway = Gateway(settings, descriptor_set, sfu_targets)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -370,14 +394,12 @@ def create_app(settings: GatewaySettings, *, extra_routes: list[AuthRoutes] | No
         routes += build(gateway)
     if settings.oidc is None and settings.dev_login:
         routes.append(Route("/auth/login", dev_login))
-    registry = SfuRegistry(settings.redis_url, prefix=settings.sfu_registry_prefix) if settings.redis_url else None
-    signal, close_signal = signal_route(settings.sfu_target, registry)
-    gateway.on_shutdown.append(close_signal)
+    gateway.on_shutdown.append(sfu_targets.aclose)
     routes += [
         signal,
         files_route(settings),
         Route("/v1/{rest:path}", gateway.handle, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
-        Mount("/", StaticFiles(directory=settings.static_dir, html=True)),
+        Mount("/", WebApp(settings.static_dir)),
     ]
     middleware = [
         Middleware(HttpObservability),

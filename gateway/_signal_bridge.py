@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
 
 import grpc
 import jwt
@@ -43,7 +42,7 @@ def _error(code: grpc.StatusCode, text: str, request_id: int = 0) -> str:
     return _to_json(sig.ConnectResponse(error=sig.SignalError(request_id=request_id, status=status)))
 
 
-class _Targets:
+class SfuTargets:
     """Where signal streams go: the one SFU, or (with a registry) the node each room meets on."""
 
     def __init__(self, sfu_target: str, registry: SfuRegistry | None) -> None:
@@ -51,25 +50,35 @@ class _Targets:
         self.registry = registry
         self.channels: dict[str, grpc.aio.Channel] = {}
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.sfu_target or self.registry)
+
     async def channel_for(self, join: sig.JoinRequest) -> grpc.aio.Channel:
+        if self.registry is None:
+            return await self.channel_for_room("")
+        try:  # routing only: the SFU verifies the token
+            room = jwt.decode(join.token, options={"verify_signature": False})["video"]["room"]
+        except (jwt.PyJWTError, KeyError, TypeError) as error:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "malformed join token") from error
+        if not isinstance(room, str) or not ROOM_ID.fullmatch(room):
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "the join token names no valid room")
+        return await self.channel_for_room(room)
+
+    async def channel_for_room(self, room: str) -> grpc.aio.Channel:
+        """The channel to the node ``room`` (an id) meets on; the one SFU without a registry."""
         target = self.sfu_target
         if self.registry is not None:
-            try:  # routing only: the SFU verifies the token
-                room = jwt.decode(join.token, options={"verify_signature": False})["video"]["room"]
-            except (jwt.PyJWTError, KeyError, TypeError) as error:
-                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "malformed join token") from error
-            if not isinstance(room, str) or not ROOM_ID.fullmatch(room):
-                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "the join token names no valid room")
             try:
                 # Control assigned the room when it issued the token; assign only if that node died.
                 owner = await self.registry.owner(room)
                 node = await self.registry.node(owner) if owner else None
                 node = node or await self.registry.assign(room)
             except NoSfuNode as error:
-                raise _Refused(grpc.StatusCode.UNAVAILABLE, str(error)) from error
+                raise Refused(grpc.StatusCode.UNAVAILABLE, str(error)) from error
             target = node.url.removeprefix("grpc://")
         if not target:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, "no SFU is configured on this gateway")
+            raise Refused(grpc.StatusCode.UNAVAILABLE, "no SFU is configured on this gateway")
         if target not in self.channels:
             self.channels[target] = grpc.aio.insecure_channel(target)
         return self.channels[target]
@@ -82,18 +91,19 @@ class _Targets:
             await self.registry.aclose()
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """No SFU to send this to (or a malformed token): the caller answers with ``code``."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def signal_route(
-    sfu_target: str, registry: SfuRegistry | None = None
-) -> tuple[WebSocketRoute, Callable[[], Awaitable[None]]]:
+def signal_route(sfu_target: str, registry: SfuRegistry | None = None) -> tuple[WebSocketRoute, SfuTargets]:
     """The ``/v1/signal`` route, bridging to the SFU at ``sfu_target``, or to the node of the
-    joining room when a registry (multi-node) is given; and what closes its connections."""
-    targets = _Targets(sfu_target, registry)
+    joining room when a registry (multi-node) is given; and its targets, which the REST routes
+    of ``RoomAdminService`` share and whose ``aclose`` closes the connections."""
+    targets = SfuTargets(sfu_target, registry)
 
     async def bridge(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -102,7 +112,7 @@ def signal_route(
             if first is None:
                 return
             channel = await targets.channel_for(first.join)
-        except _Refused as refused:
+        except Refused as refused:
             await websocket.send_text(_error(refused.code, str(refused)))
             await websocket.close(code=4000 + refused.code.value[0])
             return
@@ -116,7 +126,7 @@ def signal_route(
             await asyncio.gather(upstream, return_exceptions=True)
             call.cancel()
 
-    return WebSocketRoute(SIGNAL_PATH, bridge), targets.aclose
+    return WebSocketRoute(SIGNAL_PATH, bridge), targets
 
 
 async def _first_request(websocket: WebSocket) -> sig.ConnectRequest | None:
@@ -129,7 +139,7 @@ async def _first_request(websocket: WebSocket) -> sig.ConnectRequest | None:
         if request is None:
             continue
         if request.WhichOneof("message") != "join":
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the first request must be join")
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "the first request must be join")
         return request
 
 

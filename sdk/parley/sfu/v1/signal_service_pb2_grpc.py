@@ -122,7 +122,9 @@ class SignalService:
 
 class RoomAdminServiceStub:
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     def __init__(self, channel):
@@ -160,7 +162,9 @@ class RoomAdminServiceStub:
 
 class RoomAdminServiceServicer:
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     def ListParticipants(self, request, context):
@@ -236,7 +240,9 @@ def add_RoomAdminServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RoomAdminService:
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     @staticmethod

@@ -81,7 +81,9 @@ def add_SignalServiceServicer_to_server(servicer: SignalServiceServicer, server:
 
 class RoomAdminServiceStub:
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     @_typing.overload
@@ -102,7 +104,9 @@ class RoomAdminServiceStub:
 @_typing.type_check_only
 class RoomAdminServiceAsyncStub(RoomAdminServiceStub):
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -119,7 +123,9 @@ class RoomAdminServiceAsyncStub(RoomAdminServiceStub):
 
 class RoomAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Room services of the SFU, for room admins: callers present a join token of the room with
-    the `roomAdmin` grant as `authorization: Bearer ...`.
+    the `roomAdmin` grant as `authorization: Bearer ...`. The gateway serves them over REST
+    under `/v1/sfu/rooms/{room}` (the room id), forwarding to the node the room meets on, so
+    that moderators in a browser mute and remove participants with the token they joined with.
     """
 
     @_abc_1.abstractmethod

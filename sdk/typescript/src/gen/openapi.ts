@@ -996,6 +996,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sfu/rooms/{room}/participants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Lists a meeting's participants, hidden ones included.
+         * @description Lists a meeting's participants, hidden ones included.
+         */
+        get: operations["RoomAdminService_ListParticipants"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sfu/rooms/{room}/participants/{identity}:remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Removes a participant from the meeting (`LEAVE_REASON_REMOVED`).
+         * @description Removes a participant from the meeting (`LEAVE_REASON_REMOVED`).
+         */
+        post: operations["RoomAdminService_RemoveParticipant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sfu/rooms/{room}/participants/{identity}/tracks/{track_sid}:mute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mutes or unmutes a participant's track.
+         * @description Mutes or unmutes a participant's track.
+         */
+        post: operations["RoomAdminService_MutePublishedTrack"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sfu/rooms/{room}/participants/{identity}:update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Changes a participant's name, metadata or permissions.
+         * @description Changes a participant's name, metadata or permissions.
+         */
+        post: operations["RoomAdminService_UpdateParticipant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sfu/rooms/{room}:sendData": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sends a data message to the room or some of its participants.
+         * @description Sends a data message to the room or some of its participants.
+         */
+        post: operations["RoomAdminService_SendData"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2198,6 +2298,102 @@ export interface components {
             /** @description Token for the next page; empty on the last page. */
             nextPageToken?: string;
         };
+        /** @description A meeting's participants. */
+        ListParticipantsResponse: {
+            /** @description The participants. */
+            participants?: components["schemas"]["Participant"][];
+        };
+        /** @description Someone in a meeting: a person in a browser, a bot, a recorder. */
+        Participant: {
+            /** @description This session's id, `PA_...`: a rejoin gets a new one. */
+            sid?: string;
+            /** @description Unique in the room (the token's subject); joining again with it replaces the old session. */
+            identity?: string;
+            /** @description Name shown to others. */
+            name?: string;
+            /** @description Application data (from the token, then as the participant updates it). */
+            metadata?: string;
+            /** @description Small application state others see, for example `hand_raised` = `true`. */
+            attributes?: {
+                [key: string]: string;
+            };
+            /** @description Tracks it publishes. */
+            tracks?: components["schemas"]["Track"][];
+            /** @description What it may do. */
+            permission?: components["schemas"]["ParticipantPermission"];
+            /**
+             * Format: date-time
+             * @description When it joined.
+             */
+            joinTime?: string;
+        };
+        /** @description A track a participant publishes. */
+        Track: {
+            /** @description The track's id in the meeting, `TR_...`. */
+            sid?: string;
+            /** @description Audio or video. */
+            kind?: components["schemas"]["TrackKind"];
+            /** @description Camera, microphone, screen share or its audio. */
+            source?: components["schemas"]["TrackSource"];
+            /** @description A name the publisher gave it. */
+            name?: string;
+            /** @description Whether the publisher has muted it: nothing is forwarded while muted. */
+            muted?: boolean;
+            /** @description The codec it is sent in, for example `video/VP8`; empty until media arrives. */
+            mimeType?: string;
+        };
+        /**
+         * @description Audio or video.
+         *
+         *     - `TRACK_KIND_UNSPECIFIED`: Not set; never valid in a request.
+         *     - `TRACK_KIND_AUDIO`: An audio track (Opus).
+         *     - `TRACK_KIND_VIDEO`: A video track (VP8).
+         * @enum {string}
+         */
+        TrackKind: "TRACK_KIND_UNSPECIFIED" | "TRACK_KIND_AUDIO" | "TRACK_KIND_VIDEO";
+        /** @description What a participant may do, from its join token (and room admins' updates). */
+        ParticipantPermission: {
+            /** @description May receive others' tracks. */
+            canSubscribe?: boolean;
+            /** @description May publish tracks (of `can_publish_sources`, or any source when that is empty). */
+            canPublish?: boolean;
+            /** @description May send data messages. */
+            canPublishData?: boolean;
+            /** @description The sources it may publish; empty: all. */
+            canPublishSources?: components["schemas"]["TrackSource"][];
+            /** @description Invisible to the others (recorders, agents). */
+            hidden?: boolean;
+            /** @description Records the meeting: subscribes to everything. */
+            recorder?: boolean;
+            /** @description May manage the room (remove participants, mute tracks, change permissions). */
+            roomAdmin?: boolean;
+        };
+        /** @description The participant was removed. */
+        RemoveParticipantResponse: Record<string, never>;
+        /** @description The data was handed to the participants' sessions. */
+        SendDataResponse: Record<string, never>;
+        /** @description A data message between participants: chat, reactions, application events. */
+        DataPacket: {
+            /** @description Reliable or lossy. */
+            kind?: components["schemas"]["DataKind"];
+            /** @description Lets receivers tell message types apart, for example `chat`, `reaction`. */
+            topic?: string;
+            /** @description The message, at most 15 KiB. */
+            payload?: string;
+            /** @description Who receives it; empty: everyone else in the room. */
+            destinationIdentities?: string[];
+            /** @description Set by the SFU on delivery: who sent it (empty when a room admin's service did). */
+            participantIdentity?: string;
+        };
+        /**
+         * @description How data messages travel.
+         *
+         *     - `DATA_KIND_UNSPECIFIED`: Not set: treated as `DATA_KIND_RELIABLE`.
+         *     - `DATA_KIND_RELIABLE`: Delivered in order, never dropped while the receiver is connected (chat).
+         *     - `DATA_KIND_LOSSY`: Dropped rather than queued when a receiver falls behind (cursor positions, reactions).
+         * @enum {string}
+         */
+        DataKind: "DATA_KIND_UNSPECIFIED" | "DATA_KIND_RELIABLE" | "DATA_KIND_LOSSY";
     };
     responses: {
         /** @description The call failed: `code` is the gRPC status code (google.rpc.Code), `details` typed details such as `google.rpc.BadRequest`. */
@@ -3925,6 +4121,163 @@ export interface operations {
                         result?: components["schemas"]["Egress"];
                         error?: components["schemas"]["Status"];
                     } & (unknown | unknown);
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    RoomAdminService_ListParticipants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room id. */
+                room: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `ListParticipantsResponse`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListParticipantsResponse"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    RoomAdminService_RemoveParticipant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room id. */
+                room: string;
+                /** @description Who. */
+                identity: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description `RemoveParticipantResponse`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoveParticipantResponse"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    RoomAdminService_MutePublishedTrack: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room id. */
+                room: string;
+                /** @description Whose track. */
+                identity: string;
+                /** @description The track. */
+                track_sid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description Muted or not. */
+                    muted?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description `Track`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Track"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    RoomAdminService_UpdateParticipant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room id. */
+                room: string;
+                /** @description Who. */
+                identity: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description A new display name. */
+                    name?: string;
+                    /** @description New application data. */
+                    metadata?: string;
+                    /** @description New permissions. */
+                    permission?: components["schemas"]["ParticipantPermission"];
+                };
+            };
+        };
+        responses: {
+            /** @description `Participant`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Participant"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    RoomAdminService_SendData: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room id. */
+                room: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The message (`participant_identity` is ignored). */
+                    data: components["schemas"]["DataPacket"];
+                };
+            };
+        };
+        responses: {
+            /** @description `SendDataResponse`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendDataResponse"];
                 };
             };
             default: components["responses"]["Error"];

@@ -1,0 +1,66 @@
+/** One tile: a participant's camera (or initials), or a screen share, with its name and badges. */
+import { useEffect, useRef } from "react";
+import { Button } from "react-aria-components";
+import type { ConnectionQualityName } from "@parley/sdk";
+import { Icon } from "../../components/icons";
+import { useT } from "../../i18n";
+import { initials, type TileKey } from "./layout";
+
+export interface TileModel extends TileKey {
+  name: string;
+  video: MediaStreamTrack | undefined;
+  audioMuted: boolean;
+  handRaised: boolean;
+  speaking: boolean;
+  quality: ConnectionQualityName;
+}
+
+function Video({ track, mirror }: { track: MediaStreamTrack; mirror: boolean }) {
+  const element = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    const video = element.current;
+    if (!video) return;
+    video.srcObject = new MediaStream([track]);
+    void video.play().catch(() => undefined);
+  }, [track]);
+  return <video ref={element} autoPlay playsInline muted className={mirror ? "mirror" : undefined} />;
+}
+
+export function Tile({ tile, pinned, onPin }: { tile: TileModel; pinned: boolean; onPin: (key: string | null) => void }) {
+  const t = useT();
+  const label = tile.kind === "screen" ? t("meeting.screenOf", { name: tile.name }) : tile.isLocal ? t("meeting.you", { name: tile.name }) : tile.name;
+  return (
+    <figure
+      className={`tile ${tile.kind}${tile.speaking && tile.kind === "camera" ? " speaking" : ""}`}
+      data-identity={tile.identity}
+      data-kind={tile.kind}
+      data-local={tile.isLocal || undefined}
+      aria-label={label}
+    >
+      {tile.video ? <Video track={tile.video} mirror={tile.isLocal && tile.kind === "camera"} /> : <div className="avatar" aria-hidden="true">{initials(tile.name)}</div>}
+      <figcaption className="tile-label">
+        {tile.kind === "camera" && tile.audioMuted && (
+          <span className="badge muted" title={t("meeting.muted")} role="img" aria-label={t("meeting.muted")}>
+            <Icon name="micOff" size={14} />
+          </span>
+        )}
+        <span className="tile-name">{label}</span>
+        {tile.kind === "camera" && !tile.isLocal && tile.quality !== "unknown" && (
+          <span className={`quality q-${tile.quality}`} role="img" aria-label={t("meeting.quality", { quality: t(`quality.${tile.quality}`) })} title={t("meeting.quality", { quality: t(`quality.${tile.quality}`) })}>
+            <i />
+            <i />
+            <i />
+          </span>
+        )}
+      </figcaption>
+      {tile.handRaised && tile.kind === "camera" && (
+        <span className="badge hand" role="img" aria-label={t("meeting.handRaised")} title={t("meeting.handRaised")}>
+          ✋
+        </span>
+      )}
+      <Button className={`icon-button pin${pinned ? " active" : ""}`} aria-label={pinned ? t("meeting.unpin") : t("meeting.pin")} aria-pressed={pinned} onPress={() => onPin(pinned ? null : tile.key)}>
+        <Icon name="pin" size={16} />
+      </Button>
+    </figure>
+  );
+}
