@@ -30,7 +30,8 @@ export function HomePage() {
   async function start() {
     setCreating(true);
     try {
-      const { data } = await api.POST("/v1/rooms", { body: {} });
+      // An empty room would read as no room at all: name the (default) access level.
+      const { data } = await api.POST("/v1/rooms", { body: { accessLevel: "ACCESS_LEVEL_PUBLIC" } });
       if (data?.slug) navigate(`/r/${data.slug}`);
     } catch (error) {
       toasts.push(t("common.error", { message: errorText(error) }));

@@ -64,6 +64,8 @@ export function MeetingPage({ slug }: { slug: string }) {
           return again.data?.grant?.token ?? grant.token ?? "";
         },
       });
+      // For the browser tests and for debugging from the console (getStats, state).
+      (window as unknown as { parleyRoom?: Room }).parleyRoom = room;
       room.on("disconnected", ({ reason }) => setStage({ kind: "ended", message: ENDED[reason] ?? "meeting.disconnected" }));
       setStage({ kind: "meeting", room, grant, choices });
     } catch (error) {
