@@ -33,6 +33,9 @@ async function newPage(name, viewport) {
 
 const shot = (page, name) => page.screenshot({ path: `${out}/${name}.png` });
 
+/** Waits until the pre-join preview plays (a picture, not a black box, on the screenshot). */
+const previewPlaying = (page) => page.waitForFunction(() => document.querySelector("video[data-testid=preview]")?.currentTime > 0.3);
+
 async function devLogin(page, subject) {
   await page.getByRole("link", { name: "Log in" }).first().click();
   await page.getByLabel("Log in as (dev login)").fill(subject);
@@ -113,7 +116,7 @@ try {
   await host.getByRole("button", { name: "Start a meeting" }).click();
   await host.waitForURL(/\/r\/[a-z0-9-]+$/);
   const link = host.url();
-  await host.locator("video[data-testid=preview]").waitFor();
+  await previewPlaying(host);
   await shot(host, "prejoin-desktop");
   await joinFromPrejoin(host, "Ada Host");
   await host.locator("figure.tile[data-local]").first().waitFor();
@@ -125,7 +128,7 @@ try {
   // A guest (phone width) opens the link, passes pre-join, waits in the lobby, is admitted.
   const guest = await newPage("guest", PHONE);
   await guest.goto(link);
-  await guest.locator("video[data-testid=preview]").waitFor();
+  await previewPlaying(guest);
   await guest.getByLabel("Your name").fill("Bob Guest");
   await shot(guest, "prejoin-phone");
   await guest.getByRole("button", { name: "Join now" }).click();

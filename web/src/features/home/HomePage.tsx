@@ -99,7 +99,7 @@ export function HomePage() {
               {(rooms ?? []).map((room) => (
                 <li key={room.name}>
                   <Link href={`/r/${room.slug}`} className="room-link">
-                    <span className="room-title">{room.displayName || room.slug}</span>
+                    {room.displayName && <span className="room-title">{room.displayName}</span>}
                     <code>{room.slug}</code>
                   </Link>
                   <Link href={`/r/${room.slug}/recordings`} className="quiet-link">

@@ -55,7 +55,7 @@ export function Tile({ tile, pinned, onPin }: { tile: TileModel; pinned: boolean
       </figcaption>
       {tile.handRaised && tile.kind === "camera" && (
         <span className="badge hand" role="img" aria-label={t("meeting.handRaised")} title={t("meeting.handRaised")}>
-          ✋
+          <Icon name="hand" size={18} />
         </span>
       )}
       <Button className={`icon-button pin${pinned ? " active" : ""}`} aria-label={pinned ? t("meeting.unpin") : t("meeting.pin")} aria-pressed={pinned} onPress={() => onPin(pinned ? null : tile.key)}>

@@ -84,7 +84,7 @@ export function ParticipantsPanel({
       <ul className="people" aria-label={t("participants.title", { count: remotes.length + 1 })}>
         <li className="person">
           <span className="person-name">{t("meeting.you", { name: local.name })}</span>
-          {local.attributes["hand_raised"] === "true" && <span aria-label={t("meeting.handRaised")}>✋</span>}
+          {local.attributes["hand_raised"] === "true" && <span role="img" aria-label={t("meeting.handRaised")} className="hand-icon"><Icon name="hand" size={16} /></span>}
         </li>
         {remotes.map((participant) => {
           const mic = [...participant.tracks.values()].find((track) => track.source === "microphone");
@@ -95,7 +95,7 @@ export function ParticipantsPanel({
                 {participant.name || participant.identity}
                 {!user && <span className="tag">{t("participants.guest")}</span>}
               </span>
-              {participant.attributes["hand_raised"] === "true" && <span aria-label={t("meeting.handRaised")}>✋</span>}
+              {participant.attributes["hand_raised"] === "true" && <span role="img" aria-label={t("meeting.handRaised")} className="hand-icon"><Icon name="hand" size={16} /></span>}
               {(!mic || mic.muted) && (
                 <span role="img" aria-label={t("meeting.muted")} className="muted-icon">
                   <Icon name="micOff" size={16} />
