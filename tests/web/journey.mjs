@@ -33,6 +33,17 @@ async function newPage(name, viewport) {
 
 const shot = (page, name) => page.screenshot({ path: `${out}/${name}.png` });
 
+const AXE = new URL("../../web/node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+/** axe-core's serious and critical violations on the page as it is now (WCAG 2 A / AA rules). */
+async function axe(page, screen) {
+  await page.addScriptTag({ path: AXE });
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"], resultTypes: ["violations"] });
+    return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+  });
+  report("axe", { screen, violations: found });
+}
+
 /** Waits until the pre-join preview plays (a picture, not a black box, on the screenshot). */
 const previewPlaying = (page) => page.waitForFunction(() => document.querySelector("video[data-testid=preview]")?.currentTime > 0.3);
 
@@ -105,6 +116,7 @@ try {
   await shot(host, "home-desktop-logged-out");
   await devLogin(host, "ada");
   await shot(host, "home-desktop");
+  await axe(host, "home");
   const phoneHome = await newPage("phone-home", PHONE);
   await phoneHome.goto("/");
   await phoneHome.getByRole("link", { name: "Log in" }).first().waitFor();
@@ -118,6 +130,7 @@ try {
   const link = host.url();
   await previewPlaying(host);
   await shot(host, "prejoin-desktop");
+  await axe(host, "prejoin");
   await joinFromPrejoin(host, "Ada Host");
   await host.locator("figure.tile[data-local]").first().waitFor();
   const hostIdentity = await host.evaluate(() => window.parleyRoom.localParticipant.identity);
@@ -134,6 +147,7 @@ try {
   await guest.getByRole("button", { name: "Join now" }).click();
   await guest.getByRole("heading", { name: "Waiting to be let in" }).waitFor();
   await shot(guest, "lobby-phone");
+  await axe(guest, "lobby");
   await host.getByText("Bob Guest wants to join").waitFor();
   await shot(host, "meeting-desktop-lobby-notice");
   await host.getByRole("button", { name: "Admit" }).first().click();
@@ -157,6 +171,7 @@ try {
   await host.getByRole("button", { name: "Send", exact: true }).click();
   await guest.locator(".chat-text", { hasText: "Welcome, Bob" }).waitFor();
   await shot(host, "chat-desktop");
+  await axe(host, "meeting with chat");
   await shot(guest, "chat-phone");
   await guest.getByRole("button", { name: "Close" }).first().click();
   await host.getByRole("button", { name: "Close" }).first().click();

@@ -6,7 +6,8 @@ A host logs in, starts a meeting and makes the room TRUSTED; a guest at phone wi
 link, passes pre-join, waits in the lobby and is admitted; both decode each other's video (not
 black) and receive audio energy; chat goes both ways; a hand is raised and a reaction sent; the
 guest's screen share reaches the host as a tile; two more users make a 4-person meeting; the
-host mutes, then removes the guest; a restricted room's lobby denies a stranger. Screenshots of
+host mutes, then removes the guest; a restricted room's lobby denies a stranger. axe-core finds
+no serious or critical WCAG 2 A / AA violation on the home, pre-join, lobby and meeting screens. Screenshots of
 every screen at desktop and phone widths are written to ``.cache/web-screens/`` on every run.
 
 Also: the type check and vitest unit tests of the app, and its JavaScript budget."""
@@ -125,9 +126,14 @@ def test_the_meeting_journey_in_a_browser(parley_up: str) -> None:
     SCREENS.mkdir(parents=True)
     done = subprocess.run(["node", str(JOURNEY), parley_up, str(SCREENS)], capture_output=True, text=True, timeout=540)
     steps: dict[str, dict[str, Any]] = {}
+    accessibility: dict[str, list[dict[str, Any]]] = {}
     for line in done.stdout.splitlines():
         step = json.loads(line)
-        steps[step.pop("step")] = step
+        name = step.pop("step")
+        if name == "axe":
+            accessibility[step["screen"]] = step["violations"]
+        else:
+            steps[name] = step
     assert done.returncode == 0 and "done" in steps, f"the journey stopped after {list(steps)}:\n{done.stderr[-4000:]}"
 
     assert len(steps["admitted"]["guestIdentity"]) > 0
@@ -137,6 +143,9 @@ def test_the_meeting_journey_in_a_browser(parley_up: str) -> None:
     assert steps["audio"]["hostHears"] > 0 and steps["audio"]["guestHears"] > 0, steps["audio"]
     for name in ("chat", "hand", "reaction", "four", "muted", "removed", "denied"):
         assert name in steps
+    assert set(accessibility) == {"home", "prejoin", "lobby", "meeting with chat"}
+    serious = {screen: found for screen, found in accessibility.items() if found}
+    assert not serious, f"axe-core finds serious or critical violations: {serious}"
     shots = {path.stem for path in SCREENS.glob("*.png")}
     assert {"home-desktop", "home-phone", "prejoin-desktop", "prejoin-phone", "lobby-phone", "lobby-desktop"} <= shots
     assert {"meeting-desktop", "meeting-phone", "meeting-4-desktop", "chat-desktop", "chat-phone"} <= shots
