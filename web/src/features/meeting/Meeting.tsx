@@ -77,9 +77,10 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
     published.current = true;
     void (async () => {
       try {
-        if (choices.audio && choices.micOn) await room.publish(choices.audio, { source: "microphone" });
+        // The preview's tracks when it had them; captured now when Join came first.
+        if (choices.micOn) await (choices.audio ? room.publish(choices.audio, { source: "microphone" }) : room.publishMicrophone());
         else choices.audio?.stop();
-        if (choices.video && choices.camOn) await room.publish(choices.video, { source: "camera" });
+        if (choices.camOn) await (choices.video ? room.publish(choices.video, { source: "camera" }) : room.publishCamera());
       } catch (error) {
         toasts.push(t("common.error", { message: errorText(error) }));
       }
