@@ -356,6 +356,17 @@ class JoinResponse(_message.Message):
     OTHER_PARTICIPANTS_FIELD_NUMBER: _builtins.int
     ICE_SERVERS_FIELD_NUMBER: _builtins.int
     PING_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    RESUME_GRACE_FIELD_NUMBER: _builtins.int
+    RESUMED_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """A secret that proves this client holds the session: send it in `JoinRequest.resume`
+    to take the session up again after the stream dropped. Never share it.
+    """
+    resumed: _builtins.bool
+    """Whether this answers a resume: the session, its sid and its tracks' sids are the same as
+    before the drop, and nothing was told to the others.
+    """
     @_builtins.property
     def room(self) -> _resources_pb2.Room:
         """The meeting."""
@@ -376,6 +387,12 @@ class JoinResponse(_message.Message):
     def ping_interval(self) -> _duration_pb2.Duration:
         """How often to `ping`: the SFU ends sessions silent for three intervals."""
 
+    @_builtins.property
+    def resume_grace(self) -> _duration_pb2.Duration:
+        """How long the session waits for a resume after its stream drops; zero: it does not (a
+        drop leaves the meeting).
+        """
+
     def __init__(
         self,
         *,
@@ -384,10 +401,13 @@ class JoinResponse(_message.Message):
         other_participants: _abc.Iterable[_resources_pb2.Participant] | None = ...,
         ice_servers: _abc.Iterable[Global___IceServer] | None = ...,
         ping_interval: _duration_pb2.Duration | None = ...,
+        resume_token: _builtins.str = ...,
+        resume_grace: _duration_pb2.Duration | None = ...,
+        resumed: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["participant", b"participant", "ping_interval", b"ping_interval", "room", b"room"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["participant", b"participant", "ping_interval", b"ping_interval", "resume_grace", b"resume_grace", "room", b"room"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ice_servers", b"ice_servers", "other_participants", b"other_participants", "participant", b"participant", "ping_interval", b"ping_interval", "room", b"room"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ice_servers", b"ice_servers", "other_participants", b"other_participants", "participant", b"participant", "ping_interval", b"ping_interval", "resume_grace", b"resume_grace", "resume_token", b"resume_token", "resumed", b"resumed", "room", b"room"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
