@@ -325,25 +325,65 @@ class JoinRequest(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     MANUAL_SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """A join token from control (or minted with the room's signing secret)."""
     manual_subscribe: _builtins.bool
     """When false, the SFU subscribes the participant to every track it may receive, as they
     are published; when true, only to those it names in `update_subscription`.
     """
+    @_builtins.property
+    def resume(self) -> Global___ResumeSession:
+        """Set to take up an earlier session of the same participant (same token identity and
+        room) whose stream dropped, instead of joining anew. The SFU answers `joined` with
+        `resumed` set, the meeting as it is now, and a new subscriber offer; the client offers a
+        new publisher connection, announcing its tracks again with the same `cid`s, and gets
+        them back under their sids (tracks not brought back within the grace period are
+        unpublished). An unknown or ended session is refused with NOT_FOUND (join anew), a
+        wrong `resume_token` or another participant's session with PERMISSION_DENIED.
+        `manual_subscribe` is ignored: the session keeps its subscriptions.
+        """
+
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         manual_subscribe: _builtins.bool = ...,
+        resume: Global___ResumeSession | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resume", b"resume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual_subscribe", b"manual_subscribe", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual_subscribe", b"manual_subscribe", "resume", b"resume", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JoinRequest: _TypeAlias = JoinRequest  # noqa: Y015
+
+@_typing.final
+class ResumeSession(_message.Message):
+    """Which session to take up, and the proof that the caller is the one that held it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPANT_SID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    participant_sid: _builtins.str
+    """The session's participant sid (`JoinResponse.participant.sid`)."""
+    resume_token: _builtins.str
+    """The secret the SFU gave that session (`JoinResponse.resume_token`)."""
+    def __init__(
+        self,
+        *,
+        participant_sid: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["participant_sid", b"participant_sid", "resume_token", b"resume_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSession: _TypeAlias = ResumeSession  # noqa: Y015
 
 @_typing.final
 class JoinResponse(_message.Message):
