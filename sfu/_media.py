@@ -185,11 +185,28 @@ class UpTrack:
         self._nacks: dict[int, NackGenerator] = {}
         self._loss_marks: dict[int, tuple[int, int]] = {}
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._take(receiver)
+
+    def _take(self, receiver: RTCRtpReceiver) -> None:
+        self.receiver = receiver
         self._codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
         self._rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
         self._streams: dict[int, StreamStatistics] = getattr(receiver, _RECEIVER + "remote_streams")
         self._estimator = getattr(receiver, _RECEIVER + "remote_bitrate_estimator")
         receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+
+    def attach(self, receiver: RTCRtpReceiver) -> None:
+        """Continues the track from another receiver (the publisher resumed its session on a
+        new connection): its down tracks stay and start a new run on the next keyframe, so
+        subscribers keep their transceivers and see a pause, not a new track."""
+        _probe_instances(receiver, None)
+        ignore_receiver(self.receiver)  # packets still arriving on the old connection
+        self._media_ssrc = None
+        self._nacks.clear()
+        self._loss_marks.clear()
+        self._take(receiver)
+        for down in list(self.down):
+            down.restart()
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         self.arrival = time.perf_counter()

@@ -35,7 +35,22 @@ class MediaTotals:
     inbound_received: int = 0
 
 
+@dataclass
+class ResumeTotals:
+    """Session resumptions since this process started, over every node in it."""
+
+    #: Sessions taken up again by a new signal stream.
+    resumed: int = 0
+    #: Resumes of a session that no longer exists (ended, or its grace period passed).
+    not_found: int = 0
+    #: Resumes refused: a wrong resume token, or a token of another participant.
+    refused: int = 0
+    #: Sessions whose grace period passed without a resume (they left).
+    expired: int = 0
+
+
 MEDIA = MediaTotals()
+RESUMES = ResumeTotals()
 _NODES: weakref.WeakSet[SfuServer] = weakref.WeakSet()
 
 
@@ -55,6 +70,11 @@ class _SfuCollector(Collector):
         subscribed = GaugeMetricFamily(
             "parley_sfu_subscribed_tracks", "Track subscriptions served by the node.", labels=["node"]
         )
+        disconnected = GaugeMetricFamily(
+            "parley_sfu_disconnected_participants",
+            "Participants whose signal stream dropped, waiting for a resume.",
+            labels=["node"],
+        )
         pending = GaugeMetricFamily(
             "parley_sfu_report_pending", "Events waiting for control to acknowledge them.", labels=["node"]
         )
@@ -65,8 +85,15 @@ class _SfuCollector(Collector):
             participants.add_metric(label, len(sessions))
             published.add_metric(label, sum(len(s.published) for s in sessions))
             subscribed.add_metric(label, sum(len(s.subscriber.subscriptions) for s in sessions))
+            disconnected.add_metric(label, sum(s.disconnected for s in sessions))
             pending.add_metric(label, node.reporter.pending)
-        yield from (rooms, participants, published, subscribed, pending)
+        yield from (rooms, participants, published, subscribed, disconnected, pending)
+        resumes = CounterMetricFamily(
+            "parley_sfu_resumes", "Resumes of dropped signal sessions, by outcome.", labels=["outcome"]
+        )
+        for outcome in ("resumed", "not_found", "refused", "expired"):
+            resumes.add_metric([outcome], getattr(RESUMES, outcome))
+        yield resumes
         yield CounterMetricFamily(
             "parley_sfu_report_dropped",
             "Events dropped before control took them (buffer full, or refused by control).",

@@ -4,7 +4,12 @@ and the tracks it publishes over it.
 A track is announced first (``publish_track``: its source, kind and name, so the SFU knows
 what it carries), then arrives in an offer, matched to its announcement by the track id of its
 section's ``a=msid``. Sections that were not announced, or offer no codec the SFU forwards,
-are answered inactive and whatever they carry is ignored."""
+are answered inactive and whatever they carry is ignored.
+
+When its session resumes after a drop, the connection is replaced (aiortc has no ICE
+restart): the published tracks wait (``resuming``) for the client to announce them again
+with the same ``cid`` on the new connection, which gives them back their sid and their
+``UpTrack`` (``UpTrack.attach``), so that subscribers keep receiving them."""
 
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ class PublishedTrack:
     transceiver: RTCRtpTransceiver | None = None
     #: Set once unpublished: no subscriber starts forwarding it any more.
     unpublished: bool = False
+    #: The mute state the client announced when it brought the track back after a resume.
+    requested_muted: bool | None = None
 
     @property
     def media_kind(self) -> str:
@@ -104,19 +111,30 @@ class Publisher:
         self.pc: RTCPeerConnection | None = None
         self.announced: dict[str, PublishedTrack] = {}
         self.published: dict[str, PublishedTrack] = {}
+        #: Published tracks, by cid, that the client has not brought back since a resume.
+        self.resuming: dict[str, PublishedTrack] = {}
         #: Transceivers already published or refused.
         self._settled: set[RTCRtpTransceiver] = set()
 
     def announce(self, request: sig.PublishTrackRequest) -> None:
         """Takes note of a track the client's next offer will carry."""
         source = TRACK_SOURCE_NAMES[request.source]
+        back = self.resuming.get(request.cid)
+        if back is not None and back.kind == request.kind and back.source == request.source:
+            # Brought back after a resume: the same track (sid, subscribers) once negotiated.
+            del self.resuming[request.cid]
+            self.announced[request.cid] = back
+            back.requested_muted = request.muted
+            return
         if not self._grants.may_publish(source):
             raise PermissionDenied(f"your token does not allow publishing {source}")
         if SOURCE_KINDS[request.source] != request.kind:
             raise InvalidArgument.field(
                 "publish_track.kind", f"a {source} track is not {TRACK_KINDS.name(request.kind)}"
             )
-        if request.cid in self.announced or any(t.cid == request.cid for t in self.published.values()):
+        if request.cid in self.announced or any(
+            t.cid == request.cid for t in self.published.values() if t.cid not in self.resuming
+        ):
             raise AlreadyExists(f"track {request.cid} is already announced")
         if len(self.published) + len(self.announced) >= self._max_tracks:
             raise ResourceExhausted("too many tracks")
@@ -175,9 +193,23 @@ class Publisher:
     def start(self, track: PublishedTrack) -> None:
         """A track's media is negotiated: it is published, its packets ready to forward."""
         assert track.transceiver is not None
-        track.up = UpTrack(track.transceiver.receiver, track.transceiver.kind)
+        if track.up is None:
+            track.up = UpTrack(track.transceiver.receiver, track.transceiver.kind)
+        else:  # brought back after a resume
+            track.up.attach(track.transceiver.receiver)
         track.up.forwarding = not track.muted
         self.published[track.sid] = track
+
+    def restart(self) -> RTCPeerConnection | None:
+        """The session resumed: the next offer creates a new connection, on which published
+        tracks are announced again to be brought back; returns the old connection, to close."""
+        old, self.pc = self.pc, None
+        self.announced.clear()
+        self._settled.clear()
+        self.resuming = {t.cid: t for t in self.published.values()}
+        for track in self.resuming.values():
+            track.transceiver = None
+        return old
 
     def track(self, track_sid: str) -> PublishedTrack:
         track = self.published.get(track_sid)
@@ -200,6 +232,7 @@ class Publisher:
     def remove(self, track: PublishedTrack) -> None:
         """Stops publishing a track: its subscribers' copies stop."""
         self.published.pop(track.sid, None)
+        self.resuming.pop(track.cid, None)
         track.unpublished = True
         if track.up is not None:
             track.up.close()

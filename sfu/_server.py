@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -39,6 +39,7 @@ from . import _metrics as node_metrics
 from ._cluster import Cluster
 from ._data import deliver
 from ._media import check_aiortc
+from ._metrics import RESUMES
 from ._reporter import Reporter
 from ._room import Room, Rooms
 from ._session import Session
@@ -62,28 +63,34 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
     async def Connect(
         self, request_iterator: AsyncIterator[sig.ConnectRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[sig.ConnectResponse]:
-        session = await self._join(request_iterator)  # a refusal ends the call (error interceptor)
+        session, resumed = await self._join(request_iterator)  # a refusal ends the call (error interceptor)
         # Every line logged for this session from here on (its tasks included, and the call's
         # own line at the end) says whose it is.
         bind_log_context(room=session.room.id, participant=session.identity)
-        reader = asyncio.create_task(self._read(session, request_iterator))
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, (session.claims.expires_at - datetime.now(UTC)).total_seconds()),
-            lambda: asyncio.ensure_future(session.end(res.LEAVE_REASON_TOKEN_EXPIRED)),
-        )
+        outbox = session.attach()
+        if resumed:
+            session.take_up()
+        reader = session.reader = asyncio.create_task(self._read(session, outbox, request_iterator))
         try:
-            yield session.joined()
-            await session.start()
-            while (message := await session.outbox.get()) is not None:
+            yield session.joined(resumed=resumed)
+            if resumed:
+                await session.subscriber.negotiate()
+            else:
+                await session.start()
+            while (message := await outbox.get()) is not None:
                 yield message
         finally:
-            expiry.cancel()
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            await session.end(res.LEAVE_REASON_CLIENT_INITIATED)
-            log.info("%s left %s (%s)", session.identity, session.room.id, res.LeaveReason.Name(session.leave_reason))  # type: ignore[arg-type]
+            # Ended without leave (the client went away, or the call was cancelled): the
+            # session waits for a resume; nothing when it ended or another stream took it.
+            await session.detach(outbox, res.LEAVE_REASON_CONNECTION_FAILED)
+            if session.left.is_set():
+                reason = res.LeaveReason.Name(session.leave_reason)  # type: ignore[arg-type]
+                log.info("%s left %s (%s)", session.identity, session.room.id, reason)
 
-    async def _join(self, requests: AsyncIterator[sig.ConnectRequest]) -> Session:
+    async def _join(self, requests: AsyncIterator[sig.ConnectRequest]) -> tuple[Session, bool]:
+        """The session the first request joins or resumes, and whether it resumes."""
         try:
             first = await asyncio.wait_for(anext(requests), timeout=self.rooms.settings.ping_interval)
         except (StopAsyncIteration, TimeoutError) as error:
@@ -98,6 +105,8 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
             raise Unauthenticated(str(error)) from error
         if not claims.grants.room_join:
             raise PermissionDenied("the token does not grant joining the room")
+        if first.join.HasField("resume"):
+            return self._resumed(claims, first.join.resume), True
         try:
             elsewhere = await self.cluster.owner_elsewhere(claims.grants.room)
         except NoSfuNode as error:
@@ -114,14 +123,41 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
         session = Session(room, claims, manual_subscribe=first.join.manual_subscribe, closing=self.rooms.closing)
         room.admit(session)
         log.info("%s joined %s as %s", claims.identity, room.id, session.sid)
+        return session, False
+
+    def _resumed(self, claims: JoinTokenClaims, resume: sig.ResumeSession) -> Session:
+        """The session a resume takes up: one of this room on this node, the token's
+        participant's, still waiting or still connected (its drop not noticed yet), whose
+        resume token the caller presents."""
+        room = self.rooms.rooms.get(claims.grants.room)
+        sessions = list(room.sessions.values()) if room is not None else []
+        session = next((s for s in sessions if s.sid == resume.participant_sid), None)
+        if session is None or session.left.is_set():
+            RESUMES.not_found += 1
+            raise NotFound(
+                f"no session {resume.participant_sid} to resume in {claims.grants.room} (it ended): join anew",
+                reason="SESSION_NOT_FOUND",
+            )
+        if session.identity != claims.identity or not session.proves(resume.resume_token):
+            RESUMES.refused += 1
+            log.warning("refused a resume of %s's session %s by %s", session.identity, session.sid, claims.identity)
+            raise PermissionDenied(f"this resume token does not prove session {session.sid}")
+        RESUMES.resumed += 1
+        away = f" after {time.monotonic() - session.disconnected_since:.1f} s" if session.disconnected_since else ""
+        log.info("%s resumed %s in %s%s", claims.identity, session.sid, claims.grants.room, away)
         return session
 
-    async def _read(self, session: Session, requests: AsyncIterator[sig.ConnectRequest]) -> None:
+    async def _read(
+        self,
+        session: Session,
+        outbox: asyncio.Queue[sig.ConnectResponse | None],
+        requests: AsyncIterator[sig.ConnectRequest],
+    ) -> None:
         """Handles the session's requests in order; a failed request answers ``error`` to that
-        client only. Leaving, silence and floods end the session."""
+        client only. Leaving, silence and floods end the session; a stream that ends without
+        ``leave`` detaches it (it waits for a resume)."""
         settings = session.room.settings
         budget, last = 2 * REQUEST_RATE, asyncio.get_running_loop().time()
-        reason: int = res.LEAVE_REASON_CLIENT_INITIATED
         try:
             while True:
                 try:
@@ -129,8 +165,9 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    reason = res.LEAVE_REASON_CONNECTION_FAILED
-                    break
+                    # Silent on an open stream: the client is not there (no resume to wait for).
+                    await session.end(res.LEAVE_REASON_CONNECTION_FAILED)
+                    return
                 now = asyncio.get_running_loop().time()
                 budget = min(2 * REQUEST_RATE, budget + (now - last) * REQUEST_RATE) - 1
                 last = now
@@ -138,7 +175,8 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
                     self._fail(session, request, ResourceExhausted("too many signal requests; slow down"))
                     continue
                 if request.WhichOneof("message") == "leave":
-                    break
+                    await session.end(res.LEAVE_REASON_CLIENT_INITIATED)
+                    return
                 if violations := field_violations(request):
                     self._fail(session, request, InvalidArgument(violations))
                     continue
@@ -150,8 +188,8 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
                     log.exception("request %s of %s failed", request.WhichOneof("message"), session.identity)
                     self._fail(session, request, ServiceError("the SFU failed this request"))
         except grpc.RpcError:
-            reason = res.LEAVE_REASON_CONNECTION_FAILED
-        await session.end(reason)
+            pass
+        await session.detach(outbox, res.LEAVE_REASON_CONNECTION_FAILED)
 
     @staticmethod
     def _fail(session: Session, request: sig.ConnectRequest, error: ServiceError) -> None:

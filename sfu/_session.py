@@ -4,12 +4,22 @@ and its life from joining to leaving.
 Its media go through two peer connections: the client offers the *publisher* connection
 (``_publisher.py``), the SFU offers the *subscriber* connection (``_subscriber.py``). What it
 receives is the room's business (``Room.subscribe``, ``Room.track_published``); data
-messages and metadata are in ``_data.py``."""
+messages and metadata are in ``_data.py``.
+
+A session outlives the signal stream that carries it: a stream that ends without ``leave``
+(a network drop) *detaches* it, and it waits ``resume_grace`` seconds, marked disconnected,
+for a new stream that presents its ``resume_token`` (``attach`` + ``take_up``). The others
+are told nothing meanwhile; its published tracks keep their sids and subscribers, and are
+continued from the new publisher connection (``Publisher.restart``); its subscriptions are
+offered on a new subscriber connection. When the grace period passes, it ends as a leave does."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import secrets
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +35,7 @@ from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._data import send_data, update_metadata
+from ._metrics import RESUMES
 from ._publisher import PublishedTrack, Publisher
 from ._reporter import NAME_MAX
 from ._room import Room, new_sid, timestamp
@@ -66,7 +77,19 @@ class Session:
             recorder=grants.recorder,
             room_admin=grants.room_admin,
         )
-        self.outbox: asyncio.Queue[sig.ConnectResponse | None] = asyncio.Queue()
+        #: What the SFU sends, read by the signal stream that holds the session; None while
+        #: it is disconnected (waiting for a resume): what happens then is not queued, the
+        #: resumed client reads the meeting as it is in its ``joined``.
+        self.outbox: asyncio.Queue[sig.ConnectResponse | None] | None = None
+        #: The task reading the requests of that stream (cancelled when another takes over).
+        self.reader: asyncio.Task[None] | None = None
+        #: Proves a resume comes from the client that held the session.
+        self.resume_token = secrets.token_urlsafe(32)
+        #: When its stream dropped (``time.monotonic()``), while it waits for a resume.
+        self.disconnected_since: float | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._reclaim: asyncio.TimerHandle | None = None
         # One transport for all media (max-bundle): fewer ICE checks, and aiortc leaks the
         # sockets of transports it merges away when bundling later.
         configuration = RTCConfiguration(
@@ -79,17 +102,21 @@ class Session:
             max_tracks=settings.max_tracks_per_participant,
             on_connected=self._media_connected,
         )
-        self.subscriber = Subscriber(
-            configuration,
-            answer_timeout=settings.answer_timeout,
+        self._configuration = configuration
+        self.subscriber = self._new_subscriber()
+        #: Whether its media ever connected (then control heard it joined).
+        self.media_connected = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _new_subscriber(self) -> Subscriber:
+        return Subscriber(
+            self._configuration,
+            answer_timeout=self.room.settings.answer_timeout,
             send_offer=lambda offer: self.send(sig.ConnectResponse(offer=offer)),
             on_answer_overdue=self._answer_overdue,
             on_connected=self._media_connected,
             label=self.identity,
         )
-        #: Whether its media ever connected (then control heard it joined).
-        self.media_connected = False
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Runs background work owned by this session (cancelled when it ends)."""
@@ -120,7 +147,7 @@ class Session:
         )
 
     def send(self, message: sig.ConnectResponse, *, lossy: bool = False) -> None:
-        if self.left.is_set():
+        if self.left.is_set() or self.outbox is None:
             return
         size = self.outbox.qsize()
         if lossy and size >= LOSSY_LIMIT:
@@ -142,7 +169,7 @@ class Session:
 
     # --- joining and leaving ---------------------------------------------------------------
 
-    def joined(self) -> sig.ConnectResponse:
+    def joined(self, *, resumed: bool = False) -> sig.ConnectResponse:
         others = [s.info() for s in self.room.visible(exclude=self)]
         settings = self.room.settings
         return sig.ConnectResponse(
@@ -152,15 +179,112 @@ class Session:
                 other_participants=others,
                 ice_servers=[sig.IceServer(urls=[u]) for u in settings.ice_servers],
                 ping_interval=_duration(settings.ping_interval),
+                resume_token=self.resume_token,
+                resume_grace=_duration(settings.resume_grace),
+                resumed=resumed,
             )
         )
 
     async def start(self) -> None:
         """Announces the session and subscribes it to what the room already publishes."""
+        expires_in = (self.claims.expires_at - datetime.now(UTC)).total_seconds()
+        self._expiry = asyncio.get_running_loop().call_later(
+            max(0.0, expires_in), lambda: self.spawn(self.end(res.LEAVE_REASON_TOKEN_EXPIRED))
+        )
         self._tell_others(sig.ConnectResponse(participant_joined=sig.ParticipantJoined(participant=self.info())))
         if self.subscribes_automatically:
             self.room.subscribe_to_all(self)
             await self.subscriber.negotiate()
+
+    # --- signal streams: attaching, dropping, resuming ----------------------------------------
+
+    @property
+    def disconnected(self) -> bool:
+        return self.outbox is None and not self.left.is_set()
+
+    def proves(self, resume_token: str) -> bool:
+        return hmac.compare_digest(self.resume_token.encode(), resume_token.encode())
+
+    def attach(self) -> asyncio.Queue[sig.ConnectResponse | None]:
+        """A signal stream takes the session (its join, or a resume): what the session sends
+        goes to it from now on. A stream that still held it (its drop not noticed yet) ends."""
+        if self.outbox is not None:
+            self.outbox.put_nowait(None)
+        if self.reader is not None:
+            self.reader.cancel()  # its requests were meant for the connections being replaced
+            self.reader = None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.disconnected_since = None
+        self.outbox = asyncio.Queue()
+        return self.outbox
+
+    async def detach(self, outbox: asyncio.Queue[sig.ConnectResponse | None], reason: int) -> None:
+        """The stream reading ``outbox`` ended without ``leave``: the session waits
+        ``resume_grace`` seconds for a resume, then ends with ``reason`` (at once without a
+        grace period). Nothing when the session ended or another stream holds it."""
+        if self.left.is_set() or outbox is not self.outbox:
+            return
+        outbox.put_nowait(None)
+        self.outbox = None
+        self.reader = None
+        grace = self.room.settings.resume_grace
+        if grace <= 0:
+            await self.end(reason)
+            return
+        self.disconnected_since = time.monotonic()
+        log.info("%s's signal stream dropped; its session waits %.1f s for a resume", self.identity, grace)
+        self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over, reason)
+
+    def _grace_over(self, reason: int) -> None:
+        self._grace = None
+        RESUMES.expired += 1
+        log.info("%s did not resume within %.1f s; it has left", self.identity, self.room.settings.resume_grace)
+        self.spawn(self.end(reason))
+
+    def take_up(self) -> None:
+        """Resumes the session on the stream just attached, before its ``joined`` is sent:
+        new peer connections replace the old ones (aiortc has no ICE restart). The publisher
+        connection is offered anew by the client, which brings its tracks back by their cids;
+        the subscriber connection is offered anew with the same subscriptions (``negotiate``
+        once ``joined`` is out)."""
+        old_publisher = self.publisher.restart()
+        old = self.subscriber
+        kept = [(sub.track, sub.paused) for sub in old.subscriptions.values()]
+        old.end()
+        self.subscriber = self._new_subscriber()
+        for track, paused in kept:
+            if not track.unpublished:
+                self.subscriber.add(track)
+                self.subscriber.set_paused(track.sid, paused)
+        if self.subscribes_automatically:
+            self.room.subscribe_to_all(self)
+        self._close_later(old_publisher, old)
+        if self._reclaim is not None:
+            self._reclaim.cancel()
+        # Tracks the client does not bring back within a grace period are unpublished.
+        grace = max(self.room.settings.resume_grace, self.room.settings.answer_timeout)
+        self._reclaim = asyncio.get_running_loop().call_later(grace, self._unpublish_unclaimed)
+
+    def _unpublish_unclaimed(self) -> None:
+        self._reclaim = None
+        for track in list(self.publisher.resuming.values()):
+            log.info("%s did not bring back track %s after resuming; unpublished", self.identity, track.sid)
+            self.unpublish(track)
+
+    def _close_later(self, *connections: Any) -> None:
+        """Closes replaced connections in the background, where the server waits for them at
+        shutdown."""
+
+        async def close() -> None:
+            for connection in connections:
+                if connection is not None:
+                    await connection.close()
+
+        closing = asyncio.ensure_future(close())
+        self.closing.add(closing)
+        closing.add_done_callback(self.closing.discard)
 
     def _media_connected(self) -> None:
         """One of its connections connected: the first time, the participant has joined the
@@ -187,6 +311,9 @@ class Session:
             return
         self.leave_reason = reason
         self.left.set()
+        for timer in (self._grace, self._expiry, self._reclaim):
+            if timer is not None:
+                timer.cancel()
         self.subscriber.end()
         for track in list(self.published.values()):
             self.unpublish(track)
@@ -198,9 +325,10 @@ class Session:
         left = report.ParticipantLeft(identity=self.identity, participant_sid=self.sid, display_name=name)
         # Media never connected: an attempt that failed, not attendance.
         self.room.report(**{"participant_left" if self.media_connected else "participant_aborted": left})
-        if reason != res.LEAVE_REASON_CLIENT_INITIATED:
-            self.outbox.put_nowait(sig.ConnectResponse(left=sig.Left(reason=reason)))  # type: ignore[arg-type]
-        self.outbox.put_nowait(None)
+        if self.outbox is not None:
+            if reason != res.LEAVE_REASON_CLIENT_INITIATED:
+                self.outbox.put_nowait(sig.ConnectResponse(left=sig.Left(reason=reason)))  # type: ignore[arg-type]
+            self.outbox.put_nowait(None)
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
@@ -217,6 +345,8 @@ class Session:
 
     def _answer_overdue(self) -> None:
         """A client that does not answer would receive nothing new: its session ends."""
+        if self.outbox is None:  # disconnected: a resume offers a new connection anyway
+            return
         log.warning("%s did not answer a subscriber offer; ending its session", self.identity)
         self.spawn(self.end(res.LEAVE_REASON_CONNECTION_FAILED))
 
@@ -270,7 +400,10 @@ class Session:
             return
         self.send(sig.ConnectResponse(answer=sig.SessionDescription(sdp=accepted.answer)))
         for track in accepted.tracks:
-            self._publish(track)
+            if track.sid in self.published:
+                self._bring_back(track)
+            else:
+                self._publish(track)
         if accepted.refused:
             raise FailedPrecondition("; ".join(accepted.refused))
 
@@ -295,6 +428,16 @@ class Session:
         self.room.track_published(self, track)
         if self.media_connected:
             self._report_published(track)
+
+    def _bring_back(self, track: PublishedTrack) -> None:
+        """A track published before a resume arrives on the new connection: forwarded again
+        under its sid, to the subscribers it had; only the client hears of it (for its cid)."""
+        self.publisher.start(track)
+        own = sig.TrackPublished(participant_identity=self.identity, track=track.info(), cid=track.cid)
+        self.send(sig.ConnectResponse(track_published=own))
+        if track.requested_muted is not None:
+            self.set_muted(track, track.requested_muted)  # muted or unmuted while away
+            track.requested_muted = None
 
     def _report_published(self, track: PublishedTrack) -> None:
         self.room.report(

@@ -25,6 +25,9 @@ class SfuSettings:
     ping_interval: float = 10.0
     #: Seconds a client has to answer a subscriber offer before its session ends.
     answer_timeout: float = 30.0
+    #: Seconds a session whose signal stream dropped (ended without ``leave``) waits for its
+    #: client to resume it, the others told nothing; 0: a drop leaves the meeting at once.
+    resume_grace: float = 15.0
     #: Tracks one participant may publish at once.
     max_tracks_per_participant: int = 8
     #: STUN / TURN URLs handed to clients and used by the SFU's own peer connections.

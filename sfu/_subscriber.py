@@ -160,6 +160,8 @@ class Subscriber:
             except BaseException:
                 self.state = Negotiation.OFFER_DUE
                 raise
+            if self._ended:  # replaced meanwhile (its session resumed): this offer is for no one
+                return
             self._answer_due = asyncio.get_running_loop().call_later(self._answer_timeout, self._answer_overdue)
             self._offered_inactive, self._retiring = self._retiring, []
             track_sids = {s.transceiver.mid: sid for sid, s in self.subscriptions.items() if s.transceiver.mid}

@@ -11,6 +11,15 @@ any aiortc ``MediaStreamTrack``. Signaling runs over ``SignalService.Connect``; 
 peer connections (publisher: offered here; subscriber: offered by the SFU). The room pings the
 SFU at the interval the SFU announces, so a bot that only listens stays in the meeting.
 
+When the signal stream drops (not a leave: the network, the SFU's side of a proxy), the room
+resumes its session (``reconnecting``, then ``reconnected`` events): the others see no leave
+and no join, its tracks keep their sids, and they see its media pause. It publishes its tracks
+again on a new publisher connection and receives its subscriptions on a new subscriber
+connection (``track_subscribed`` again, with new aiortc tracks for the same sids). When the
+SFU no longer has the session (the grace period passed), it joins anew (new sids; the others
+see it leave and join), and when it cannot reach the SFU within ``reconnect_within`` seconds
+the room ends (``left``).
+
 Needs the ``bot`` extra (``pip install 'parley[bot]'``: aiortc, PyAV, numpy).
 """
 
@@ -43,7 +52,7 @@ except ModuleNotFoundError as missing:  # `pip install parley` alone
     ) from missing
 
 from ._enums import EnumNames
-from ._errors import ParleyError
+from ._errors import NotFound, ParleyError, PermissionDenied, Unavailable
 from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
 from .sfu.v1 import resources_pb2 as sfu_res
 from .sfu.v1 import signal_service_pb2 as sig
@@ -63,6 +72,8 @@ EventType = Literal[
     "speakers_changed",
     "connection_quality",
     "room_updated",
+    "reconnecting",
+    "reconnected",
     "left",
     "error",
 ]
@@ -115,6 +126,29 @@ class RoomEvent:
     error: ParleyError | None = None
     #: For events about this client's own tracks (a room admin muting one).
     local_track: sfu_res.Track | None = None
+    #: For ``reconnected``: whether the session was resumed (False: joined anew).
+    resumed: bool = False
+
+
+def _published_with(cid: str) -> Callable[[sig.ConnectResponse], bool]:
+    return lambda r: r.WhichOneof("message") == "track_published" and r.track_published.cid == cid
+
+
+async def _open(channel: grpc.aio.Channel, join: sig.JoinRequest, within: float) -> tuple[Any, sig.JoinResponse]:
+    """Opens a signal stream with ``join``; its refusal raises its typed ``ParleyError``."""
+    call = sig_grpc.SignalServiceStub(channel).Connect()
+    try:
+        await call.write(sig.ConnectRequest(join=join))
+        first = await asyncio.wait_for(call.read(), within)
+    except grpc.aio.AioRpcError as error:
+        raise ParleyError.from_rpc_error(error) from error
+    except BaseException:
+        call.cancel()
+        raise
+    if not isinstance(first, sig.ConnectResponse) or first.WhichOneof("message") != "joined":
+        call.cancel()
+        raise ParleyError("the SFU did not answer join")
+    return call, first.joined
 
 
 def _target(url: str) -> tuple[str, bool]:
@@ -124,17 +158,70 @@ def _target(url: str) -> tuple[str, bool]:
     return url, False
 
 
+@dataclass
+class _LocalTrack:
+    """One of this client's tracks, as needed to publish it again after a reconnection."""
+
+    track: MediaStreamTrack
+    source: TrackSourceName
+    name: str
+
+
+class _Forward(MediaStreamTrack):
+    """Sends a local track on one peer connection: aiortc stops the track a sender sends when
+    the sender stops, so each connection gets its own forwarder and the track itself lives on
+    to be published again after a reconnection. It has the track's id (the SDP's ``a=msid``,
+    the ``cid`` the SFU knows the track by)."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+
+    @property
+    def id(self) -> str:
+        return self._source.id
+
+    async def recv(self) -> Any:
+        return await self._source.recv()
+
+
+#: Refusals of a resume after which the room joins anew (the session is gone, or not its own).
+_JOIN_ANEW = (NotFound, PermissionDenied)
+
+
 class Room:
     """A connection to one meeting. Use :meth:`connect`; :meth:`close` when done."""
 
-    def __init__(self, channel: grpc.aio.Channel, call: Any, joined: sig.JoinResponse) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        call: Any,
+        joined: sig.JoinResponse,
+        *,
+        token: str = "",
+        auto_subscribe: bool = True,
+        reconnect_within: float = 20.0,
+        join_timeout: float = 20.0,
+    ) -> None:
         self._channel = channel
         self._call = call
+        self._token = token
+        self._auto_subscribe = auto_subscribe
+        self._join_timeout = join_timeout
+        #: Seconds the room keeps trying to resume (or join anew) after its stream dropped;
+        #: 0: a drop ends the room.
+        self.reconnect_within = reconnect_within
+        self._resume_token = joined.resume_token
         self.info = joined.room
         self.local = joined.participant
         self.participants: dict[str, RemoteParticipant] = {}
         for p in joined.other_participants:
             self._add_participant(p)
+        #: Own tracks by cid, and the cid of each published sid.
+        self._local_tracks: dict[str, _LocalTrack] = {}
+        self._cids: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in joined.ice_servers
         ]
@@ -165,28 +252,39 @@ class Room:
     # --- connecting --------------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, url: str, token: str, *, auto_subscribe: bool = True, join_timeout: float = 20.0) -> Room:
-        """Joins the meeting ``token`` grants, on the SFU at ``url`` (``grpc://host:port``)."""
+    async def connect(
+        cls,
+        url: str,
+        token: str,
+        *,
+        auto_subscribe: bool = True,
+        join_timeout: float = 20.0,
+        reconnect_within: float = 20.0,
+    ) -> Room:
+        """Joins the meeting ``token`` grants, on the SFU at ``url`` (``grpc://host:port``).
+        After a drop, the room tries to resume (or join anew) for ``reconnect_within`` seconds
+        (0: a drop ends it)."""
         target, secure = _target(url)
         channel = (
             grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
             if secure
             else grpc.aio.insecure_channel(target)
         )
-        call = sig_grpc.SignalServiceStub(channel).Connect()
+        join = sig.JoinRequest(token=token, manual_subscribe=not auto_subscribe)
         try:
-            await call.write(sig.ConnectRequest(join=sig.JoinRequest(token=token, manual_subscribe=not auto_subscribe)))
-            first = await asyncio.wait_for(call.read(), join_timeout)
-        except grpc.aio.AioRpcError as error:
-            await channel.close()
-            raise ParleyError.from_rpc_error(error) from error
+            call, joined = await _open(channel, join, join_timeout)
         except BaseException:
             await channel.close()
             raise
-        if not isinstance(first, sig.ConnectResponse) or first.WhichOneof("message") != "joined":
-            await channel.close()
-            raise ParleyError("the SFU did not answer join")
-        return cls(channel, call, first.joined)
+        return cls(
+            channel,
+            call,
+            joined,
+            token=token,
+            auto_subscribe=auto_subscribe,
+            reconnect_within=reconnect_within,
+            join_timeout=join_timeout,
+        )
 
     async def close(self) -> None:
         """Leaves the meeting and closes the connections."""
@@ -200,7 +298,9 @@ class Room:
         # lock, never halfway through a write (cancelling a write would cancel the whole call).
         self._pinger.cancel()
         self._reader.cancel()
-        await asyncio.gather(self._pinger, self._reader, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(self._pinger, self._reader, *self._tasks, return_exceptions=True)
         for pc in (self._publisher, self._subscriber):
             if pc is not None:
                 await pc.close()
@@ -234,7 +334,7 @@ class Room:
             try:
                 await self._send(ping=sig.Ping(timestamp=int(time.time() * 1000)))
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                return  # the stream ended; the reader reports how
+                continue  # the stream dropped: the reader reconnects (or ends the room)
 
     def _expect(
         self, predicate: Callable[[sig.ConnectResponse], bool]
@@ -273,7 +373,7 @@ class Room:
                 if self._publisher is None:
                     self._publisher = RTCPeerConnection(self._configuration)
                 pc = self._publisher
-                pc.addTransceiver(track, direction="sendonly")
+                pc.addTransceiver(_Forward(track), direction="sendonly")
                 await pc.setLocalDescription(await pc.createOffer())
                 answer = await self._request(
                     lambda r: r.WhichOneof("message") == "answer",
@@ -292,7 +392,51 @@ class Room:
                     refused.exception()  # seen: the offer's refusal said the same
                 self._waiters = [w for w in self._waiters if w[2] is not refused]
             self.published[info.sid] = info
+            self._cids[info.sid] = cid
+            self._local_tracks[cid] = _LocalTrack(track, source, name)
             return info
+
+    async def _publish_again(self) -> None:
+        """After a reconnection: announces every own track again (the same cids, so that a
+        resumed session gets them back under their sids) and offers them on a new publisher
+        connection, in one negotiation."""
+        async with self._publish_lock:
+            if not self._local_tracks:
+                return
+            before = {self._cids[sid]: info for sid, info in self.published.items() if sid in self._cids}
+            self.published.clear()
+            self._cids.clear()
+            waiters = {cid: asyncio.ensure_future(self._wait(_published_with(cid))) for cid in self._local_tracks}
+            try:
+                pc = self._publisher = RTCPeerConnection(self._configuration)
+                for cid, local in self._local_tracks.items():
+                    earlier = before.get(cid)
+                    announce = sig.PublishTrackRequest(
+                        cid=cid,
+                        kind=KINDS[local.track.kind],
+                        source=TRACK_SOURCE_VALUES[local.source],
+                        name=local.name,
+                        muted=earlier.muted if earlier is not None else False,
+                    )
+                    await self._send(publish_track=announce)
+                    pc.addTransceiver(_Forward(local.track), direction="sendonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await self._request(
+                    lambda r: r.WhichOneof("message") == "answer",
+                    offer=sig.SessionDescription(sdp=pc.localDescription.sdp),
+                )
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.answer.sdp, type="answer"))
+                done, _ = await asyncio.wait(waiters.values(), timeout=10)
+                for cid, waiter in waiters.items():
+                    if waiter in done:
+                        info = waiter.result().track_published.track
+                        self.published[info.sid] = info
+                        self._cids[info.sid] = cid
+                    else:
+                        log.warning("the SFU did not publish track %s again", cid)
+            finally:
+                for waiter in waiters.values():
+                    waiter.cancel()
 
     async def _wait(self, predicate: Callable[[sig.ConnectResponse], bool]) -> sig.ConnectResponse:
         future: asyncio.Future[sig.ConnectResponse] = asyncio.get_running_loop().create_future()
@@ -308,6 +452,7 @@ class Room:
             unpublish_track=sig.UnpublishTrackRequest(track_sid=track_sid),
         )
         self.published.pop(track_sid, None)
+        self._local_tracks.pop(self._cids.pop(track_sid, ""), None)
 
     async def set_muted(self, track_sid: str, muted: bool) -> None:
         await self._request(
@@ -398,24 +543,127 @@ class Room:
     async def _read(self) -> None:
         reason = 0
         try:
-            while (response := await self._call.read()) is not grpc.aio.EOF:
-                for predicate, _, future in list(self._waiters):
-                    if not future.done() and predicate(response):
-                        future.set_result(response)
+            while True:
+                dropped = False
                 try:
-                    await self._dispatch(response)
-                except Exception:
-                    log.exception("handling %s failed", response.WhichOneof("message"))
-                if response.WhichOneof("message") == "left":
-                    reason = response.left.reason
-        except grpc.aio.AioRpcError as error:
-            log.info("signal stream ended: %s", error.code())
+                    while (response := await self._call.read()) is not grpc.aio.EOF:
+                        await self._handle(response)
+                        if response.WhichOneof("message") == "left":
+                            reason = response.left.reason
+                    dropped = reason == 0  # ended without saying why: not by the SFU's decision
+                except grpc.aio.AioRpcError as error:
+                    log.info("signal stream ended: %s", error.code())
+                    dropped = True
+                if not dropped or self._closing or self.reconnect_within <= 0:
+                    return
+                if not await self._reconnect():
+                    reason = sfu_res.LEAVE_REASON_CONNECTION_FAILED
+                    return
         finally:
             for _, _, future in self._waiters:
                 if not future.done():
                     future.set_exception(ParleyError("the session ended"))
             self._emit(RoomEvent("left", reason=reason))
             self.closed.set()
+
+    async def _handle(self, response: sig.ConnectResponse) -> None:
+        for predicate, _, future in list(self._waiters):
+            if not future.done() and predicate(response):
+                future.set_result(response)
+        try:
+            await self._dispatch(response)
+        except Exception:
+            log.exception("handling %s failed", response.WhichOneof("message"))
+
+    # --- reconnecting ----------------------------------------------------------------------------
+
+    async def _reconnect(self) -> bool:
+        """The stream dropped: resumes the session (or, when the SFU no longer has it, joins
+        anew), retrying while the SFU cannot be reached, for ``reconnect_within`` seconds.
+        False when it gave up."""
+        for _, _, future in self._waiters:  # their requests went with the stream
+            if not future.done():
+                future.set_exception(Unavailable("the signal stream dropped"))
+        self._emit(RoomEvent("reconnecting"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_within
+        delay = 0.1
+        resume: sig.ResumeSession | None = sig.ResumeSession(
+            participant_sid=self.local.sid, resume_token=self._resume_token
+        )
+        while not self._closing:
+            join = sig.JoinRequest(token=self._token, manual_subscribe=not self._auto_subscribe, resume=resume)
+            try:
+                call, joined = await _open(self._channel, join, self._join_timeout)
+            except _JOIN_ANEW as refused:
+                if resume is None:
+                    log.warning("joining anew was refused: %s", refused)
+                    return False
+                log.info("the SFU could not resume the session (%s); joining anew", refused)
+                resume = None
+                continue
+            except (ParleyError, TimeoutError) as error:
+                if isinstance(error, ParleyError) and not isinstance(error, Unavailable):
+                    log.warning("reconnecting was refused: %s", error)
+                    return False
+                if loop.time() + delay > deadline:
+                    log.warning("could not reach the SFU for %.0f s; leaving", self.reconnect_within)
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            await self._take_over(call, joined)
+            return True
+        return False
+
+    async def _take_over(self, call: Any, joined: sig.JoinResponse) -> None:
+        """Continues on a new stream: new peer connections, the meeting caught up with events
+        for what changed meanwhile, own tracks published again (in the background: their
+        negotiation needs this reader)."""
+        self._call.cancel()  # dropped already; this frees it
+        self._call = call
+        self._resume_token = joined.resume_token
+        old = [pc for pc in (self._publisher, self._subscriber) if pc is not None]
+        self._publisher = self._subscriber = None
+        self._mids = {}
+        for pc in old:
+            await pc.close()
+        resumed = joined.resumed
+        self.info = joined.room
+        self.local = joined.participant
+        self._catch_up(joined.other_participants)
+        task = asyncio.ensure_future(self._publish_again_logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("%s the session", "resumed" if resumed else "joined anew, after losing")
+        self._emit(RoomEvent("reconnected", resumed=resumed))
+
+    async def _publish_again_logged(self) -> None:
+        try:
+            await self._publish_again()
+        except Exception:
+            log.exception("publishing again after a reconnection failed")
+
+    def _catch_up(self, others: Iterable[sfu_res.Participant]) -> None:
+        """Events for what changed while the stream was down (its messages were lost)."""
+        now = {p.identity: p for p in others}
+        for identity in [i for i in self.participants if i not in now]:
+            self._emit(RoomEvent("participant_left", participant=self.participants.pop(identity)))
+        for identity, info in now.items():
+            known = self.participants.get(identity)
+            if known is None:
+                self._emit(RoomEvent("participant_joined", participant=self._add_participant(info)))
+                continue
+            known.info = info
+            sids = {t.sid: t for t in info.tracks}
+            for sid in [sid for sid in known.tracks if sid not in sids]:
+                self._emit(RoomEvent("track_unpublished", participant=known, track=known.tracks.pop(sid)))
+            for sid, track in sids.items():
+                if sid in known.tracks:
+                    known.tracks[sid].info = track
+                else:
+                    added = known.tracks[sid] = RemoteTrack(sid, identity, track)
+                    self._emit(RoomEvent("track_published", participant=known, track=added))
 
     async def _dispatch(self, response: sig.ConnectResponse) -> None:
         kind = response.WhichOneof("message")

@@ -4,7 +4,8 @@
 // when it has decoded video from the SFU ({"event": "decoded", ...}), then waits for its
 // stdin to close and exits. Commands on stdin: "chat TEXT" sends a chat message; "drop" closes
 // the page's signal socket as a network failure would, waits for the room to reconnect and
-// prints {"event": "resumed", ...} once video decodes again on the new connection.
+// prints {"event": "resumed", ...} (whether the SFU resumed the session, its sid, the track
+// sids before and after) once video decodes again on the new connection.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -63,10 +64,11 @@ try {
         const reconnected = room.once("reconnected");
         const dropped = performance.now();
         room.dropSignalForTesting();
-        const { attempts } = await reconnected;
-        return { attempts, states, reconnectMs: Math.round(performance.now() - dropped) };
+        const { attempts, resumed } = await reconnected;
+        return { attempts, resumed, states, reconnectMs: Math.round(performance.now() - dropped) };
       });
-      print({ event: "resumed", ...back, before, published: await published(), framesDecoded: await decoded() });
+      const sid = await page.evaluate(() => window.parley.localParticipant.sid);
+      print({ event: "resumed", ...back, sid, before, published: await published(), framesDecoded: await decoded() });
     }
   }
 } finally {

@@ -29,7 +29,10 @@ COLOUR_SECONDS = 0.5
 
 @pytest.fixture(scope="session")
 async def sfu() -> AsyncIterator[SfuServer]:
-    settings = SfuSettings(token_secrets={KEY_ID: TOKEN_SECRET}, grpc_address="127.0.0.1:0", empty_timeout=2.0)
+    # A short grace period: tests that cut a stream see its participant leave soon after.
+    settings = SfuSettings(
+        token_secrets={KEY_ID: TOKEN_SECRET}, grpc_address="127.0.0.1:0", empty_timeout=2.0, resume_grace=5.0
+    )
     async with SfuServer(settings) as server:
         yield server
 

@@ -2,7 +2,8 @@
 driven by npm playwright-core) opens the gateway's meeting page, which joins with the
 TypeScript SDK's `Room` (the bundle built from sdk/typescript) through the WebSocket bridge
 (/v1/signal). The bot decodes the browser's video; the browser decodes the bot's (getStats
-framesDecoded); chat goes both ways; a signal socket closed under the page is survived. Also
+framesDecoded); chat goes both ways; a signal socket closed under the page is survived (the
+session resumed: same sids, no leave for the bot). Also
 the bridge's own answers to bad frames and refused tokens."""
 
 from __future__ import annotations
@@ -104,8 +105,10 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
 async def test_a_browser_survives_its_signal_socket_closing(
     sfu: SfuServer, gateway: GatewayServer, token: Mint
 ) -> None:
-    """The page's signal socket closes under it (a network drop): the room joins again,
-    publishes its tracks again and receives the bot's again, and chat still works."""
+    """The page's signal socket closes under it (a network drop): the room resumes its
+    session, publishing its tracks again under the same sids, and receives the bot's again;
+    the bot sees no leave and no join, and decodes the browser's video on from the same
+    track; chat still works."""
     room_id = f"resume-{uuid.uuid4().hex[:8]}"
     bot = await Room.connect(sfu.target, token("bot", room_id))
     await bot.publish(ColourTrack(640, 480), source="camera")
@@ -118,28 +121,44 @@ async def test_a_browser_survives_its_signal_socket_closing(
         ready = await _line(browser)
         assert ready["event"] == "ready" and len(ready["published"]) == 2
         assert (await _line(browser))["framesDecoded"] > 10
+        video = await bot.wait_for(
+            "track_subscribed",
+            lambda e: e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2,
+            within=30,
+        )
+        assert video.track is not None and video.track.track is not None
+        remote = video.track.track
+        assert isinstance(await asyncio.wait_for(remote.recv(), 20), VideoFrame)
+        session = sfu.rooms.rooms[room_id].sessions["browser"]
+        while not bot._events.empty():  # what the bot saw up to the drop
+            bot._events.get_nowait()
 
         browser.stdin.write(b"drop\n")
         await browser.stdin.drain()
         resumed = await _line(browser)
         assert resumed["event"] == "resumed"
         assert resumed["states"] == ["reconnecting", "connected"]
-        # Published again (the SFU gives new sids), and the bot's video decodes on the new connection.
-        assert len(resumed["published"]) == 2 and not set(resumed["published"]) & set(resumed["before"])
+        # The same session: the same participant and track sids.
+        assert resumed["resumed"] is True and resumed["sid"] == session.sid
+        assert sorted(resumed["published"]) == sorted(resumed["before"])
+        assert sfu.rooms.rooms[room_id].sessions["browser"] is session
         assert resumed["framesDecoded"] > 10
-        video = await bot.wait_for(
-            "track_subscribed",
-            lambda e: e.track is not None and e.track.sid in resumed["published"] and e.track.info.kind == 2,
-            within=30,
-        )
-        assert video.track is not None and video.track.track is not None
-        frame = await asyncio.wait_for(video.track.track.recv(), 20)
-        assert isinstance(frame, VideoFrame) and frame.width == 640
+        # The bot decodes the browser's video on from the same track, once the new
+        # connection's frames have replaced whatever was buffered.
+        frames = [await asyncio.wait_for(remote.recv(), 20) for _ in range(30)]
+        assert all(isinstance(f, VideoFrame) and f.width == 640 for f in frames)
 
         browser.stdin.write(b"chat still here\n")
         await browser.stdin.drain()
-        message = await bot.wait_for("data", lambda e: e.data is not None and e.data.payload == b"still here")
-        assert message.data is not None and message.data.participant_identity == "browser"
+        seen = []  # every event the bot got since the drop, up to the chat message
+        async with asyncio.timeout(20):
+            async for event in bot.events():
+                seen.append(event.type)
+                if event.type == "data" and event.data is not None and event.data.payload == b"still here":
+                    assert event.data.participant_identity == "browser"
+                    break
+        for kind in ("participant_left", "participant_joined", "track_unpublished", "track_published"):
+            assert kind not in seen, seen
     finally:
         browser.stdin.close()
         await asyncio.wait_for(browser.wait(), 30)

@@ -11,14 +11,17 @@
  * here, one transceiver per own track) and the subscriber connection (offered by the SFU).
  *
  * Reconnection: when the signal socket closes unexpectedly, or the media connection fails,
- * the room joins again with backoff (`reconnecting`, then `reconnected`), publishes its own
- * tracks again (same MediaStreamTracks, new sids), restores its mute states, metadata and
+ * the room resumes its session with backoff (`reconnecting`, then `reconnected`): the SFU
+ * keeps a dropped session for a grace period, so the others see no leave and no join, and
+ * the room's tracks keep their sids. It publishes its own tracks again on new peer
+ * connections (same MediaStreamTracks, same sids), restores its mute states, metadata and
  * manual subscriptions, and receives the others' tracks again (`trackSubscribed` with new
- * MediaStreamTracks for the same publications). The SFU has no session resumption: the
- * others see this client leave and join again.
+ * MediaStreamTracks for the same publications). When the SFU no longer has the session (the
+ * grace period passed, the session was ended), it joins anew: new sids, and the others see
+ * it leave and join again.
  */
 import { Emitter } from "./emitter.js";
-import { InvalidArgument, ParleyError, PermissionDenied, Unauthenticated, Unavailable } from "./errors.js";
+import { InvalidArgument, NotFound, ParleyError, PermissionDenied, Unauthenticated, Unavailable } from "./errors.js";
 import { DataKind, LeaveReason, TrackKind } from "./gen/parley/sfu/v1/resources_pb.js";
 import { SignalTarget, type JoinResponse, type SessionDescription } from "./gen/parley/sfu/v1/signal_service_pb.js";
 import { Reconnector, type BackoffOptions, type FailureKind } from "./reconnect.js";
@@ -121,6 +124,10 @@ export class Room extends Emitter<RoomEventMap> {
   #subscriptions = new Map<string, { paused: boolean }>();
   /** Reliable data sent while reconnecting, sent once back. */
   #outbox: Array<() => void> = [];
+  /** Proves to the SFU that this client held its session, to resume it after a drop. */
+  #resumeToken: string;
+  /** Whether the last reconnection resumed the session (rather than joined anew). */
+  #resumed = false;
 
   private constructor(url: string, token: string, options: RoomOptions, socket: SignalSocket, joined: JoinResponse) {
     super();
@@ -128,6 +135,7 @@ export class Room extends Emitter<RoomEventMap> {
     this.#token = token;
     this.#options = options;
     this.#state = new RoomState(joined);
+    this.#resumeToken = joined.resumeToken;
     this.#session = this.#attach(socket, joined);
     this.#reconnector = new Reconnector({
       attempt: () => this.#rejoin(),
@@ -440,6 +448,7 @@ export class Room extends Emitter<RoomEventMap> {
 
   #onLeft(session: Session, reason: LeaveReason): void {
     session.socket.close(); // what the bridge does next (closing) is no drop
+    this.#resumeToken = ""; // the SFU ended the session: there is none to resume
     const needsToken = reason === LeaveReason.TOKEN_EXPIRED || reason === LeaveReason.MOVED;
     if (FINAL_REASONS.has(reason) || (needsToken && !this.#options.refreshToken)) {
       this.#end(disconnectReason(reason));
@@ -591,7 +600,7 @@ export class Room extends Emitter<RoomEventMap> {
       if (this.#closing) return;
       if (outcome.ok) {
         this.#setConnectionState("connected");
-        this.emit("reconnected", { attempts: outcome.attempts });
+        this.emit("reconnected", { attempts: outcome.attempts, resumed: this.#resumed });
         return;
       }
       const error = outcome.error instanceof Error ? outcome.error : undefined;
@@ -599,13 +608,31 @@ export class Room extends Emitter<RoomEventMap> {
     });
   }
 
-  /** One reconnection attempt: join again, catch up, publish again. */
+  /** Opens a new session: resumes the one that dropped, or when the SFU no longer has it
+   * (its grace period passed, it was ended), joins anew. */
+  async #resumeOrJoin(): Promise<{ socket: SignalSocket; joined: JoinResponse }> {
+    const options = Room.#joinOptions(this.#options);
+    if (this.#resumeToken) {
+      const resume = { participantSid: this.#state.self.sid, resumeToken: this.#resumeToken };
+      try {
+        return await SignalSocket.join(this.#url, this.#token, { ...options, resume });
+      } catch (error) {
+        if (!(error instanceof NotFound || error instanceof PermissionDenied)) throw error; // retried
+        this.#resumeToken = ""; // gone for good: join anew, now and on later attempts
+      }
+    }
+    return SignalSocket.join(this.#url, this.#token, options);
+  }
+
+  /** One reconnection attempt: resume (or join again), catch up, publish again. */
   async #rejoin(): Promise<void> {
     if (this.#needsNewToken && this.#options.refreshToken) {
       this.#token = await this.#options.refreshToken();
       this.#needsNewToken = false;
     }
-    const { socket, joined } = await SignalSocket.join(this.#url, this.#token, Room.#joinOptions(this.#options));
+    const { socket, joined } = await this.#resumeOrJoin();
+    this.#resumeToken = joined.resumeToken;
+    this.#resumed = joined.resumed;
     if (this.#closing) {
       socket.close(true);
       throw new ParleyError("the room was disconnected");

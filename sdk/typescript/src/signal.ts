@@ -95,7 +95,13 @@ export class SignalSocket {
   static async join(
     url: string,
     token: string,
-    options: { manualSubscribe: boolean; timeoutMs: number; webSocket?: WebSocketFactory },
+    options: {
+      manualSubscribe: boolean;
+      timeoutMs: number;
+      webSocket?: WebSocketFactory;
+      /** Takes up a session whose socket dropped instead of joining anew. */
+      resume?: { participantSid: string; resumeToken: string };
+    },
   ): Promise<{ socket: SignalSocket; joined: JoinResponse }> {
     const ws = options.webSocket ? options.webSocket(url) : new WebSocket(url);
     const socket = new SignalSocket(ws);
@@ -110,7 +116,10 @@ export class SignalSocket {
       // A refused join is an `error` without a request id (the bridge's, as the SFU ended the
       // stream), then a close: take the error, which says why.
       const answer = await socket.request(
-        { case: "join", value: { token, manualSubscribe: options.manualSubscribe } },
+        {
+          case: "join",
+          value: { token, manualSubscribe: options.manualSubscribe, ...(options.resume ? { resume: options.resume } : {}) },
+        },
         (r) => r.case === "joined" || (r.case === "error" && r.value.requestId === 0n),
       );
       if (answer.case === "error") throw errorOfStatus(answer.value.status);

@@ -134,8 +134,10 @@ export interface RoomEventMap {
   connectionStateChanged: { state: ConnectionState };
   /** The connection dropped; an attempt to get back starts after `delayMs`. */
   reconnecting: { attempt: number; delayMs: number; cause: Error };
-  /** Back in the meeting: own tracks published again, others' tracks subscribed again. */
-  reconnected: { attempts: number };
+  /** Back in the meeting: own tracks published again, others' tracks subscribed again.
+   * `resumed`: the SFU took up the same session (same sids, the others saw nothing but a
+   * pause); false: it had ended, and the room joined anew. */
+  reconnected: { attempts: number; resumed: boolean };
   /** Out of the meeting for good: left, removed by a moderator, gave up reconnecting... */
   disconnected: { reason: DisconnectReason; error?: ParleyError | Error };
   participantJoined: { participant: RemoteParticipant };

@@ -325,25 +325,65 @@ class JoinRequest(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     MANUAL_SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """A join token from control (or minted with the room's signing secret)."""
     manual_subscribe: _builtins.bool
     """When false, the SFU subscribes the participant to every track it may receive, as they
     are published; when true, only to those it names in `update_subscription`.
     """
+    @_builtins.property
+    def resume(self) -> Global___ResumeSession:
+        """Set to take up an earlier session of the same participant (same token identity and
+        room) whose stream dropped, instead of joining anew. The SFU answers `joined` with
+        `resumed` set, the meeting as it is now, and a new subscriber offer; the client offers a
+        new publisher connection, announcing its tracks again with the same `cid`s, and gets
+        them back under their sids (tracks not brought back within the grace period are
+        unpublished). An unknown or ended session is refused with NOT_FOUND (join anew), a
+        wrong `resume_token` or another participant's session with PERMISSION_DENIED.
+        `manual_subscribe` is ignored: the session keeps its subscriptions.
+        """
+
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         manual_subscribe: _builtins.bool = ...,
+        resume: Global___ResumeSession | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resume", b"resume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual_subscribe", b"manual_subscribe", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual_subscribe", b"manual_subscribe", "resume", b"resume", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JoinRequest: _TypeAlias = JoinRequest  # noqa: Y015
+
+@_typing.final
+class ResumeSession(_message.Message):
+    """Which session to take up, and the proof that the caller is the one that held it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPANT_SID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    participant_sid: _builtins.str
+    """The session's participant sid (`JoinResponse.participant.sid`)."""
+    resume_token: _builtins.str
+    """The secret the SFU gave that session (`JoinResponse.resume_token`)."""
+    def __init__(
+        self,
+        *,
+        participant_sid: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["participant_sid", b"participant_sid", "resume_token", b"resume_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSession: _TypeAlias = ResumeSession  # noqa: Y015
 
 @_typing.final
 class JoinResponse(_message.Message):
@@ -356,6 +396,17 @@ class JoinResponse(_message.Message):
     OTHER_PARTICIPANTS_FIELD_NUMBER: _builtins.int
     ICE_SERVERS_FIELD_NUMBER: _builtins.int
     PING_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    RESUME_GRACE_FIELD_NUMBER: _builtins.int
+    RESUMED_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """A secret that proves this client holds the session: send it in `JoinRequest.resume`
+    to take the session up again after the stream dropped. Never share it.
+    """
+    resumed: _builtins.bool
+    """Whether this answers a resume: the session, its sid and its tracks' sids are the same as
+    before the drop, and nothing was told to the others.
+    """
     @_builtins.property
     def room(self) -> _resources_pb2.Room:
         """The meeting."""
@@ -376,6 +427,12 @@ class JoinResponse(_message.Message):
     def ping_interval(self) -> _duration_pb2.Duration:
         """How often to `ping`: the SFU ends sessions silent for three intervals."""
 
+    @_builtins.property
+    def resume_grace(self) -> _duration_pb2.Duration:
+        """How long the session waits for a resume after its stream drops; zero: it does not (a
+        drop leaves the meeting).
+        """
+
     def __init__(
         self,
         *,
@@ -384,10 +441,13 @@ class JoinResponse(_message.Message):
         other_participants: _abc.Iterable[_resources_pb2.Participant] | None = ...,
         ice_servers: _abc.Iterable[Global___IceServer] | None = ...,
         ping_interval: _duration_pb2.Duration | None = ...,
+        resume_token: _builtins.str = ...,
+        resume_grace: _duration_pb2.Duration | None = ...,
+        resumed: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["participant", b"participant", "ping_interval", b"ping_interval", "room", b"room"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["participant", b"participant", "ping_interval", b"ping_interval", "resume_grace", b"resume_grace", "room", b"room"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ice_servers", b"ice_servers", "other_participants", b"other_participants", "participant", b"participant", "ping_interval", b"ping_interval", "room", b"room"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ice_servers", b"ice_servers", "other_participants", b"other_participants", "participant", b"participant", "ping_interval", b"ping_interval", "resume_grace", b"resume_grace", "resume_token", b"resume_token", "resumed", b"resumed", "room", b"room"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,9 +32,13 @@ class SignalServiceStub:
     the SFU answers `joined`, then both sides send what happens for as long as the stream
     lasts. Media travels over two WebRTC peer connections: the *publisher* connection, which
     the client offers (its own tracks, towards the SFU), and the *subscriber* connection,
-    which the SFU offers (others' tracks, towards the client). Closing the stream leaves the
-    meeting. Browsers reach this stream through the gateway's WebSocket bridge, with the
-    same messages in the protobuf JSON mapping.
+    which the SFU offers (others' tracks, towards the client). `leave` leaves the meeting;
+    a stream that ends without it (a network drop) leaves the session waiting for a resume
+    for a grace period (`JoinResponse.resume_grace`): a new stream whose `join` carries
+    `resume` takes it up again, as the same participant with the same track sids, while the
+    others see nothing but a pause in its media. After the grace period it has left. Browsers
+    reach this stream through the gateway's WebSocket bridge, with the same messages in the
+    protobuf JSON mapping.
     """
 
     @_typing.overload
@@ -50,9 +54,13 @@ class SignalServiceAsyncStub(SignalServiceStub):
     the SFU answers `joined`, then both sides send what happens for as long as the stream
     lasts. Media travels over two WebRTC peer connections: the *publisher* connection, which
     the client offers (its own tracks, towards the SFU), and the *subscriber* connection,
-    which the SFU offers (others' tracks, towards the client). Closing the stream leaves the
-    meeting. Browsers reach this stream through the gateway's WebSocket bridge, with the
-    same messages in the protobuf JSON mapping.
+    which the SFU offers (others' tracks, towards the client). `leave` leaves the meeting;
+    a stream that ends without it (a network drop) leaves the session waiting for a resume
+    for a grace period (`JoinResponse.resume_grace`): a new stream whose `join` carries
+    `resume` takes it up again, as the same participant with the same track sids, while the
+    others see nothing but a pause in its media. After the grace period it has left. Browsers
+    reach this stream through the gateway's WebSocket bridge, with the same messages in the
+    protobuf JSON mapping.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -64,9 +72,13 @@ class SignalServiceServicer(metaclass=_abc_1.ABCMeta):
     the SFU answers `joined`, then both sides send what happens for as long as the stream
     lasts. Media travels over two WebRTC peer connections: the *publisher* connection, which
     the client offers (its own tracks, towards the SFU), and the *subscriber* connection,
-    which the SFU offers (others' tracks, towards the client). Closing the stream leaves the
-    meeting. Browsers reach this stream through the gateway's WebSocket bridge, with the
-    same messages in the protobuf JSON mapping.
+    which the SFU offers (others' tracks, towards the client). `leave` leaves the meeting;
+    a stream that ends without it (a network drop) leaves the session waiting for a resume
+    for a grace period (`JoinResponse.resume_grace`): a new stream whose `join` carries
+    `resume` takes it up again, as the same participant with the same track sids, while the
+    others see nothing but a pause in its media. After the grace period it has left. Browsers
+    reach this stream through the gateway's WebSocket bridge, with the same messages in the
+    protobuf JSON mapping.
     """
 
     @_abc_1.abstractmethod

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/sfu/v1/signal_service.proto.
  */
 export const file_parley_sfu_v1_signal_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJwYXJsZXkvc2Z1L3YxL3NpZ25hbF9zZXJ2aWNlLnByb3RvEg1wYXJsZXkuc2Z1LnYxIrgFCg5Db25uZWN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEioKBGpvaW4YAiABKAsyGi5wYXJsZXkuc2Z1LnYxLkpvaW5SZXF1ZXN0SAASMgoFb2ZmZXIYAyABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjMKBmFuc3dlchgEIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgFIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASOwoNcHVibGlzaF90cmFjaxgGIAEoCzIiLnBhcmxleS5zZnUudjEuUHVibGlzaFRyYWNrUmVxdWVzdEgAEj8KD3VucHVibGlzaF90cmFjaxgHIAEoCzIkLnBhcmxleS5zZnUudjEuVW5wdWJsaXNoVHJhY2tSZXF1ZXN0SAASNQoKbXV0ZV90cmFjaxgIIAEoCzIfLnBhcmxleS5zZnUudjEuTXV0ZVRyYWNrUmVxdWVzdEgAEkcKE3VwZGF0ZV9zdWJzY3JpcHRpb24YCSABKAsyKC5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3RIABIpCgRkYXRhGAogASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASPwoPdXBkYXRlX21ldGFkYXRhGAsgASgLMiQucGFybGV5LnNmdS52MS5VcGRhdGVNZXRhZGF0YVJlcXVlc3RIABIsCgVsZWF2ZRgMIAEoCzIbLnBhcmxleS5zZnUudjEuTGVhdmVSZXF1ZXN0SAASIwoEcGluZxgNIAEoCzITLnBhcmxleS5zZnUudjEuUGluZ0gAQhAKB21lc3NhZ2USBbpIAggBIqQHCg9Db25uZWN0UmVzcG9uc2USLQoGam9pbmVkGAEgASgLMhsucGFybGV5LnNmdS52MS5Kb2luUmVzcG9uc2VIABIzCgZhbnN3ZXIYAiABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjIKBW9mZmVyGAMgASgLMiEucGFybGV5LnNmdS52MS5TZXNzaW9uRGVzY3JpcHRpb25IABIuCgd0cmlja2xlGAQgASgLMhsucGFybGV5LnNmdS52MS5JY2VDYW5kaWRhdGVIABI+ChJwYXJ0aWNpcGFudF9qb2luZWQYBSABKAsyIC5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50Sm9pbmVkSAASQAoTcGFydGljaXBhbnRfdXBkYXRlZBgGIAEoCzIhLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnRVcGRhdGVkSAASOgoQcGFydGljaXBhbnRfbGVmdBgHIAEoCzIeLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnRMZWZ0SAASOAoPdHJhY2tfcHVibGlzaGVkGAggASgLMh0ucGFybGV5LnNmdS52MS5UcmFja1B1Ymxpc2hlZEgAEjwKEXRyYWNrX3VucHVibGlzaGVkGAkgASgLMh8ucGFybGV5LnNmdS52MS5UcmFja1VucHVibGlzaGVkSAASMAoLdHJhY2tfbXV0ZWQYCiABKAsyGS5wYXJsZXkuc2Z1LnYxLlRyYWNrTXV0ZWRIABI6ChBzcGVha2Vyc19jaGFuZ2VkGAsgASgLMh4ucGFybGV5LnNmdS52MS5TcGVha2Vyc0NoYW5nZWRIABIpCgRkYXRhGAwgASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASRAoSY29ubmVjdGlvbl9xdWFsaXR5GA0gASgLMiYucGFybGV5LnNmdS52MS5Db25uZWN0aW9uUXVhbGl0eVVwZGF0ZUgAEiMKBGxlZnQYDiABKAsyEy5wYXJsZXkuc2Z1LnYxLkxlZnRIABIjCgRwb25nGA8gASgLMhMucGFybGV5LnNmdS52MS5Qb25nSAASKwoFZXJyb3IYECABKAsyGi5wYXJsZXkuc2Z1LnYxLlNpZ25hbEVycm9ySAASMgoMcm9vbV91cGRhdGVkGBEgASgLMhoucGFybGV5LnNmdS52MS5Sb29tVXBkYXRlZEgAQgkKB21lc3NhZ2UiMAoLUm9vbVVwZGF0ZWQSIQoEcm9vbRgBIAEoCzITLnBhcmxleS5zZnUudjEuUm9vbSJGCgtKb2luUmVxdWVzdBIdCgV0b2tlbhgBIAEoCUIOukgHcgUQARiAQPCBGQESGAoQbWFudWFsX3N1YnNjcmliZRgCIAEoCCL7AQoMSm9pblJlc3BvbnNlEiEKBHJvb20YASABKAsyEy5wYXJsZXkuc2Z1LnYxLlJvb20SLwoLcGFydGljaXBhbnQYAiABKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50EjYKEm90aGVyX3BhcnRpY2lwYW50cxgDIAMoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQSLQoLaWNlX3NlcnZlcnMYBCADKAsyGC5wYXJsZXkuc2Z1LnYxLkljZVNlcnZlchIwCg1waW5nX2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkUKCUljZVNlcnZlchIMCgR1cmxzGAEgAygJEhAKCHVzZXJuYW1lGAIgASgJEhgKCmNyZWRlbnRpYWwYAyABKAlCBPCBGQEipgEKElNlc3Npb25EZXNjcmlwdGlvbhIYCgNzZHAYASABKAlCC7pICHIGEAEYgIAEEkQKCnRyYWNrX3NpZHMYAiADKAsyMC5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbi5UcmFja1NpZHNFbnRyeRowCg5UcmFja1NpZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBCgxJY2VDYW5kaWRhdGUSNwoGdGFyZ2V0GAEgASgOMhsucGFybGV5LnNmdS52MS5TaWduYWxUYXJnZXRCCrpIB4IBBBABIAASGwoJY2FuZGlkYXRlGAIgASgJQgi6SAVyAxiACBIYCgdzZHBfbWlkGAMgASgJQge6SARyAhhAEiEKD3NkcF9tbGluZV9pbmRleBgEIAEoDUIIukgFKgMY6AcixAEKE1B1Ymxpc2hUcmFja1JlcXVlc3QSFwoDY2lkGAEgASgJQgq6SAdyBRABGIABEjIKBGtpbmQYAiABKA4yGC5wYXJsZXkuc2Z1LnYxLlRyYWNrS2luZEIKukgHggEEEAEgABI6CgZzb3VyY2UYAyABKA4yHi5wYXJsZXkuY29udHJvbC52MS5UcmFja1NvdXJjZUIKukgHggEEEAEgABIVCgRuYW1lGAQgASgJQge6SARyAhhkEg0KBW11dGVkGAUgASgIIkkKFVVucHVibGlzaFRyYWNrUmVxdWVzdBIwCgl0cmFja19zaWQYASABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kIlMKEE11dGVUcmFja1JlcXVlc3QSMAoJdHJhY2tfc2lkGAEgASgJQh26SBpyGDIWXlRSX1tBLVphLXowLTldezEsMzJ9JBINCgVtdXRlZBgCIAEoCCJ7ChlVcGRhdGVTdWJzY3JpcHRpb25SZXF1ZXN0EjsKCnRyYWNrX3NpZHMYASADKAlCJ7pIJJIBIQgBEPQDIhpyGDIWXlRSX1tBLVphLXowLTldezEsMzJ9JBIRCglzdWJzY3JpYmUYAiABKAgSDgoGcGF1c2VkGAMgASgIIoACChVVcGRhdGVNZXRhZGF0YVJlcXVlc3QSGgoEbmFtZRgBIAEoCUIHukgEcgIYZEgAiAEBEh8KCG1ldGFkYXRhGAIgASgJQgi6SAVyAxiAIEgBiAEBEmEKCmF0dHJpYnV0ZXMYAyADKAsyNC5wYXJsZXkuc2Z1LnYxLlVwZGF0ZU1ldGFkYXRhUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnlCF7pIFJoBERAgIgZyBBABGEAqBXIDGIAIGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9uYW1lQgsKCV9tZXRhZGF0YSIOCgxMZWF2ZVJlcXVlc3QiGQoEUGluZxIRCgl0aW1lc3RhbXAYASABKAMiIwoEUG9uZxIbChNsYXN0X3BpbmdfdGltZXN0YW1wGAEgASgDIkQKEVBhcnRpY2lwYW50Sm9pbmVkEi8KC3BhcnRpY2lwYW50GAEgASgLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudCJFChJQYXJ0aWNpcGFudFVwZGF0ZWQSLwoLcGFydGljaXBhbnQYASABKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50IjAKD1BhcnRpY2lwYW50TGVmdBIQCghpZGVudGl0eRgBIAEoCRILCgNzaWQYAiABKAkiYAoOVHJhY2tQdWJsaXNoZWQSHAoUcGFydGljaXBhbnRfaWRlbnRpdHkYASABKAkSIwoFdHJhY2sYAiABKAsyFC5wYXJsZXkuc2Z1LnYxLlRyYWNrEgsKA2NpZBgDIAEoCSJDChBUcmFja1VucHVibGlzaGVkEhwKFHBhcnRpY2lwYW50X2lkZW50aXR5GAEgASgJEhEKCXRyYWNrX3NpZBgCIAEoCSJMCgpUcmFja011dGVkEhwKFHBhcnRpY2lwYW50X2lkZW50aXR5GAEgASgJEhEKCXRyYWNrX3NpZBgCIAEoCRINCgVtdXRlZBgDIAEoCCIuCgtTcGVha2VySW5mbxIQCghpZGVudGl0eRgBIAEoCRINCgVsZXZlbBgCIAEoAiI/Cg9TcGVha2Vyc0NoYW5nZWQSLAoIc3BlYWtlcnMYASADKAsyGi5wYXJsZXkuc2Z1LnYxLlNwZWFrZXJJbmZvIlwKFUNvbm5lY3Rpb25RdWFsaXR5SW5mbxIQCghpZGVudGl0eRgBIAEoCRIxCgdxdWFsaXR5GAIgASgOMiAucGFybGV5LnNmdS52MS5Db25uZWN0aW9uUXVhbGl0eSJQChdDb25uZWN0aW9uUXVhbGl0eVVwZGF0ZRI1Cgd1cGRhdGVzGAEgAygLMiQucGFybGV5LnNmdS52MS5Db25uZWN0aW9uUXVhbGl0eUluZm8iMgoETGVmdBIqCgZyZWFzb24YASABKA4yGi5wYXJsZXkuc2Z1LnYxLkxlYXZlUmVhc29uIkUKC1NpZ25hbEVycm9yEhIKCnJlcXVlc3RfaWQYASABKAQSIgoGc3RhdHVzGAIgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXMiSgoXTGlzdFBhcnRpY2lwYW50c1JlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokIkwKGExpc3RQYXJ0aWNpcGFudHNSZXNwb25zZRIwCgxwYXJ0aWNpcGFudHMYASADKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50ImkKGFJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQSHAoIaWRlbnRpdHkYAiABKAlCCrpIB3IFEAEYgAEiGwoZUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZSKrAQoZTXV0ZVB1Ymxpc2hlZFRyYWNrUmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQSHAoIaWRlbnRpdHkYAiABKAlCCrpIB3IFEAEYgAESMAoJdHJhY2tfc2lkGAMgASgJQh26SBpyGDIWXlRSX1tBLVphLXowLTldezEsMzJ9JBINCgVtdXRlZBgEIAEoCCL2AQoYVXBkYXRlUGFydGljaXBhbnRSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIcCghpZGVudGl0eRgCIAEoCUIKukgHcgUQARiAARIaCgRuYW1lGAMgASgJQge6SARyAhhkSACIAQESHwoIbWV0YWRhdGEYBCABKAlCCLpIBXIDGIAgSAGIAQESOAoKcGVybWlzc2lvbhgFIAEoCzIkLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnRQZXJtaXNzaW9uQgcKBV9uYW1lQgsKCV9tZXRhZGF0YSJzCg9TZW5kRGF0YVJlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokEi8KBGRhdGEYAiABKAsyGS5wYXJsZXkuc2Z1LnYxLkRhdGFQYWNrZXRCBrpIA8gBASISChBTZW5kRGF0YVJlc3BvbnNlKmgKDFNpZ25hbFRhcmdldBIdChlTSUdOQUxfVEFSR0VUX1VOU1BFQ0lGSUVEEAASGwoXU0lHTkFMX1RBUkdFVF9QVUJMSVNIRVIQARIcChhTSUdOQUxfVEFSR0VUX1NVQlNDUklCRVIQAiqTAQoRQ29ubmVjdGlvblF1YWxpdHkSIgoeQ09OTkVDVElPTl9RVUFMSVRZX1VOU1BFQ0lGSUVEEAASGwoXQ09OTkVDVElPTl9RVUFMSVRZX1BPT1IQARIbChdDT05ORUNUSU9OX1FVQUxJVFlfR09PRBACEiAKHENPTk5FQ1RJT05fUVVBTElUWV9FWENFTExFTlQQAzJdCg1TaWduYWxTZXJ2aWNlEkwKB0Nvbm5lY3QSHS5wYXJsZXkuc2Z1LnYxLkNvbm5lY3RSZXF1ZXN0Gh4ucGFybGV5LnNmdS52MS5Db25uZWN0UmVzcG9uc2UoATABMoYGChBSb29tQWRtaW5TZXJ2aWNlEo4BChBMaXN0UGFydGljaXBhbnRzEiYucGFybGV5LnNmdS52MS5MaXN0UGFydGljaXBhbnRzUmVxdWVzdBonLnBhcmxleS5zZnUudjEuTGlzdFBhcnRpY2lwYW50c1Jlc3BvbnNlIimC0+STAiMSIS92MS9zZnUvcm9vbXMve3Jvb219L3BhcnRpY2lwYW50cxKmAQoRUmVtb3ZlUGFydGljaXBhbnQSJy5wYXJsZXkuc2Z1LnYxLlJlbW92ZVBhcnRpY2lwYW50UmVxdWVzdBooLnBhcmxleS5zZnUudjEuUmVtb3ZlUGFydGljaXBhbnRSZXNwb25zZSI+gtPkkwI4IjMvdjEvc2Z1L3Jvb21zL3tyb29tfS9wYXJ0aWNpcGFudHMve2lkZW50aXR5fTpyZW1vdmU6ASoSpQEKEk11dGVQdWJsaXNoZWRUcmFjaxIoLnBhcmxleS5zZnUudjEuTXV0ZVB1Ymxpc2hlZFRyYWNrUmVxdWVzdBoULnBhcmxleS5zZnUudjEuVHJhY2siT4LT5JMCSSJEL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzL3tpZGVudGl0eX0vdHJhY2tzL3t0cmFja19zaWR9Om11dGU6ASoSmAEKEVVwZGF0ZVBhcnRpY2lwYW50EicucGFybGV5LnNmdS52MS5VcGRhdGVQYXJ0aWNpcGFudFJlcXVlc3QaGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50Ij6C0+STAjgiMy92MS9zZnUvcm9vbXMve3Jvb219L3BhcnRpY2lwYW50cy97aWRlbnRpdHl9OnVwZGF0ZToBKhJ1CghTZW5kRGF0YRIeLnBhcmxleS5zZnUudjEuU2VuZERhdGFSZXF1ZXN0Gh8ucGFybGV5LnNmdS52MS5TZW5kRGF0YVJlc3BvbnNlIiiC0+STAiIiHS92MS9zZnUvcm9vbXMve3Jvb219OnNlbmREYXRhOgEqYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_duration, file_google_rpc_status, file_parley_control_v1_resources, file_parley_options_v1_options, file_parley_sfu_v1_resources]);
+  fileDesc("CiJwYXJsZXkvc2Z1L3YxL3NpZ25hbF9zZXJ2aWNlLnByb3RvEg1wYXJsZXkuc2Z1LnYxIrgFCg5Db25uZWN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEioKBGpvaW4YAiABKAsyGi5wYXJsZXkuc2Z1LnYxLkpvaW5SZXF1ZXN0SAASMgoFb2ZmZXIYAyABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjMKBmFuc3dlchgEIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgFIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASOwoNcHVibGlzaF90cmFjaxgGIAEoCzIiLnBhcmxleS5zZnUudjEuUHVibGlzaFRyYWNrUmVxdWVzdEgAEj8KD3VucHVibGlzaF90cmFjaxgHIAEoCzIkLnBhcmxleS5zZnUudjEuVW5wdWJsaXNoVHJhY2tSZXF1ZXN0SAASNQoKbXV0ZV90cmFjaxgIIAEoCzIfLnBhcmxleS5zZnUudjEuTXV0ZVRyYWNrUmVxdWVzdEgAEkcKE3VwZGF0ZV9zdWJzY3JpcHRpb24YCSABKAsyKC5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3RIABIpCgRkYXRhGAogASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASPwoPdXBkYXRlX21ldGFkYXRhGAsgASgLMiQucGFybGV5LnNmdS52MS5VcGRhdGVNZXRhZGF0YVJlcXVlc3RIABIsCgVsZWF2ZRgMIAEoCzIbLnBhcmxleS5zZnUudjEuTGVhdmVSZXF1ZXN0SAASIwoEcGluZxgNIAEoCzITLnBhcmxleS5zZnUudjEuUGluZ0gAQhAKB21lc3NhZ2USBbpIAggBIqQHCg9Db25uZWN0UmVzcG9uc2USLQoGam9pbmVkGAEgASgLMhsucGFybGV5LnNmdS52MS5Kb2luUmVzcG9uc2VIABIzCgZhbnN3ZXIYAiABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjIKBW9mZmVyGAMgASgLMiEucGFybGV5LnNmdS52MS5TZXNzaW9uRGVzY3JpcHRpb25IABIuCgd0cmlja2xlGAQgASgLMhsucGFybGV5LnNmdS52MS5JY2VDYW5kaWRhdGVIABI+ChJwYXJ0aWNpcGFudF9qb2luZWQYBSABKAsyIC5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50Sm9pbmVkSAASQAoTcGFydGljaXBhbnRfdXBkYXRlZBgGIAEoCzIhLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnRVcGRhdGVkSAASOgoQcGFydGljaXBhbnRfbGVmdBgHIAEoCzIeLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnRMZWZ0SAASOAoPdHJhY2tfcHVibGlzaGVkGAggASgLMh0ucGFybGV5LnNmdS52MS5UcmFja1B1Ymxpc2hlZEgAEjwKEXRyYWNrX3VucHVibGlzaGVkGAkgASgLMh8ucGFybGV5LnNmdS52MS5UcmFja1VucHVibGlzaGVkSAASMAoLdHJhY2tfbXV0ZWQYCiABKAsyGS5wYXJsZXkuc2Z1LnYxLlRyYWNrTXV0ZWRIABI6ChBzcGVha2Vyc19jaGFuZ2VkGAsgASgLMh4ucGFybGV5LnNmdS52MS5TcGVha2Vyc0NoYW5nZWRIABIpCgRkYXRhGAwgASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASRAoSY29ubmVjdGlvbl9xdWFsaXR5GA0gASgLMiYucGFybGV5LnNmdS52MS5Db25uZWN0aW9uUXVhbGl0eVVwZGF0ZUgAEiMKBGxlZnQYDiABKAsyEy5wYXJsZXkuc2Z1LnYxLkxlZnRIABIjCgRwb25nGA8gASgLMhMucGFybGV5LnNmdS52MS5Qb25nSAASKwoFZXJyb3IYECABKAsyGi5wYXJsZXkuc2Z1LnYxLlNpZ25hbEVycm9ySAASMgoMcm9vbV91cGRhdGVkGBEgASgLMhoucGFybGV5LnNmdS52MS5Sb29tVXBkYXRlZEgAQgkKB21lc3NhZ2UiMAoLUm9vbVVwZGF0ZWQSIQoEcm9vbRgBIAEoCzITLnBhcmxleS5zZnUudjEuUm9vbSJ0CgtKb2luUmVxdWVzdBIdCgV0b2tlbhgBIAEoCUIOukgHcgUQARiAQPCBGQESGAoQbWFudWFsX3N1YnNjcmliZRgCIAEoCBIsCgZyZXN1bWUYAyABKAsyHC5wYXJsZXkuc2Z1LnYxLlJlc3VtZVNlc3Npb24ibQoNUmVzdW1lU2Vzc2lvbhI2Cg9wYXJ0aWNpcGFudF9zaWQYASABKAlCHbpIGnIYMhZeUEFfW0EtWmEtejAtOV17MSwzMn0kEiQKDHJlc3VtZV90b2tlbhgCIAEoCUIOukgHcgUQEBiAAfCBGQEi2QIKDEpvaW5SZXNwb25zZRIhCgRyb29tGAEgASgLMhMucGFybGV5LnNmdS52MS5Sb29tEi8KC3BhcnRpY2lwYW50GAIgASgLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudBI2ChJvdGhlcl9wYXJ0aWNpcGFudHMYAyADKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50Ei0KC2ljZV9zZXJ2ZXJzGAQgAygLMhgucGFybGV5LnNmdS52MS5JY2VTZXJ2ZXISMAoNcGluZ19pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaCgxyZXN1bWVfdG9rZW4YBiABKAlCBPCBGQESLwoMcmVzdW1lX2dyYWNlGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3Jlc3VtZWQYCCABKAgiRQoJSWNlU2VydmVyEgwKBHVybHMYASADKAkSEAoIdXNlcm5hbWUYAiABKAkSGAoKY3JlZGVudGlhbBgDIAEoCUIE8IEZASKmAQoSU2Vzc2lvbkRlc2NyaXB0aW9uEhgKA3NkcBgBIAEoCUILukgIcgYQARiAgAQSRAoKdHJhY2tfc2lkcxgCIAMoCzIwLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uLlRyYWNrU2lkc0VudHJ5GjAKDlRyYWNrU2lkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEioQEKDEljZUNhbmRpZGF0ZRI3CgZ0YXJnZXQYASABKA4yGy5wYXJsZXkuc2Z1LnYxLlNpZ25hbFRhcmdldEIKukgHggEEEAEgABIbCgljYW5kaWRhdGUYAiABKAlCCLpIBXIDGIAIEhgKB3NkcF9taWQYAyABKAlCB7pIBHICGEASIQoPc2RwX21saW5lX2luZGV4GAQgASgNQgi6SAUqAxjoByLEAQoTUHVibGlzaFRyYWNrUmVxdWVzdBIXCgNjaWQYASABKAlCCrpIB3IFEAEYgAESMgoEa2luZBgCIAEoDjIYLnBhcmxleS5zZnUudjEuVHJhY2tLaW5kQgq6SAeCAQQQASAAEjoKBnNvdXJjZRgDIAEoDjIeLnBhcmxleS5jb250cm9sLnYxLlRyYWNrU291cmNlQgq6SAeCAQQQASAAEhUKBG5hbWUYBCABKAlCB7pIBHICGGQSDQoFbXV0ZWQYBSABKAgiSQoVVW5wdWJsaXNoVHJhY2tSZXF1ZXN0EjAKCXRyYWNrX3NpZBgBIAEoCUIdukgachgyFl5UUl9bQS1aYS16MC05XXsxLDMyfSQiUwoQTXV0ZVRyYWNrUmVxdWVzdBIwCgl0cmFja19zaWQYASABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEg0KBW11dGVkGAIgASgIInsKGVVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSOwoKdHJhY2tfc2lkcxgBIAMoCUInukgkkgEhCAEQ9AMiGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEhEKCXN1YnNjcmliZRgCIAEoCBIOCgZwYXVzZWQYAyABKAgigAIKFVVwZGF0ZU1ldGFkYXRhUmVxdWVzdBIaCgRuYW1lGAEgASgJQge6SARyAhhkSACIAQESHwoIbWV0YWRhdGEYAiABKAlCCLpIBXIDGIAgSAGIAQESYQoKYXR0cmlidXRlcxgDIAMoCzI0LnBhcmxleS5zZnUudjEuVXBkYXRlTWV0YWRhdGFSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeUIXukgUmgERECAiBnIEEAEYQCoFcgMYgAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFX25hbWVCCwoJX21ldGFkYXRhIg4KDExlYXZlUmVxdWVzdCIZCgRQaW5nEhEKCXRpbWVzdGFtcBgBIAEoAyIjCgRQb25nEhsKE2xhc3RfcGluZ190aW1lc3RhbXAYASABKAMiRAoRUGFydGljaXBhbnRKb2luZWQSLwoLcGFydGljaXBhbnQYASABKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50IkUKElBhcnRpY2lwYW50VXBkYXRlZBIvCgtwYXJ0aWNpcGFudBgBIAEoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiMAoPUGFydGljaXBhbnRMZWZ0EhAKCGlkZW50aXR5GAEgASgJEgsKA3NpZBgCIAEoCSJgCg5UcmFja1B1Ymxpc2hlZBIcChRwYXJ0aWNpcGFudF9pZGVudGl0eRgBIAEoCRIjCgV0cmFjaxgCIAEoCzIULnBhcmxleS5zZnUudjEuVHJhY2sSCwoDY2lkGAMgASgJIkMKEFRyYWNrVW5wdWJsaXNoZWQSHAoUcGFydGljaXBhbnRfaWRlbnRpdHkYASABKAkSEQoJdHJhY2tfc2lkGAIgASgJIkwKClRyYWNrTXV0ZWQSHAoUcGFydGljaXBhbnRfaWRlbnRpdHkYASABKAkSEQoJdHJhY2tfc2lkGAIgASgJEg0KBW11dGVkGAMgASgIIi4KC1NwZWFrZXJJbmZvEhAKCGlkZW50aXR5GAEgASgJEg0KBWxldmVsGAIgASgCIj8KD1NwZWFrZXJzQ2hhbmdlZBIsCghzcGVha2VycxgBIAMoCzIaLnBhcmxleS5zZnUudjEuU3BlYWtlckluZm8iXAoVQ29ubmVjdGlvblF1YWxpdHlJbmZvEhAKCGlkZW50aXR5GAEgASgJEjEKB3F1YWxpdHkYAiABKA4yIC5wYXJsZXkuc2Z1LnYxLkNvbm5lY3Rpb25RdWFsaXR5IlAKF0Nvbm5lY3Rpb25RdWFsaXR5VXBkYXRlEjUKB3VwZGF0ZXMYASADKAsyJC5wYXJsZXkuc2Z1LnYxLkNvbm5lY3Rpb25RdWFsaXR5SW5mbyIyCgRMZWZ0EioKBnJlYXNvbhgBIAEoDjIaLnBhcmxleS5zZnUudjEuTGVhdmVSZWFzb24iRQoLU2lnbmFsRXJyb3ISEgoKcmVxdWVzdF9pZBgBIAEoBBIiCgZzdGF0dXMYAiABKAsyEi5nb29nbGUucnBjLlN0YXR1cyJKChdMaXN0UGFydGljaXBhbnRzUmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQiTAoYTGlzdFBhcnRpY2lwYW50c1Jlc3BvbnNlEjAKDHBhcnRpY2lwYW50cxgBIAMoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiaQoYUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIcCghpZGVudGl0eRgCIAEoCUIKukgHcgUQARiAASIbChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlIqsBChlNdXRlUHVibGlzaGVkVHJhY2tSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIcCghpZGVudGl0eRgCIAEoCUIKukgHcgUQARiAARIwCgl0cmFja19zaWQYAyABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEg0KBW11dGVkGAQgASgIIvYBChhVcGRhdGVQYXJ0aWNpcGFudFJlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokEhwKCGlkZW50aXR5GAIgASgJQgq6SAdyBRABGIABEhoKBG5hbWUYAyABKAlCB7pIBHICGGRIAIgBARIfCghtZXRhZGF0YRgEIAEoCUIIukgFcgMYgCBIAYgBARI4CgpwZXJtaXNzaW9uGAUgASgLMiQucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudFBlcm1pc3Npb25CBwoFX25hbWVCCwoJX21ldGFkYXRhInMKD1NlbmREYXRhUmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQSLwoEZGF0YRgCIAEoCzIZLnBhcmxleS5zZnUudjEuRGF0YVBhY2tldEIGukgDyAEBIhIKEFNlbmREYXRhUmVzcG9uc2UqaAoMU2lnbmFsVGFyZ2V0Eh0KGVNJR05BTF9UQVJHRVRfVU5TUEVDSUZJRUQQABIbChdTSUdOQUxfVEFSR0VUX1BVQkxJU0hFUhABEhwKGFNJR05BTF9UQVJHRVRfU1VCU0NSSUJFUhACKpMBChFDb25uZWN0aW9uUXVhbGl0eRIiCh5DT05ORUNUSU9OX1FVQUxJVFlfVU5TUEVDSUZJRUQQABIbChdDT05ORUNUSU9OX1FVQUxJVFlfUE9PUhABEhsKF0NPTk5FQ1RJT05fUVVBTElUWV9HT09EEAISIAocQ09OTkVDVElPTl9RVUFMSVRZX0VYQ0VMTEVOVBADMl0KDVNpZ25hbFNlcnZpY2USTAoHQ29ubmVjdBIdLnBhcmxleS5zZnUudjEuQ29ubmVjdFJlcXVlc3QaHi5wYXJsZXkuc2Z1LnYxLkNvbm5lY3RSZXNwb25zZSgBMAEyhgYKEFJvb21BZG1pblNlcnZpY2USjgEKEExpc3RQYXJ0aWNpcGFudHMSJi5wYXJsZXkuc2Z1LnYxLkxpc3RQYXJ0aWNpcGFudHNSZXF1ZXN0GicucGFybGV5LnNmdS52MS5MaXN0UGFydGljaXBhbnRzUmVzcG9uc2UiKYLT5JMCIxIhL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzEqYBChFSZW1vdmVQYXJ0aWNpcGFudBInLnBhcmxleS5zZnUudjEuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0GigucGFybGV5LnNmdS52MS5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlIj6C0+STAjgiMy92MS9zZnUvcm9vbXMve3Jvb219L3BhcnRpY2lwYW50cy97aWRlbnRpdHl9OnJlbW92ZToBKhKlAQoSTXV0ZVB1Ymxpc2hlZFRyYWNrEigucGFybGV5LnNmdS52MS5NdXRlUHVibGlzaGVkVHJhY2tSZXF1ZXN0GhQucGFybGV5LnNmdS52MS5UcmFjayJPgtPkkwJJIkQvdjEvc2Z1L3Jvb21zL3tyb29tfS9wYXJ0aWNpcGFudHMve2lkZW50aXR5fS90cmFja3Mve3RyYWNrX3NpZH06bXV0ZToBKhKYAQoRVXBkYXRlUGFydGljaXBhbnQSJy5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVBhcnRpY2lwYW50UmVxdWVzdBoaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiPoLT5JMCOCIzL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzL3tpZGVudGl0eX06dXBkYXRlOgEqEnUKCFNlbmREYXRhEh4ucGFybGV5LnNmdS52MS5TZW5kRGF0YVJlcXVlc3QaHy5wYXJsZXkuc2Z1LnYxLlNlbmREYXRhUmVzcG9uc2UiKILT5JMCIiIdL3YxL3NmdS9yb29tcy97cm9vbX06c2VuZERhdGE6ASpiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_duration, file_google_rpc_status, file_parley_control_v1_resources, file_parley_options_v1_options, file_parley_sfu_v1_resources]);
 
 /**
  * A message from the participant.
@@ -579,6 +579,20 @@ export type JoinRequest = Message<"parley.sfu.v1.JoinRequest"> & {
    * @generated from field: bool manual_subscribe = 2;
    */
   manualSubscribe: boolean;
+
+  /**
+   * Set to take up an earlier session of the same participant (same token identity and
+   * room) whose stream dropped, instead of joining anew. The SFU answers `joined` with
+   * `resumed` set, the meeting as it is now, and a new subscriber offer; the client offers a
+   * new publisher connection, announcing its tracks again with the same `cid`s, and gets
+   * them back under their sids (tracks not brought back within the grace period are
+   * unpublished). An unknown or ended session is refused with NOT_FOUND (join anew), a
+   * wrong `resume_token` or another participant's session with PERMISSION_DENIED.
+   * `manual_subscribe` is ignored: the session keeps its subscriptions.
+   *
+   * @generated from field: parley.sfu.v1.ResumeSession resume = 3;
+   */
+  resume?: ResumeSession | undefined;
 };
 
 /**
@@ -601,6 +615,20 @@ export type JoinRequestJson = {
    * @generated from field: bool manual_subscribe = 2;
    */
   manualSubscribe?: boolean;
+
+  /**
+   * Set to take up an earlier session of the same participant (same token identity and
+   * room) whose stream dropped, instead of joining anew. The SFU answers `joined` with
+   * `resumed` set, the meeting as it is now, and a new subscriber offer; the client offers a
+   * new publisher connection, announcing its tracks again with the same `cid`s, and gets
+   * them back under their sids (tracks not brought back within the grace period are
+   * unpublished). An unknown or ended session is refused with NOT_FOUND (join anew), a
+   * wrong `resume_token` or another participant's session with PERMISSION_DENIED.
+   * `manual_subscribe` is ignored: the session keeps its subscriptions.
+   *
+   * @generated from field: parley.sfu.v1.ResumeSession resume = 3;
+   */
+  resume?: ResumeSessionJson;
 };
 
 /**
@@ -609,6 +637,55 @@ export type JoinRequestJson = {
  */
 export const JoinRequestSchema: GenMessage<JoinRequest, {jsonType: JoinRequestJson}> = /*@__PURE__*/
   messageDesc(file_parley_sfu_v1_signal_service, 3);
+
+/**
+ * Which session to take up, and the proof that the caller is the one that held it.
+ *
+ * @generated from message parley.sfu.v1.ResumeSession
+ */
+export type ResumeSession = Message<"parley.sfu.v1.ResumeSession"> & {
+  /**
+   * The session's participant sid (`JoinResponse.participant.sid`).
+   *
+   * @generated from field: string participant_sid = 1;
+   */
+  participantSid: string;
+
+  /**
+   * The secret the SFU gave that session (`JoinResponse.resume_token`).
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Which session to take up, and the proof that the caller is the one that held it.
+ *
+ * @generated from message parley.sfu.v1.ResumeSession
+ */
+export type ResumeSessionJson = {
+  /**
+   * The session's participant sid (`JoinResponse.participant.sid`).
+   *
+   * @generated from field: string participant_sid = 1;
+   */
+  participantSid?: string;
+
+  /**
+   * The secret the SFU gave that session (`JoinResponse.resume_token`).
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken?: string;
+};
+
+/**
+ * Describes the message parley.sfu.v1.ResumeSession.
+ * Use `create(ResumeSessionSchema)` to create a new message.
+ */
+export const ResumeSessionSchema: GenMessage<ResumeSession, {jsonType: ResumeSessionJson}> = /*@__PURE__*/
+  messageDesc(file_parley_sfu_v1_signal_service, 4);
 
 /**
  * The meeting as the participant finds it.
@@ -650,6 +727,30 @@ export type JoinResponse = Message<"parley.sfu.v1.JoinResponse"> & {
    * @generated from field: google.protobuf.Duration ping_interval = 5;
    */
   pingInterval?: Duration | undefined;
+
+  /**
+   * A secret that proves this client holds the session: send it in `JoinRequest.resume`
+   * to take the session up again after the stream dropped. Never share it.
+   *
+   * @generated from field: string resume_token = 6;
+   */
+  resumeToken: string;
+
+  /**
+   * How long the session waits for a resume after its stream drops; zero: it does not (a
+   * drop leaves the meeting).
+   *
+   * @generated from field: google.protobuf.Duration resume_grace = 7;
+   */
+  resumeGrace?: Duration | undefined;
+
+  /**
+   * Whether this answers a resume: the session, its sid and its tracks' sids are the same as
+   * before the drop, and nothing was told to the others.
+   *
+   * @generated from field: bool resumed = 8;
+   */
+  resumed: boolean;
 };
 
 /**
@@ -692,6 +793,30 @@ export type JoinResponseJson = {
    * @generated from field: google.protobuf.Duration ping_interval = 5;
    */
   pingInterval?: DurationJson;
+
+  /**
+   * A secret that proves this client holds the session: send it in `JoinRequest.resume`
+   * to take the session up again after the stream dropped. Never share it.
+   *
+   * @generated from field: string resume_token = 6;
+   */
+  resumeToken?: string;
+
+  /**
+   * How long the session waits for a resume after its stream drops; zero: it does not (a
+   * drop leaves the meeting).
+   *
+   * @generated from field: google.protobuf.Duration resume_grace = 7;
+   */
+  resumeGrace?: DurationJson;
+
+  /**
+   * Whether this answers a resume: the session, its sid and its tracks' sids are the same as
+   * before the drop, and nothing was told to the others.
+   *
+   * @generated from field: bool resumed = 8;
+   */
+  resumed?: boolean;
 };
 
 /**
@@ -699,7 +824,7 @@ export type JoinResponseJson = {
  * Use `create(JoinResponseSchema)` to create a new message.
  */
 export const JoinResponseSchema: GenMessage<JoinResponse, {jsonType: JoinResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 4);
+  messageDesc(file_parley_sfu_v1_signal_service, 5);
 
 /**
  * A STUN or TURN server.
@@ -762,7 +887,7 @@ export type IceServerJson = {
  * Use `create(IceServerSchema)` to create a new message.
  */
 export const IceServerSchema: GenMessage<IceServer, {jsonType: IceServerJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 5);
+  messageDesc(file_parley_sfu_v1_signal_service, 6);
 
 /**
  * An SDP offer or answer.
@@ -813,7 +938,7 @@ export type SessionDescriptionJson = {
  * Use `create(SessionDescriptionSchema)` to create a new message.
  */
 export const SessionDescriptionSchema: GenMessage<SessionDescription, {jsonType: SessionDescriptionJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 6);
+  messageDesc(file_parley_sfu_v1_signal_service, 7);
 
 /**
  * A trickled ICE candidate (RTCIceCandidateInit).
@@ -890,7 +1015,7 @@ export type IceCandidateJson = {
  * Use `create(IceCandidateSchema)` to create a new message.
  */
 export const IceCandidateSchema: GenMessage<IceCandidate, {jsonType: IceCandidateJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 7);
+  messageDesc(file_parley_sfu_v1_signal_service, 8);
 
 /**
  * Announces a track the client is about to offer.
@@ -981,7 +1106,7 @@ export type PublishTrackRequestJson = {
  * Use `create(PublishTrackRequestSchema)` to create a new message.
  */
 export const PublishTrackRequestSchema: GenMessage<PublishTrackRequest, {jsonType: PublishTrackRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 8);
+  messageDesc(file_parley_sfu_v1_signal_service, 9);
 
 /**
  * Stops publishing a track.
@@ -1016,7 +1141,7 @@ export type UnpublishTrackRequestJson = {
  * Use `create(UnpublishTrackRequestSchema)` to create a new message.
  */
 export const UnpublishTrackRequestSchema: GenMessage<UnpublishTrackRequest, {jsonType: UnpublishTrackRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 9);
+  messageDesc(file_parley_sfu_v1_signal_service, 10);
 
 /**
  * Mutes or unmutes a track.
@@ -1065,7 +1190,7 @@ export type MuteTrackRequestJson = {
  * Use `create(MuteTrackRequestSchema)` to create a new message.
  */
 export const MuteTrackRequestSchema: GenMessage<MuteTrackRequest, {jsonType: MuteTrackRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 10);
+  messageDesc(file_parley_sfu_v1_signal_service, 11);
 
 /**
  * Changes what the client receives.
@@ -1128,7 +1253,7 @@ export type UpdateSubscriptionRequestJson = {
  * Use `create(UpdateSubscriptionRequestSchema)` to create a new message.
  */
 export const UpdateSubscriptionRequestSchema: GenMessage<UpdateSubscriptionRequest, {jsonType: UpdateSubscriptionRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 11);
+  messageDesc(file_parley_sfu_v1_signal_service, 12);
 
 /**
  * Changes the client's own name, metadata or attributes. Only what is set changes.
@@ -1191,7 +1316,7 @@ export type UpdateMetadataRequestJson = {
  * Use `create(UpdateMetadataRequestSchema)` to create a new message.
  */
 export const UpdateMetadataRequestSchema: GenMessage<UpdateMetadataRequest, {jsonType: UpdateMetadataRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 12);
+  messageDesc(file_parley_sfu_v1_signal_service, 13);
 
 /**
  * Leaves the meeting.
@@ -1214,7 +1339,7 @@ export type LeaveRequestJson = {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest, {jsonType: LeaveRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 13);
+  messageDesc(file_parley_sfu_v1_signal_service, 14);
 
 /**
  * A keep-alive.
@@ -1249,7 +1374,7 @@ export type PingJson = {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping, {jsonType: PingJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 14);
+  messageDesc(file_parley_sfu_v1_signal_service, 15);
 
 /**
  * The answer to a ping.
@@ -1284,7 +1409,7 @@ export type PongJson = {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong, {jsonType: PongJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 15);
+  messageDesc(file_parley_sfu_v1_signal_service, 16);
 
 /**
  * Someone joined.
@@ -1319,7 +1444,7 @@ export type ParticipantJoinedJson = {
  * Use `create(ParticipantJoinedSchema)` to create a new message.
  */
 export const ParticipantJoinedSchema: GenMessage<ParticipantJoined, {jsonType: ParticipantJoinedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 16);
+  messageDesc(file_parley_sfu_v1_signal_service, 17);
 
 /**
  * Someone changed.
@@ -1354,7 +1479,7 @@ export type ParticipantUpdatedJson = {
  * Use `create(ParticipantUpdatedSchema)` to create a new message.
  */
 export const ParticipantUpdatedSchema: GenMessage<ParticipantUpdated, {jsonType: ParticipantUpdatedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 17);
+  messageDesc(file_parley_sfu_v1_signal_service, 18);
 
 /**
  * Someone left.
@@ -1403,7 +1528,7 @@ export type ParticipantLeftJson = {
  * Use `create(ParticipantLeftSchema)` to create a new message.
  */
 export const ParticipantLeftSchema: GenMessage<ParticipantLeft, {jsonType: ParticipantLeftJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 18);
+  messageDesc(file_parley_sfu_v1_signal_service, 19);
 
 /**
  * A track was published.
@@ -1466,7 +1591,7 @@ export type TrackPublishedJson = {
  * Use `create(TrackPublishedSchema)` to create a new message.
  */
 export const TrackPublishedSchema: GenMessage<TrackPublished, {jsonType: TrackPublishedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 19);
+  messageDesc(file_parley_sfu_v1_signal_service, 20);
 
 /**
  * A track was unpublished.
@@ -1515,7 +1640,7 @@ export type TrackUnpublishedJson = {
  * Use `create(TrackUnpublishedSchema)` to create a new message.
  */
 export const TrackUnpublishedSchema: GenMessage<TrackUnpublished, {jsonType: TrackUnpublishedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 20);
+  messageDesc(file_parley_sfu_v1_signal_service, 21);
 
 /**
  * A track was muted or unmuted.
@@ -1578,7 +1703,7 @@ export type TrackMutedJson = {
  * Use `create(TrackMutedSchema)` to create a new message.
  */
 export const TrackMutedSchema: GenMessage<TrackMuted, {jsonType: TrackMutedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 21);
+  messageDesc(file_parley_sfu_v1_signal_service, 22);
 
 /**
  * How loud someone is speaking.
@@ -1627,7 +1752,7 @@ export type SpeakerInfoJson = {
  * Use `create(SpeakerInfoSchema)` to create a new message.
  */
 export const SpeakerInfoSchema: GenMessage<SpeakerInfo, {jsonType: SpeakerInfoJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 22);
+  messageDesc(file_parley_sfu_v1_signal_service, 23);
 
 /**
  * The active speakers, loudest first; empty when no one speaks. At most every 500 ms.
@@ -1662,7 +1787,7 @@ export type SpeakersChangedJson = {
  * Use `create(SpeakersChangedSchema)` to create a new message.
  */
 export const SpeakersChangedSchema: GenMessage<SpeakersChanged, {jsonType: SpeakersChangedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 23);
+  messageDesc(file_parley_sfu_v1_signal_service, 24);
 
 /**
  * The connection quality of one participant.
@@ -1711,7 +1836,7 @@ export type ConnectionQualityInfoJson = {
  * Use `create(ConnectionQualityInfoSchema)` to create a new message.
  */
 export const ConnectionQualityInfoSchema: GenMessage<ConnectionQualityInfo, {jsonType: ConnectionQualityInfoJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 24);
+  messageDesc(file_parley_sfu_v1_signal_service, 25);
 
 /**
  * Connection qualities that changed.
@@ -1746,7 +1871,7 @@ export type ConnectionQualityUpdateJson = {
  * Use `create(ConnectionQualityUpdateSchema)` to create a new message.
  */
 export const ConnectionQualityUpdateSchema: GenMessage<ConnectionQualityUpdate, {jsonType: ConnectionQualityUpdateJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 25);
+  messageDesc(file_parley_sfu_v1_signal_service, 26);
 
 /**
  * The SFU ended the session.
@@ -1781,7 +1906,7 @@ export type LeftJson = {
  * Use `create(LeftSchema)` to create a new message.
  */
 export const LeftSchema: GenMessage<Left, {jsonType: LeftJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 26);
+  messageDesc(file_parley_sfu_v1_signal_service, 27);
 
 /**
  * A request that failed without ending the session.
@@ -1830,7 +1955,7 @@ export type SignalErrorJson = {
  * Use `create(SignalErrorSchema)` to create a new message.
  */
 export const SignalErrorSchema: GenMessage<SignalError, {jsonType: SignalErrorJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 27);
+  messageDesc(file_parley_sfu_v1_signal_service, 28);
 
 /**
  * Lists a meeting's participants.
@@ -1865,7 +1990,7 @@ export type ListParticipantsRequestJson = {
  * Use `create(ListParticipantsRequestSchema)` to create a new message.
  */
 export const ListParticipantsRequestSchema: GenMessage<ListParticipantsRequest, {jsonType: ListParticipantsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 28);
+  messageDesc(file_parley_sfu_v1_signal_service, 29);
 
 /**
  * A meeting's participants.
@@ -1900,7 +2025,7 @@ export type ListParticipantsResponseJson = {
  * Use `create(ListParticipantsResponseSchema)` to create a new message.
  */
 export const ListParticipantsResponseSchema: GenMessage<ListParticipantsResponse, {jsonType: ListParticipantsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 29);
+  messageDesc(file_parley_sfu_v1_signal_service, 30);
 
 /**
  * Removes a participant.
@@ -1949,7 +2074,7 @@ export type RemoveParticipantRequestJson = {
  * Use `create(RemoveParticipantRequestSchema)` to create a new message.
  */
 export const RemoveParticipantRequestSchema: GenMessage<RemoveParticipantRequest, {jsonType: RemoveParticipantRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 30);
+  messageDesc(file_parley_sfu_v1_signal_service, 31);
 
 /**
  * The participant was removed.
@@ -1972,7 +2097,7 @@ export type RemoveParticipantResponseJson = {
  * Use `create(RemoveParticipantResponseSchema)` to create a new message.
  */
 export const RemoveParticipantResponseSchema: GenMessage<RemoveParticipantResponse, {jsonType: RemoveParticipantResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 31);
+  messageDesc(file_parley_sfu_v1_signal_service, 32);
 
 /**
  * Mutes or unmutes someone's track.
@@ -2049,7 +2174,7 @@ export type MutePublishedTrackRequestJson = {
  * Use `create(MutePublishedTrackRequestSchema)` to create a new message.
  */
 export const MutePublishedTrackRequestSchema: GenMessage<MutePublishedTrackRequest, {jsonType: MutePublishedTrackRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 32);
+  messageDesc(file_parley_sfu_v1_signal_service, 33);
 
 /**
  * Changes a participant. Only what is set changes.
@@ -2140,7 +2265,7 @@ export type UpdateParticipantRequestJson = {
  * Use `create(UpdateParticipantRequestSchema)` to create a new message.
  */
 export const UpdateParticipantRequestSchema: GenMessage<UpdateParticipantRequest, {jsonType: UpdateParticipantRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 33);
+  messageDesc(file_parley_sfu_v1_signal_service, 34);
 
 /**
  * Sends data to a meeting.
@@ -2189,7 +2314,7 @@ export type SendDataRequestJson = {
  * Use `create(SendDataRequestSchema)` to create a new message.
  */
 export const SendDataRequestSchema: GenMessage<SendDataRequest, {jsonType: SendDataRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 34);
+  messageDesc(file_parley_sfu_v1_signal_service, 35);
 
 /**
  * The data was handed to the participants' sessions.
@@ -2212,7 +2337,7 @@ export type SendDataResponseJson = {
  * Use `create(SendDataResponseSchema)` to create a new message.
  */
 export const SendDataResponseSchema: GenMessage<SendDataResponse, {jsonType: SendDataResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 35);
+  messageDesc(file_parley_sfu_v1_signal_service, 36);
 
 /**
  * Which of the two peer connections a candidate belongs to.
@@ -2308,9 +2433,13 @@ export const ConnectionQualitySchema: GenEnum<ConnectionQuality, ConnectionQuali
  * the SFU answers `joined`, then both sides send what happens for as long as the stream
  * lasts. Media travels over two WebRTC peer connections: the *publisher* connection, which
  * the client offers (its own tracks, towards the SFU), and the *subscriber* connection,
- * which the SFU offers (others' tracks, towards the client). Closing the stream leaves the
- * meeting. Browsers reach this stream through the gateway's WebSocket bridge, with the
- * same messages in the protobuf JSON mapping.
+ * which the SFU offers (others' tracks, towards the client). `leave` leaves the meeting;
+ * a stream that ends without it (a network drop) leaves the session waiting for a resume
+ * for a grace period (`JoinResponse.resume_grace`): a new stream whose `join` carries
+ * `resume` takes it up again, as the same participant with the same track sids, while the
+ * others see nothing but a pause in its media. After the grace period it has left. Browsers
+ * reach this stream through the gateway's WebSocket bridge, with the same messages in the
+ * protobuf JSON mapping.
  *
  * @generated from service parley.sfu.v1.SignalService
  */
