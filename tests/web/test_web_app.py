@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,14 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def parley_up(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``parley up`` in a process of its own (without the AI and egress services), its URL."""
-    data_dir = tmp_path_factory.mktemp("parley-up")
+@contextmanager
+def running_parley_up(data_dir: Path, *, recording: bool = False) -> Iterator[str]:
+    """``parley up`` in a process of its own (without the AI service; without the egress service
+    unless ``recording``), its URL while it runs."""
     port = _free_port()
     command = [sys.executable, "-c", "from launcher import main; main()", "up", "--data-dir", str(data_dir)]
     command += ["--http-port", str(port), "--grpc-port", "0", "--sfu-port", "0", "--ai-port", "0", "--egress-port", "0"]
-    command += ["--no-ai", "--no-recording"]
+    command += ["--no-ai"] + ([] if recording else ["--no-recording"])
     log_path = data_dir / "parley-up.log"
     with (
         log_path.open("wb") as log,
@@ -76,7 +77,8 @@ def parley_up(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     ):
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
+            # A local Ray for the egress service takes a while to come up on a small machine.
+            deadline = time.monotonic() + (120 if recording else 60)
             while True:
                 assert process.poll() is None, f"parley up ended early:\n{log_path.read_text()[-3000:]}"
                 try:
@@ -84,7 +86,7 @@ def parley_up(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                         break
                 except httpx.HTTPError:
                     pass
-                assert time.monotonic() < deadline, f"parley up did not serve in 60 s:\n{log_path.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"parley up did not serve in time:\n{log_path.read_text()[-3000:]}"
                 time.sleep(0.3)
             yield url
         finally:
@@ -93,6 +95,13 @@ def parley_up(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def parley_up(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``parley up`` without the AI and egress services, its URL."""
+    with running_parley_up(tmp_path_factory.mktemp("parley-up")) as url:
+        yield url
 
 
 def test_the_app_type_checks_and_its_unit_tests_pass() -> None:
