@@ -101,6 +101,27 @@ async function audioEnergy(page) {
   });
 }
 
+/** Waits until the page decodes more frames of `identity`'s camera than when called (getStats of
+ * the subscriber connection in use now: a resumed session has new connections), and reports. */
+async function framesGrow(page, identity) {
+  return page.evaluate(async (identity) => {
+    const decoded = async () => {
+      const video = document.querySelector(`figure.tile[data-identity="${identity}"][data-kind="camera"] video`);
+      const track = video?.srcObject?.getVideoTracks()[0];
+      let frames = 0;
+      if (track) (await window.parleyRoom.subscriberConnection.getStats()).forEach((s) => s.type === "inbound-rtp" && s.kind === "video" && s.trackIdentifier === track.id && (frames += s.framesDecoded || 0));
+      return frames;
+    };
+    const before = await decoded();
+    let after = before;
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && after < before + 10; ) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = await decoded();
+    }
+    return { before, after };
+  }, identity);
+}
+
 async function setAccess(page, label) {
   await page.getByRole("button", { name: "Room settings" }).click();
   await page.locator("label.radio", { hasText: label }).click();
@@ -160,6 +181,38 @@ try {
   report("audio", { hostHears: await audioEnergy(host), guestHears: await audioEnergy(guest) });
   await shot(host, "meeting-desktop");
   await shot(guest, "meeting-phone");
+
+  // A network drop: the guest's signal socket closes. The app shows that it reconnects, then
+  // carries on; the host sees no leave (the SFU resumed the session) and video flows both ways.
+  await host.evaluate((guestIdentity) => {
+    window.guestComings = [];
+    for (const name of ["participantLeft", "participantJoined"]) window.parleyRoom.on(name, ({ participant }) => participant.identity === guestIdentity && window.guestComings.push(name));
+  }, guestIdentity);
+  const drop = await guest.evaluate(async () => {
+    const room = window.parleyRoom;
+    const meeting = document.querySelector(".meeting");
+    // What the screen showed, seen as it changed (the reconnection may last a fraction of a second).
+    const shown = { states: [], banner: null };
+    new MutationObserver(() => {
+      const state = meeting.dataset.connection;
+      if (shown.states.at(-1) !== state) shown.states.push(state);
+      shown.banner ??= document.querySelector(".meeting .banner[role=alert]")?.textContent ?? null;
+    }).observe(meeting, { attributes: true, childList: true, subtree: true });
+    const sidBefore = room.localParticipant.sid;
+    const reconnected = room.once("reconnected");
+    room.dropSignalForTesting();
+    const { attempts, resumed } = await reconnected;
+    return { attempts, resumed, sidBefore, sid: room.localParticipant.sid, ...shown };
+  });
+  await guest.locator(".meeting[data-connection=connected]").waitFor();
+  await guest.locator(".meeting .banner").waitFor({ state: "detached" });
+  report("drop", {
+    ...drop,
+    hostSeesGuestFrames: await framesGrow(host, guestIdentity),
+    guestSeesHostFrames: await framesGrow(guest, hostIdentity),
+    hostSawGuest: await host.evaluate(() => window.guestComings),
+    hostHasGuest: await host.evaluate((guestIdentity) => window.parleyRoom.participants.has(guestIdentity), guestIdentity),
+  });
 
   // Chat both ways.
   await guest.getByRole("button", { name: "Chat", exact: true }).click();

@@ -4,7 +4,9 @@ chromium with a fake camera, microphone and screen driven by ``journey.mjs`` (pl
 
 A host logs in, starts a meeting and makes the room TRUSTED; a guest at phone width opens the
 link, passes pre-join, waits in the lobby and is admitted; both decode each other's video (not
-black) and receive audio energy; chat goes both ways; a hand is raised and a reaction sent; the
+black) and receive audio energy; the guest's signal socket is closed as a network drop would:
+the app shows that it reconnects, the session is resumed, the host sees no leave and video
+flows both ways again; chat goes both ways; a hand is raised and a reaction sent; the
 guest's screen share reaches the host as a tile; two more users make a 4-person meeting; the
 host mutes, then removes the guest; a restricted room's lobby denies a stranger. axe-core finds
 no serious or critical WCAG 2 A / AA violation on the home, pre-join, lobby and meeting screens. Screenshots of
@@ -150,6 +152,13 @@ def test_the_meeting_journey_in_a_browser(parley_up: str) -> None:
         assert seen["framesDecoded"] > 0 and seen["width"] > 0, seen
         assert seen["meanLuma"] > 10, f"the video is black: {seen}"  # chromium's fake camera is bright green
     assert steps["audio"]["hostHears"] > 0 and steps["audio"]["guestHears"] > 0, steps["audio"]
+    drop = steps["drop"]
+    assert drop["states"][:2] == ["reconnecting", "connected"], drop
+    assert drop["banner"] == "Connection lost: reconnecting…", drop
+    assert drop["resumed"] and drop["sid"] == drop["sidBefore"], drop
+    assert drop["hostSawGuest"] == [] and drop["hostHasGuest"], drop  # no leave, no second join
+    for frames in (drop["hostSeesGuestFrames"], drop["guestSeesHostFrames"]):
+        assert frames["after"] >= frames["before"] + 10, drop
     for name in ("chat", "hand", "reaction", "four", "muted", "removed", "denied"):
         assert name in steps
     assert set(accessibility) == {"home", "prejoin", "lobby", "meeting with chat"}
