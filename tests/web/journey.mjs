@@ -165,7 +165,8 @@ try {
   await previewPlaying(guest);
   await guest.getByLabel("Your name").fill("Bob Guest");
   await shot(guest, "prejoin-phone");
-  await guest.getByRole("button", { name: "Join now" }).click();
+  // An anonymous guest in a TRUSTED room waits in the lobby: pre-join says so.
+  await guest.getByRole("button", { name: "Ask to join" }).click();
   await guest.getByRole("heading", { name: "Waiting to be let in" }).waitFor();
   await shot(guest, "lobby-phone");
   await axe(guest, "lobby");
@@ -285,7 +286,8 @@ try {
   await setAccess(host, "Only members (everyone else waits)");
   const stranger = await newPage("stranger", DESKTOP);
   await stranger.goto(link);
-  await joinFromPrejoin(stranger, "Mallory");
+  await stranger.getByLabel("Your name").fill("Mallory");
+  await stranger.getByRole("button", { name: "Ask to join" }).click();
   await stranger.getByRole("heading", { name: "Waiting to be let in" }).waitFor();
   await shot(stranger, "lobby-desktop");
   await host.getByRole("button", { name: "Participants" }).click();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { chatReducer, decodeChat, encodeChat, initialChat, type ChatMessage } from "../src/features/chat/chat";
 import { parseMeetingCode } from "../src/features/home/code";
+import { waitsInLobby } from "../src/features/lobby/waits";
 import { gridOrder, gridShape, initials, speakerLayout, type TileKey } from "../src/features/meeting/layout";
 import { shortcutFor } from "../src/features/meeting/shortcuts";
 
@@ -80,5 +81,24 @@ describe("shortcuts", () => {
   it("leaves plain keys to text fields", () => {
     expect(shortcutFor({ ...input, key: "?", ctrlKey: false, typing: true })).toBeNull();
     expect(shortcutFor({ ...input, key: "?", ctrlKey: false })).toBe("help");
+  });
+});
+
+describe("who waits in the lobby", () => {
+  const anonymous = { loggedIn: false, holdsRole: false };
+  const user = { loggedIn: true, holdsRole: false };
+  const member = { loggedIn: true, holdsRole: true };
+  it("lets everyone into a public room", () => {
+    for (const caller of [anonymous, user, member]) expect(waitsInLobby("ACCESS_LEVEL_PUBLIC", caller)).toBe(false);
+    expect(waitsInLobby(undefined, anonymous)).toBe(false);
+  });
+  it("makes anonymous guests wait in a trusted room", () => {
+    expect(waitsInLobby("ACCESS_LEVEL_TRUSTED", anonymous)).toBe(true);
+    expect(waitsInLobby("ACCESS_LEVEL_TRUSTED", user)).toBe(false);
+  });
+  it("makes everyone without a role wait in a restricted room", () => {
+    expect(waitsInLobby("ACCESS_LEVEL_RESTRICTED", anonymous)).toBe(true);
+    expect(waitsInLobby("ACCESS_LEVEL_RESTRICTED", user)).toBe(true);
+    expect(waitsInLobby("ACCESS_LEVEL_RESTRICTED", member)).toBe(false);
   });
 });

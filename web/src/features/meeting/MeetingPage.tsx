@@ -9,6 +9,7 @@ import { Header } from "../../components/Header";
 import { useT, type MessageKey } from "../../i18n";
 import { useSession } from "../auth/session";
 import { LobbyWait, useLobbyWatch, type LobbyOutcome } from "../lobby/LobbyWait";
+import { callerWaitsInLobby } from "../lobby/waits";
 import { PreJoin, type JoinChoices } from "../prejoin/PreJoin";
 import { Meeting } from "./Meeting";
 
@@ -26,14 +27,27 @@ const ENDED: Partial<Record<DisconnectReason, MessageKey>> = {
 
 export function MeetingPage({ slug }: { slug: string }) {
   const t = useT();
-  const { user } = useSession();
+  const { user, loading } = useSession();
   const [stage, setStage] = useState<Stage>({ kind: "prejoin", error: null, busy: false });
+  const [askToJoin, setAskToJoin] = useState(false);
   const stageRef = useRef(stage);
   stageRef.current = stage;
 
   useEffect(() => {
     document.title = `${slug} · Parley`;
   }, [slug]);
+
+  // Pre-join says "Ask to join" when the room will put this caller in its lobby (read again on
+  // each visit to pre-join: the room's settings may have changed meanwhile).
+  const atPrejoin = stage.kind === "prejoin";
+  useEffect(() => {
+    if (loading || !atPrejoin) return;
+    let current = true;
+    void callerWaitsInLobby(slug, user !== null).then((waits) => current && setAskToJoin(waits));
+    return () => {
+      current = false;
+    };
+  }, [slug, user, loading, atPrejoin]);
 
   // Leaving the page leaves the meeting.
   useEffect(
@@ -86,7 +100,7 @@ export function MeetingPage({ slug }: { slug: string }) {
       return (
         <div className="page">
           <Header />
-          <PreJoin slug={slug} defaultName={user?.displayName ?? ""} askToJoin={false} busy={stage.busy} error={stage.error} onJoin={(choices) => void join(choices)} />
+          <PreJoin slug={slug} defaultName={user?.displayName ?? ""} askToJoin={askToJoin} busy={stage.busy} error={stage.error} onJoin={(choices) => void join(choices)} />
         </div>
       );
     case "lobby":
