@@ -369,7 +369,11 @@ class DownTrack:
         # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
         sender._send_keyframe = up.request_keyframe  # type: ignore[method-assign]
         up.down.add(self)
-        up.request_keyframe()
+        # A keyframe asked for now, while the subscriber's DTLS is still connecting, would be
+        # lost (``_send_rtp`` refuses it) and hold back the subscriber's own PLIs behind the
+        # request's throttle (about 0.5 s more to the first frame): ask once it is connected.
+        if self._transport.state == "connected":
+            up.request_keyframe()
 
     def detach(self) -> None:
         self.up.down.discard(self)
@@ -399,6 +403,9 @@ class DownTrack:
             self.stats.dropped += 1
             return
         if packet.ssrc != self._in_ssrc:
+            if self._need_keyframe and self._transport.state != "connected":
+                self.stats.dropped += 1  # not sendable yet: start on a keyframe sent after
+                return
             if self._need_keyframe and not keyframe:
                 self.stats.dropped += 1
                 self.up.request_keyframe()

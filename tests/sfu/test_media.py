@@ -79,6 +79,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.sent: list[RtpPacket] = []
+        self.state = "connected"
 
     async def _send_rtp(self, data: bytes) -> None:
         self.sent.append(RtpPacket.parse(data))
@@ -123,5 +124,30 @@ async def test_a_reused_transceiver_continues_its_numbering() -> None:
         packet.payload = b"b"
         await second.forward(packet, False, 0)
         assert recorder.sent[-1].sequence_number == (recorder.sent[-2].sequence_number + 1) & 0xFFFF
+    finally:
+        await pc.close()
+
+
+async def test_video_starts_on_a_keyframe_sent_once_the_subscriber_is_connected() -> None:
+    """A keyframe forwarded before the subscriber's DTLS is up would be lost, and its PLIs
+    throttled behind the request made for it: the track starts on a keyframe sent after."""
+    down, recorder, pc = await _down_track("video")
+    try:
+        down.transceiver._codecs = [RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)]
+        requests: list[bool] = []
+        down.up.request_keyframe = lambda: requests.append(True)  # type: ignore[method-assign]
+        recorder.state = "connecting"
+
+        def packet(sequence: int) -> RtpPacket:
+            return RtpPacket(payload_type=96, sequence_number=sequence, timestamp=sequence * 3000, ssrc=5, payload=b"v")
+
+        await down.forward(packet(1), True, 0)  # a keyframe before DTLS is up: not sent
+        assert recorder.sent == [] and requests == []
+        recorder.state = "connected"
+        await down.forward(packet(2), False, 0)  # a delta frame: still waiting, asks for a keyframe
+        assert recorder.sent == [] and requests == [True]
+        await down.forward(packet(3), True, 0)
+        await down.forward(packet(4), False, 0)
+        assert len(recorder.sent) == 2
     finally:
         await pc.close()
