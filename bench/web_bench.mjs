@@ -109,8 +109,17 @@ try {
   await publisher.waitForFunction(() => window.parleyReady === true);
   await joinApp(0);
   await joinLegacy(0);
+  // Each join starts once the publisher sees the previous joiner gone: a leave that did not
+  // reach the SFU before its page closed leaves the session waiting for a resume a while.
+  const alone = async (previous) => {
+    const since = Date.now();
+    await publisher.waitForFunction(() => window.parley.participants.size === 0, null, { timeout: 120000 });
+    if (Date.now() - since > 1000) process.stderr.write(`  (waited ${Date.now() - since} ms for the session of the previous join, ${previous}, to end)\n`);
+  };
   for (let n = 1; n <= joins; n++) {
+    await alone("meet.html");
     process.stdout.write(JSON.stringify(await joinApp(n)) + "\n");
+    await alone("app");
     process.stdout.write(JSON.stringify(await joinLegacy(n)) + "\n");
   }
 } finally {
