@@ -5,7 +5,8 @@
 // stdin to close and exits. Commands on stdin: "chat TEXT" sends a chat message; "drop" closes
 // the page's signal socket as a network failure would, waits for the room to reconnect and
 // prints {"event": "resumed", ...} (whether the SFU resumed the session, its sid, the track
-// sids before and after) once video decodes again on the new connection.
+// sids before and after) once video decodes again on the new connection. When stdin closes, the
+// page is closed (as its tab would be), then the browser.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -20,8 +21,8 @@ const browser = await chromium.launch({
     "--no-sandbox",
   ],
 });
+const page = await browser.newPage();
 try {
-  const page = await browser.newPage();
   page.on("console", (m) => process.stderr.write(`[page] ${m.text()}\n`));
   page.on("pageerror", (e) => process.stderr.write(`[page error] ${e}\n`));
   page.on("requestfailed", (r) => process.stderr.write(`[request failed] ${r.url()} ${r.failure()?.errorText}\n`));
@@ -72,5 +73,7 @@ try {
     }
   }
 } finally {
+  // As a person closing the tab (which runs the page's pagehide), before the browser goes.
+  await page.close();
   await browser.close();
 }

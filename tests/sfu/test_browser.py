@@ -2,8 +2,9 @@
 driven by npm playwright-core) opens the gateway's meeting page, which joins with the
 TypeScript SDK's `Room` (the bundle built from sdk/typescript) through the WebSocket bridge
 (/v1/signal). The bot decodes the browser's video; the browser decodes the bot's (getStats
-framesDecoded); chat goes both ways; a signal socket closed under the page is survived (the
-session resumed: same sids, no leave for the bot). Also
+framesDecoded); chat goes both ways; closing the browser leaves the meeting (not a drop that
+waits for a resume); a signal socket closed under the page is survived (the session resumed:
+same sids, no leave for the bot). Also
 the bridge's own answers to bad frames and refused tokens."""
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
     try:
         ready = await _line(browser)
         assert ready["event"] == "ready" and len(ready["published"]) == 2
+        session = sfu.rooms.rooms[room_id].sessions["browser"]
 
         video = await bot.wait_for(
             "track_subscribed",
@@ -100,6 +102,9 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
         await bot.close()
     left = await asyncio.wait_for(_until_gone(sfu, room_id, "browser"), 10)
     assert left
+    # Its browser closing, the page left (pagehide): the SFU did not take it for a network
+    # drop, to keep its session for a resume while the bot saw a frozen participant.
+    assert session.disconnected_since is None
 
 
 async def test_a_browser_survives_its_signal_socket_closing(

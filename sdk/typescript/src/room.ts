@@ -145,7 +145,13 @@ export class Room extends Emitter<RoomEventMap> {
         if (attempt > 0) this.emit("reconnecting", { attempt, delayMs, cause: new Error("retrying") });
       },
     });
+    globalThis.addEventListener?.("pagehide", this.#onPageHide);
   }
+
+  /** Closing the page (or leaving it) leaves the meeting: without a `leave`, the SFU takes the
+   * closed socket for a network drop and keeps the session, a frozen tile for the others, for
+   * its whole resume grace. */
+  readonly #onPageHide = (): void => this.disconnect();
 
   /**
    * Joins the meeting `token` grants. `url` is the gateway (`https://meet.example.org`), its
@@ -679,6 +685,7 @@ export class Room extends Emitter<RoomEventMap> {
     if (this.#closing) return;
     this.#closing = true;
     this.#reconnector.cancel();
+    globalThis.removeEventListener?.("pagehide", this.#onPageHide);
     const session = this.#session;
     clearTimeout(session.iceTimer);
     session.socket.close(leave);
