@@ -157,7 +157,9 @@ class MetadataCollector:
         self._readers: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event | None = None) -> Timeline:
-        room = await Room.connect(self.sfu_url, self.token, auto_subscribe=False)
+        # No resume after a drop: its readers hold the old connection's tracks, so a resumed
+        # agent would quietly stop hearing them; a drop ends the agent with its timeline so far.
+        room = await Room.connect(self.sfu_url, self.token, auto_subscribe=False, reconnect_within=0)
         self._origin, started = time.monotonic(), datetime.now(UTC)
         log.info("metadata agent in %s", room.info.room)
         try:

@@ -148,7 +148,12 @@ class Recorder:
         try:
             # An audio-only recording subscribes to audio only: decoding video it would not use
             # costs more than everything else it does.
-            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=not self.spec.audio_only)
+            # No resume after a drop: the readers and per-track files hold the old connection's
+            # tracks, so a resumed recorder would quietly stop hearing them; a drop ends the
+            # recording with what it has, as before resumption existed.
+            room = await Room.connect(
+                self.spec.sfu_url, self.spec.token, auto_subscribe=not self.spec.audio_only, reconnect_within=0
+            )
         except (ParleyError, OSError) as error:
             return Result(outcome="failed", error=f"cannot join the room: {error}")
         try:

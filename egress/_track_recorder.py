@@ -70,7 +70,8 @@ class TrackRecorder:
     async def run(self) -> Result:
         self._wake = asyncio.Event()
         try:
-            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=False)
+            # No resume after a drop (see the composite recorder): the drop ends the recording.
+            room = await Room.connect(self.spec.sfu_url, self.spec.token, auto_subscribe=False, reconnect_within=0)
         except (ParleyError, OSError) as error:
             return Result(outcome="failed", error=f"cannot join the room: {error}")
         try:
