@@ -87,6 +87,9 @@ class Subscriber:
         self._offered_inactive: list[RTCRtpTransceiver] = []
         #: The last numbering sent on each reusable transceiver (its SRTP context expects it).
         self._numbering: dict[RTCRtpTransceiver, tuple[int, int]] = {}
+        #: The subscriptions the offer waiting for its answer carries: only they start
+        #: forwarding when it is answered (one added meanwhile waits for the next offer).
+        self._offered: dict[str, RTCRtpTransceiver] = {}
         self._lock = asyncio.Lock()
         self._answer_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,6 +157,7 @@ class Subscriber:
             # The offer counts as out from here: changes made while it is created may miss it,
             # so they are offered again once it is answered.
             self.state = Negotiation.AWAITING_ANSWER
+            offered = {sid: sub.transceiver for sid, sub in self.subscriptions.items()}
             try:
                 offer = await pc.createOffer()
                 await pc.setLocalDescription(offer)
@@ -164,6 +168,7 @@ class Subscriber:
                 return
             self._answer_due = asyncio.get_running_loop().call_later(self._answer_timeout, self._answer_overdue)
             self._offered_inactive, self._retiring = self._retiring, []
+            self._offered = offered
             track_sids = {s.transceiver.mid: sid for sid, s in self.subscriptions.items() if s.transceiver.mid}
             self._send_offer(sig.SessionDescription(sdp=pc.localDescription.sdp, track_sids=track_sids))
 
@@ -204,8 +209,13 @@ class Subscriber:
             self.state = Negotiation.STABLE
         self._free += self._offered_inactive
         self._offered_inactive = []
-        for sub in self.subscriptions.values():
+        for sid, sub in self.subscriptions.items():
             up = sub.track.up
+            # A transceiver added after the offer was made is not negotiated yet: a DownTrack
+            # made for it now sends what the subscriber never receives (its video stayed
+            # black for good in about one join in four).
+            if self._offered.get(sid) is not sub.transceiver:
+                continue
             if sub.down is None and up is not None and not sub.track.unpublished:
                 sub.down = DownTrack(up, sub.transceiver, self._numbering.get(sub.transceiver))
                 sub.down.set_paused(sub.paused)

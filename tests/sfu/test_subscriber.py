@@ -15,6 +15,7 @@ from parley.control.v1 import resources_pb2 as control_res
 from parley.server import FailedPrecondition, InvalidArgument
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
+from sfu._media import UpTrack
 from sfu._publisher import PublishedTrack
 from sfu._subscriber import Negotiation, Subscriber
 
@@ -170,3 +171,32 @@ async def test_an_ended_subscriber_offers_nothing(harness: Harness) -> None:
     subscriber.add(_track())
     await subscriber.negotiate()
     assert harness.offers.empty() and not subscriber.subscriptions
+
+
+async def test_a_subscription_added_while_an_offer_waits_forwards_only_once_its_own_offer_is_answered(
+    harness: Harness,
+) -> None:
+    # A DownTrack made for a transceiver the answered offer did not carry sent packets the
+    # subscriber never received: an existing participant saw a newcomer's camera black for good.
+    publisher = RTCPeerConnection()
+    try:
+        first, second = _track(), _track()
+        for track in (first, second):
+            receiver = publisher.addTransceiver("video", direction="recvonly").receiver
+            track.up = UpTrack(receiver, "video")
+        subscriber = harness.subscriber
+        subscriber.add(first)
+        await subscriber.negotiate()
+        offer = harness.offer()
+        subscriber.add(second)  # after the offer went out: not in it
+
+        await subscriber.apply_answer(await harness.answer(offer))
+        assert subscriber.subscriptions[first.sid].down is not None
+        assert subscriber.subscriptions[second.sid].down is None
+        assert second.up is not None and not second.up.down
+
+        await subscriber.apply_answer(await harness.answer(harness.offer()))
+        down = subscriber.subscriptions[second.sid].down
+        assert down is not None and down.transceiver.mid is not None and down in second.up.down
+    finally:
+        await publisher.close()
