@@ -74,7 +74,9 @@ export function PreJoin({
     if (!name && defaultName) setName(defaultName);
   }, [defaultName]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  // The microphone, again when another one is chosen.
+  // The microphone, again when another one is chosen. The capture does not set the chosen
+  // device itself: that would capture again (stopping the first track) and a Join clicked
+  // meanwhile handed the meeting a stopped track (a guest's camera stayed black).
   useEffect(() => {
     let track: MediaStreamTrack | null = null;
     let cancelled = false;
@@ -84,14 +86,16 @@ export function PreJoin({
         track = stream.getAudioTracks()[0] ?? null;
         if (cancelled) return track?.stop();
         setAudio(track);
-        const settings = track?.getSettings();
-        if (settings?.deviceId && !audioDeviceId) setAudioDeviceId(settings.deviceId);
         setDevices(await navigator.mediaDevices.enumerateDevices());
       })
       .catch(() => setDenied(true));
     return () => {
       cancelled = true;
-      if (track && !handedOver.current) track.stop();
+      if (track && !handedOver.current) {
+        const stopped = track;
+        stopped.stop();
+        setAudio((current) => (current === stopped ? null : current));
+      }
     };
   }, [audioDeviceId]);
 
@@ -104,25 +108,31 @@ export function PreJoin({
     let track: MediaStreamTrack | null = null;
     let cancelled = false;
     navigator.mediaDevices
-      ?.getUserMedia({ video: videoDeviceId ? { deviceId: { exact: videoDeviceId } } : { width: 1280, height: 720 } })
+      ?.getUserMedia({ video: { width: 1280, height: 720, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) } })
       .then(async (stream) => {
         track = stream.getVideoTracks()[0] ?? null;
         if (cancelled) return track?.stop();
         setVideo(track);
-        const settings = track?.getSettings();
-        if (settings?.deviceId && !videoDeviceId) setVideoDeviceId(settings.deviceId);
         setDevices(await navigator.mediaDevices.enumerateDevices());
       })
       .catch(() => setDenied(true));
     return () => {
       cancelled = true;
-      if (track && !handedOver.current) track.stop();
+      if (track && !handedOver.current) {
+        const stopped = track;
+        stopped.stop();
+        setVideo((current) => (current === stopped ? null : current));
+      }
     };
   }, [camOn, videoDeviceId]);
 
   useEffect(() => {
     if (videoElement.current) videoElement.current.srcObject = video ? new MediaStream([video]) : null;
   }, [video]);
+
+  // The device in use when none was chosen (the browser's default).
+  const shownAudioDevice = audioDeviceId || audio?.getSettings().deviceId || "";
+  const shownVideoDevice = videoDeviceId || video?.getSettings().deviceId || "";
 
   function submit(event: FormEvent) {
     event.preventDefault();
@@ -133,7 +143,15 @@ export function PreJoin({
     }
     localStorage.setItem(NAME_KEY, trimmed);
     handedOver.current = true;
-    onJoin({ name: trimmed, micOn, camOn, audio, video: camOn ? video : null, audioDeviceId, videoDeviceId });
+    onJoin({
+      name: trimmed,
+      micOn,
+      camOn,
+      audio,
+      video: camOn ? video : null,
+      audioDeviceId: shownAudioDevice,
+      videoDeviceId: shownVideoDevice,
+    });
   }
 
   return (
@@ -152,8 +170,8 @@ export function PreJoin({
         </div>
         {denied && <p className="hint warning">{t("prejoin.permission")}</p>}
         <div className="device-row">
-          <DeviceSelect label={t("prejoin.microphone")} devices={devices.filter((d) => d.kind === "audioinput")} value={audioDeviceId} onChange={setAudioDeviceId} />
-          <DeviceSelect label={t("prejoin.camera")} devices={devices.filter((d) => d.kind === "videoinput")} value={videoDeviceId} onChange={setVideoDeviceId} />
+          <DeviceSelect label={t("prejoin.microphone")} devices={devices.filter((d) => d.kind === "audioinput")} value={shownAudioDevice} onChange={setAudioDeviceId} />
+          <DeviceSelect label={t("prejoin.camera")} devices={devices.filter((d) => d.kind === "videoinput")} value={shownVideoDevice} onChange={setVideoDeviceId} />
         </div>
       </div>
       <Form className="prejoin-form" onSubmit={submit} validationErrors={nameError ? { name: nameError } : {}}>
