@@ -27,17 +27,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.web.parley_up import running_parley_up
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BUILD = ROOT / "gateway" / "static" / "app"
@@ -48,12 +48,6 @@ BROWSER_SCRIPT = Path(__file__).resolve().with_name("web_bench.mjs")
 FIRST_FRAME_GOAL_MS = 1000
 JS_GOAL_BYTES = 300 * 1024
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_tools() -> None:
@@ -100,47 +94,11 @@ def _legacy_inline_script() -> Path:
 def _parley_up() -> Iterator[str]:
     """``parley up`` on free ports in a temporary data folder; its base URL while it runs."""
     with tempfile.TemporaryDirectory(prefix="parley-web-bench-") as data_dir:
-        port = _free_port()
-        command = [sys.executable, "-c", "from launcher import main; main()", "up", "--data-dir", data_dir]
-        command += [
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            "0",
-            "--sfu-port",
-            "0",
-            "--ai-port",
-            "0",
-            "--egress-port",
-            "0",
-        ]
-        command += ["--no-ai", "--no-recording"]
-        log_path = Path(data_dir) / "parley-up.log"
-        with (
-            log_path.open("wb") as log,
-            subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as process,
-        ):
-            url = f"http://127.0.0.1:{port}"
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    if process.poll() is not None:
-                        sys.exit(f"parley up ended early:\n{log_path.read_text()[-3000:]}")
-                    try:
-                        if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        sys.exit(f"parley up did not serve in 60 s:\n{log_path.read_text()[-3000:]}")
-                    time.sleep(0.3)
+        try:
+            with running_parley_up(Path(data_dir)) as url:
                 yield url
-            finally:
-                process.terminate()
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        except RuntimeError as error:
+            sys.exit(str(error))
 
 
 def _room_and_publisher(url: str) -> tuple[str, str]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from .test_web_app import ROOT, SCREENS, built_app, running_parley_up  # noqa: F401 (the fixture)
+from .parley_up import running_parley_up
+from .test_web_app import ROOT, SCREENS, built_app  # noqa: F401 (the fixture)
 
 JOURNEY = Path(__file__).resolve().parent / "recording_journey.mjs"
 
