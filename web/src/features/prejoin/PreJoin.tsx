@@ -40,6 +40,51 @@ function DeviceSelect({ label, devices, value, onChange }: { label: string; devi
   );
 }
 
+/** The preview's microphone or camera track while `enabled`, captured again when another
+ * device is chosen. Capturing never sets the chosen device itself: that would capture again
+ * (stopping the first track), and a Join clicked meanwhile handed the meeting a stopped track
+ * (a guest's camera stayed black). A track stopped here leaves the state; once `handedOver`
+ * is set the meeting owns the track and it is not stopped. */
+function usePreviewTrack(
+  kind: "audio" | "video",
+  enabled: boolean,
+  deviceId: string,
+  handedOver: { current: boolean },
+  onCaptured: () => void,
+  onDenied: () => void,
+): MediaStreamTrack | null {
+  const [track, setTrack] = useState<MediaStreamTrack | null>(null);
+  useEffect(() => {
+    if (!enabled) {
+      setTrack(null);
+      return;
+    }
+    let captured: MediaStreamTrack | null = null;
+    let cancelled = false;
+    const device = deviceId ? { deviceId: { exact: deviceId } } : {};
+    const constraints = kind === "audio" ? { audio: deviceId ? device : true } : { video: { width: 1280, height: 720, ...device } };
+    navigator.mediaDevices
+      ?.getUserMedia(constraints)
+      .then((stream) => {
+        captured = stream.getTracks()[0] ?? null;
+        if (cancelled) return captured?.stop();
+        setTrack(captured);
+        onCaptured();
+      })
+      .catch(onDenied);
+    return () => {
+      cancelled = true;
+      if (captured && !handedOver.current) {
+        const stopped = captured;
+        stopped.stop();
+        setTrack((current) => (current === stopped ? null : current));
+      }
+    };
+  }, [enabled, deviceId]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  return track;
+}
+
 export function PreJoin({
   slug,
   defaultName,
@@ -63,8 +108,6 @@ export function PreJoin({
   const [devices, setDevices] = useState<MediaDeviceInfo[]>([]);
   const [audioDeviceId, setAudioDeviceId] = useState("");
   const [videoDeviceId, setVideoDeviceId] = useState("");
-  const [audio, setAudio] = useState<MediaStreamTrack | null>(null);
-  const [video, setVideo] = useState<MediaStreamTrack | null>(null);
   const [denied, setDenied] = useState(false);
   const [nameError, setNameError] = useState<string | null>(null);
   const videoElement = useRef<HTMLVideoElement>(null);
@@ -74,57 +117,11 @@ export function PreJoin({
     if (!name && defaultName) setName(defaultName);
   }, [defaultName]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  // The microphone, again when another one is chosen. The capture does not set the chosen
-  // device itself: that would capture again (stopping the first track) and a Join clicked
-  // meanwhile handed the meeting a stopped track (a guest's camera stayed black).
-  useEffect(() => {
-    let track: MediaStreamTrack | null = null;
-    let cancelled = false;
-    navigator.mediaDevices
-      ?.getUserMedia({ audio: audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true })
-      .then(async (stream) => {
-        track = stream.getAudioTracks()[0] ?? null;
-        if (cancelled) return track?.stop();
-        setAudio(track);
-        setDevices(await navigator.mediaDevices.enumerateDevices());
-      })
-      .catch(() => setDenied(true));
-    return () => {
-      cancelled = true;
-      if (track && !handedOver.current) {
-        const stopped = track;
-        stopped.stop();
-        setAudio((current) => (current === stopped ? null : current));
-      }
-    };
-  }, [audioDeviceId]);
-
-  // The camera while it is on (its light goes off with it).
-  useEffect(() => {
-    if (!camOn) {
-      setVideo(null);
-      return;
-    }
-    let track: MediaStreamTrack | null = null;
-    let cancelled = false;
-    navigator.mediaDevices
-      ?.getUserMedia({ video: { width: 1280, height: 720, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) } })
-      .then(async (stream) => {
-        track = stream.getVideoTracks()[0] ?? null;
-        if (cancelled) return track?.stop();
-        setVideo(track);
-        setDevices(await navigator.mediaDevices.enumerateDevices());
-      })
-      .catch(() => setDenied(true));
-    return () => {
-      cancelled = true;
-      if (track && !handedOver.current) {
-        const stopped = track;
-        stopped.stop();
-        setVideo((current) => (current === stopped ? null : current));
-      }
-    };
-  }, [camOn, videoDeviceId]);
+  const onCaptured = async () => setDevices(await navigator.mediaDevices.enumerateDevices());
+  const onDenied = () => setDenied(true);
+  const audio = usePreviewTrack("audio", true, audioDeviceId, handedOver, onCaptured, onDenied);
+  // The camera only while it is on (its light goes off with it).
+  const video = usePreviewTrack("video", camOn, videoDeviceId, handedOver, onCaptured, onDenied);
 
   useEffect(() => {
     if (videoElement.current) videoElement.current.srcObject = video ? new MediaStream([video]) : null;
