@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from control import ControlServer
     from egress import EgressServer
     from gateway import GatewayServer
-    from sfu import SfuServer
+    from sfu import Coturn, SfuServer
 
 log = logging.getLogger("parley.up")
 
@@ -164,6 +164,27 @@ async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, por
         raise _PortTaken(option, port) from exc
 
 
+async def _start_turn(stack: contextlib.AsyncExitStack, data_dir: Path, host: str, port: int) -> Coturn | str:
+    """coturn beside the SFU, relaying for browsers behind firewalls that block UDP or direct
+    paths; where it is not installed or does not start, why not (Parley runs without it)."""
+    import errno
+
+    from sfu import Coturn, CoturnMissing
+
+    try:
+        turn = Coturn(secret=_secret(data_dir, "turn_secret"), host=host, port=port)
+        await stack.enter_async_context(turn)
+    except CoturnMissing:
+        return "not started: coturn is not installed (Debian: apt-get install coturn)"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _PortTaken("--turn-port", port) from exc
+        return f"not started: {exc}"
+    except RuntimeError as exc:
+        return f"not started: {exc}"
+    return turn
+
+
 def _egress_settings(data_dir: Path, control_target: str, api_key: str) -> Any:
     """The egress service on embedded defaults: recordings in the data folder, recorders on the
     local Ray. ``PARLEY_EGRESS_*`` variables still apply (a bucket, a Ray cluster)."""
@@ -184,9 +205,11 @@ async def _serve(
     ai_port: int,
     sfu_port: int,
     egress_port: int,
+    turn_port: int,
     host: str,
     with_ai: bool,
     with_recording: bool,
+    with_turn: bool,
 ) -> None:
     from control import ControlServer, ControlSettings
     from gateway import GatewayServer, GatewaySettings
@@ -224,9 +247,13 @@ async def _serve(
         start_ray(address=os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
     async with contextlib.AsyncExitStack() as stack:
         stop = stack.enter_context(stop_signals())  # before the servers: a Ctrl-C in start-up stops them
-        sfu = SfuServer(
-            SfuSettings(token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}")
+        turn = await _start_turn(stack, data_dir, host, turn_port) if with_turn else "off (--no-turn)"
+        sfu_settings = SfuSettings(
+            token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}"
         )
+        if not isinstance(turn, str):
+            sfu_settings = dataclasses.replace(sfu_settings, turn_urls=turn.urls, turn_secret=turn.secret)
+        sfu = SfuServer(sfu_settings)
         await _start(stack, sfu, "--sfu-port", sfu_port)
         settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
         server = ControlServer(settings, address=f"{host}:{grpc_port}")
@@ -269,7 +296,7 @@ async def _serve(
         credentials, created = await _ensure_dev_key(
             server, data_dir, ai.target if ai else "", gateway.url, egress.target if egress else ""
         )
-        _print_addresses(server, sfu, ai, egress, gateway, data_dir, credentials, created)
+        _print_addresses(server, sfu, turn, ai, egress, gateway, data_dir, credentials, created)
         await stop
         typer.echo("stopping")
 
@@ -277,6 +304,7 @@ async def _serve(
 def _print_addresses(
     server: ControlServer,
     sfu: SfuServer,
+    turn: Coturn | str,
     ai: AiServer | None,
     egress: EgressServer | None,
     gateway: GatewayServer,
@@ -286,6 +314,10 @@ def _print_addresses(
 ) -> None:
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
     typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu.target}")
+    if isinstance(turn, str):
+        typer.echo(f"TURN relay {turn}; browsers behind firewalls that block UDP cannot join")
+    else:
+        typer.echo(f"TURN relay (coturn) on {turn.host}:{turn.port}, UDP and TCP; clients get credentials on joining")
     if ai is not None:
         typer.echo(f"Parley AI (gRPC: transcription, summaries) listening on {ai.target}")
     if egress is not None:
@@ -338,8 +370,10 @@ def up(
     ai_port: Annotated[int, typer.Option(help="gRPC port of the AI service (0: any free port).")] = 50053,
     sfu_port: Annotated[int, typer.Option(help="gRPC signaling port of the SFU (0: any free port).")] = 7880,
     egress_port: Annotated[int, typer.Option(help="gRPC port of the egress service (0: any free port).")] = 50054,
+    turn_port: Annotated[int, typer.Option(help="UDP and TCP port of the TURN relay (0: any free port).")] = 3478,
     ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
     recording: Annotated[bool, typer.Option(help="Run the egress service (recordings).")] = True,
+    turn: Annotated[bool, typer.Option(help="Run a TURN relay (coturn, when installed).")] = True,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
@@ -373,9 +407,11 @@ def up(
                 ai_port,
                 sfu_port,
                 egress_port,
+                turn_port,
                 host,
                 ai,
                 recording,
+                turn,
             )
         )
     except (_PortTaken, ConfigurationError) as exc:  # a bad PARLEY_WEBHOOK_ALLOWED_NETWORKS, for one

@@ -3,5 +3,14 @@
 from ._media import record_forwarding_delays
 from ._server import SERVICE_NAMES, SfuServer
 from ._settings import SfuSettings
+from ._turn import Coturn, CoturnMissing, turn_credentials
 
-__all__ = ["SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"]
+__all__ = [
+    "SERVICE_NAMES",
+    "Coturn",
+    "CoturnMissing",
+    "SfuServer",
+    "SfuSettings",
+    "record_forwarding_delays",
+    "turn_credentials",
+]

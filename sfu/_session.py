@@ -41,6 +41,7 @@ from ._reporter import NAME_MAX
 from ._room import Room, new_sid, timestamp
 from ._sdp import ice_candidate
 from ._subscriber import Subscriber
+from ._turn import client_ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class Session:
                 room=self.room.info(),
                 participant=self.info(),
                 other_participants=others,
-                ice_servers=[sig.IceServer(urls=[u]) for u in settings.ice_servers],
+                ice_servers=client_ice_servers(settings, self.sid),
                 ping_interval=_duration(settings.ping_interval),
                 resume_token=self.resume_token,
                 resume_grace=_duration(settings.resume_grace),

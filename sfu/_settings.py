@@ -30,8 +30,17 @@ class SfuSettings:
     resume_grace: float = 15.0
     #: Tracks one participant may publish at once.
     max_tracks_per_participant: int = 8
-    #: STUN / TURN URLs handed to clients and used by the SFU's own peer connections.
+    #: STUN URLs handed to clients and used by the SFU's own peer connections.
     ice_servers: tuple[str, ...] = ()
+    #: TURN relays handed to clients (``turn:host:3478?transport=udp``, ``...?transport=tcp``,
+    #: ``turns:host:5349?transport=tcp``), each client with a credential of its own made from
+    #: ``turn_secret``.
+    turn_urls: tuple[str, ...] = ()
+    #: The relays' shared secret (coturn's ``static-auth-secret``).
+    turn_secret: str = field(default="", repr=False)
+    #: Seconds a TURN credential works: longer than a meeting, since a relay refreshes its
+    #: allocation with the credential it got on joining.
+    turn_credential_ttl: float = 12 * 3600.0
     #: Redis of a multi-node deployment (``redis://host:6379/0``); empty: one node, no Redis.
     redis_url: str = ""
     #: Key prefix of the node registry in Redis (the same as control's and the gateway's).
@@ -48,6 +57,15 @@ class SfuSettings:
     report_api_key: str = field(default="", repr=False)
     #: Events kept for control while it is away; when full, the oldest are dropped.
     report_buffer: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.turn_urls and not self.turn_secret:
+            raise ConfigurationError("turn_urls need turn_secret (PARLEY_SFU_TURN_SECRET), the relays' shared secret")
+        for url in self.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ConfigurationError(f"turn_urls: {url!r} is not a turn: or turns: URL")
+        if self.turn_credential_ttl <= 0:
+            raise ConfigurationError("turn_credential_ttl must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> SfuSettings:

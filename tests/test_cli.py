@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,8 @@ def parley_up(data_dir: Path) -> Iterator[tuple[str, int]]:
             "--sfu-port",
             "0",
             "--egress-port",
+            "0",
+            "--turn-port",
             "0",
         ],
         env=env,
@@ -190,6 +193,32 @@ def test_parley_up_saves_where_its_gateway_is(running: Running) -> None:
     assert load_credentials(data_dir=running.data_dir, env={}).gateway_url == running.rest_url
 
 
+async def test_parley_up_runs_a_turn_relay(running: Running) -> None:
+    """With coturn installed, `parley up` runs it with a secret of the installation, and a
+    credential made from that secret allocates a relay on it."""
+    if shutil.which("turnserver") is None:
+        assert "TURN relay not started: coturn is not installed" in running.printed
+        pytest.skip("coturn missing: ./scripts/setup --test")
+    from aioice.turn import create_turn_endpoint
+
+    from sfu import turn_credentials
+
+    found = re.search(r"TURN relay \(coturn\) on ([\d.]+):(\d+), UDP and TCP", running.printed)
+    assert found, running.printed
+    secret = json.loads((running.data_dir / "secrets.json").read_text())["turn_secret"]
+    username, password = turn_credentials(secret, "PA_cli", ttl=60)
+    for transport in ("udp", "tcp"):
+        relay, _ = await create_turn_endpoint(
+            asyncio.DatagramProtocol,
+            (found.group(1), int(found.group(2))),
+            username,
+            password,
+            transport=transport,
+        )
+        assert relay.get_extra_info("sockname")[0] == found.group(1)  # the relayed address
+        relay.close()
+
+
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
     failed = cli(tmp_path / "nothing-here", "rooms", "list", ok=False)
     assert "parley up" in failed.stderr
@@ -225,6 +254,8 @@ def test_a_taken_port_is_a_clear_error(running: Running, tmp_path: Path) -> None
             "--sfu-port",
             "0",
             "--egress-port",
+            "0",
+            "--turn-port",
             "0",
         ],
         capture_output=True,

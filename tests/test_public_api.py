@@ -111,7 +111,12 @@ def test_control_public_names() -> None:
 
 
 def test_sfu_public_names() -> None:
-    assert sorted(sfu.__all__) == sorted(["SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"])
+    assert sorted(sfu.__all__) == sorted(
+        [
+            *("SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"),
+            *("Coturn", "CoturnMissing", "turn_credentials"),
+        ]
+    )
     for name in sfu.__all__:
         assert hasattr(sfu, name), name
 

@@ -222,11 +222,13 @@ class Room:
         self._local_tracks: dict[str, _LocalTrack] = {}
         self._cids: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        servers = [
+        #: The STUN servers and TURN relays (each with this participant's own time-limited
+        #: credential) that the SFU handed out, and that the peer connections use.
+        self.ice_servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in joined.ice_servers
         ]
         # max-bundle: one transport for all media, as the SFU uses.
-        self._configuration = RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._configuration = RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self._publisher: RTCPeerConnection | None = None
         self._subscriber: RTCPeerConnection | None = None
         self._events: asyncio.Queue[RoomEvent] = asyncio.Queue()

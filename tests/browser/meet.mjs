@@ -1,7 +1,7 @@
 // Opens Parley's meeting page in headless Debian chromium with a fake camera and microphone.
 // Usage: node meet.mjs URL   (URL of /meet.html with #token=...)
 // Prints one JSON line when the page has joined and published ({"event": "ready", ...}), one
-// when it has decoded video from the SFU ({"event": "decoded", ...}), then waits for its
+// when it has decoded video from the SFU ({"event": "decoded", "route": ...}), then waits for its
 // stdin to close and exits. Commands on stdin: "chat TEXT" sends a chat message; "drop" closes
 // the page's signal socket as a network failure would, waits for the room to reconnect and
 // prints {"event": "resumed", ...} (whether the SFU resumed the session, its sid, the track
@@ -52,7 +52,17 @@ try {
     }
     return framesDecoded;
   };
-  print({ event: "decoded", framesDecoded: await decoded() });
+  // The network path the subscriber connection took: its selected candidate pair's local end
+  // ("relay" and its protocol to the TURN server, when the page may use relays only).
+  const route = () =>
+    page.evaluate(async () => {
+      const stats = [...(await window.parley.subscriberConnection.getStats()).values()];
+      const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
+      const pair = stats.find((s) => s.id === transport?.selectedCandidatePairId);
+      const local = stats.find((s) => s.id === pair?.localCandidateId);
+      return { candidateType: local?.candidateType, relayProtocol: local?.relayProtocol };
+    });
+  print({ event: "decoded", framesDecoded: await decoded(), route: await route() });
   const input = readline.createInterface({ input: process.stdin });
   for await (const line of input) {
     if (line.startsWith("chat ")) await page.evaluate((text) => window.parley.sendData("chat", text), line.slice(5));

@@ -4,13 +4,15 @@ TypeScript SDK's `Room` (the bundle built from sdk/typescript) through the WebSo
 (/v1/signal). The bot decodes the browser's video; the browser decodes the bot's (getStats
 framesDecoded); chat goes both ways; closing the browser leaves the meeting (not a drop that
 waits for a resume); a signal socket closed under the page is survived (the session resumed:
-same sids, no leave for the bot). Also
-the bridge's own answers to bad frames and refused tokens."""
+same sids, no leave for the bot); a browser allowed to use TURN relays only meets the bot
+through coturn, over UDP and over TCP. Also the bridge's own answers to bad frames and
+refused tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -23,9 +25,10 @@ from av import VideoFrame
 
 from gateway import GatewayServer, GatewaySettings
 from parley.room import Room
-from sfu import SfuServer
+from sfu import Coturn, SfuServer, SfuSettings
 
-from .conftest import ColourTrack, Mint
+from ..conftest import TOKEN_SECRET
+from .conftest import KEY_ID, ColourTrack, Mint
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 SDK_DIR = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
@@ -168,6 +171,63 @@ async def test_a_browser_survives_its_signal_socket_closing(
         browser.stdin.close()
         await asyncio.wait_for(browser.wait(), 30)
         await bot.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_browser_allowed_only_relays_meets_through_turn(sdk_bundle: None, token: Mint, transport: str) -> None:
+    """Chromium with ``iceTransportPolicy: "relay"`` (as behind a firewall that lets nothing
+    but the TURN server through) gets the relay from the join response (one transport
+    offered: UDP, or TCP for networks that block UDP), and media flows both ways through
+    coturn."""
+    if shutil.which("turnserver") is None:
+        pytest.skip("coturn missing: ./scripts/setup --test")
+    async with Coturn(secret=secrets.token_urlsafe(32)) as turn:
+        settings = SfuSettings(
+            token_secrets={KEY_ID: TOKEN_SECRET},
+            grpc_address="127.0.0.1:0",
+            turn_urls=tuple(u for u in turn.urls if u.endswith(f"transport={transport}")),
+            turn_secret=turn.secret,
+        )
+        async with SfuServer(settings) as sfu:
+            gateway_settings = GatewaySettings(
+                control_target="127.0.0.1:9",
+                session_secret="browser-test-session-secret-" + "z" * 32,
+                sfu_target=sfu.target,
+                secure_cookies=False,
+            )
+            async with GatewayServer(gateway_settings, extra_routes=[]) as gateway:
+                room_id = f"relay-{uuid.uuid4().hex[:8]}"
+                bot = await Room.connect(sfu.target, token("bot", room_id))
+                await bot.publish(ColourTrack(640, 480), source="camera")
+                page = f"{gateway.url}/meet.html#token={token('browser', room_id)}&relay=1"
+                browser = await asyncio.create_subprocess_exec(
+                    "node",
+                    "meet.mjs",
+                    page,
+                    cwd=BROWSER_DIR,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                try:
+                    assert (await _line(browser))["event"] == "ready"
+                    decoded = await _line(browser)
+                    assert decoded["framesDecoded"] > 10
+                    assert decoded["route"] == {"candidateType": "relay", "relayProtocol": transport}
+                    video = await bot.wait_for(
+                        "track_subscribed",
+                        lambda e: (
+                            e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2
+                        ),
+                        within=30,
+                    )
+                    assert video.track is not None and video.track.track is not None
+                    frames = [await asyncio.wait_for(video.track.track.recv(), 20) for _ in range(5)]
+                    assert all(isinstance(f, VideoFrame) and f.width == 640 for f in frames)
+                finally:
+                    if browser.stdin is not None:
+                        browser.stdin.close()
+                    await asyncio.wait_for(browser.wait(), 30)
+                    await bot.close()
 
 
 async def _until_gone(sfu: SfuServer, room_id: str, identity: str) -> bool:

@@ -29,6 +29,7 @@ def running_parley_up(data_dir: Path, *, recording: bool = False) -> Iterator[st
     port = _free_port()
     command = [sys.executable, "-c", "from launcher import main; main()", "up", "--data-dir", str(data_dir)]
     command += ["--http-port", str(port), "--grpc-port", "0", "--sfu-port", "0", "--ai-port", "0", "--egress-port", "0"]
+    command += ["--turn-port", "0"]
     command += ["--no-ai"] + ([] if recording else ["--no-recording"])
     log_path = data_dir / "parley-up.log"
     with (

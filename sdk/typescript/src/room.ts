@@ -56,6 +56,9 @@ export interface RoomOptions {
   /** How long the media connection may stay `disconnected` before the room reconnects
    * (`failed` reconnects at once). Default 5 s. */
   iceDisconnectedTimeoutMs?: number;
+  /** `"relay"`: send media only through the TURN relays the SFU hands out (a network that
+   * allows nothing else, or a test of the relays). Default `"all"`. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
   /** The WebSocket to use (tests). */
   webSocket?: WebSocketFactory;
 }
@@ -465,7 +468,11 @@ export class Room extends Emitter<RoomEventMap> {
   }
 
   #newConnection(session: Session, target: SignalTarget): RTCPeerConnection {
-    const pc = new RTCPeerConnection({ iceServers: session.iceServers, bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection({
+      iceServers: session.iceServers,
+      bundlePolicy: "max-bundle",
+      iceTransportPolicy: this.#options.iceTransportPolicy ?? "all",
+    });
     pc.onicecandidate = (e) => {
       if (e.candidate?.candidate && session.socket.isOpen) {
         session.socket.send({
