@@ -164,15 +164,25 @@ async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, por
         raise _PortTaken(option, port) from exc
 
 
-async def _start_turn(stack: contextlib.AsyncExitStack, data_dir: Path, host: str, port: int) -> Coturn | str:
+async def _start_turn(
+    stack: contextlib.AsyncExitStack, data_dir: Path, host: str, port: int, tls: tuple[Path, Path] | None
+) -> Coturn | str:
     """coturn beside the SFU, relaying for browsers behind firewalls that block UDP or direct
-    paths; where it is not installed or does not start, why not (Parley runs without it)."""
+    paths (and TLS with ``tls``, a certificate and its key); where it is not installed or does
+    not start, why not (Parley runs without it)."""
     import errno
 
     from sfu import Coturn, CoturnMissing
 
+    certificate, private_key = tls or (None, None)
     try:
-        turn = Coturn(secret=_secret(data_dir, "turn_secret"), host=host, port=port)
+        turn = Coturn(
+            secret=_secret(data_dir, "turn_secret"),
+            host=host,
+            port=port,
+            certificate=certificate,
+            private_key=private_key,
+        )
         await stack.enter_async_context(turn)
     except CoturnMissing:
         return "not started: coturn is not installed (Debian: apt-get install coturn)"
@@ -206,6 +216,7 @@ async def _serve(
     sfu_port: int,
     egress_port: int,
     turn_port: int,
+    turn_tls: tuple[Path, Path] | None,
     host: str,
     with_ai: bool,
     with_recording: bool,
@@ -247,7 +258,7 @@ async def _serve(
         start_ray(address=os.environ.get("PARLEY_AI_RAY_ADDRESS", ""))
     async with contextlib.AsyncExitStack() as stack:
         stop = stack.enter_context(stop_signals())  # before the servers: a Ctrl-C in start-up stops them
-        turn = await _start_turn(stack, data_dir, host, turn_port) if with_turn else "off (--no-turn)"
+        turn = await _start_turn(stack, data_dir, host, turn_port, turn_tls) if with_turn else "off (--no-turn)"
         sfu_settings = SfuSettings(
             token_secrets={settings.token_key_id: settings.token_secret}, grpc_address=f"{host}:{sfu_port}"
         )
@@ -317,7 +328,10 @@ def _print_addresses(
     if isinstance(turn, str):
         typer.echo(f"TURN relay {turn}; browsers behind firewalls that block UDP cannot join")
     else:
-        typer.echo(f"TURN relay (coturn) on {turn.host}:{turn.port}, UDP and TCP; clients get credentials on joining")
+        tls = f", TLS on {turn.tls_port}" if turn.certificate else ""
+        typer.echo(
+            f"TURN relay (coturn) on {turn.host}:{turn.port}, UDP and TCP{tls}; clients get credentials on joining"
+        )
     if ai is not None:
         typer.echo(f"Parley AI (gRPC: transcription, summaries) listening on {ai.target}")
     if egress is not None:
@@ -374,6 +388,10 @@ def up(
     ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
     recording: Annotated[bool, typer.Option(help="Run the egress service (recordings).")] = True,
     turn: Annotated[bool, typer.Option(help="Run a TURN relay (coturn, when installed).")] = True,
+    turn_certificate: Annotated[
+        Path | None, typer.Option(help="PEM certificate for TLS relays (turns:), with --turn-private-key.")
+    ] = None,
+    turn_private_key: Annotated[Path | None, typer.Option(help="PEM private key of --turn-certificate.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
@@ -394,6 +412,9 @@ def up(
             err=True,
         )
         raise typer.Exit(1)
+    if (turn_certificate is None) != (turn_private_key is None):
+        typer.echo("error: --turn-certificate and --turn-private-key go together", err=True)
+        raise typer.Exit(1)
     from parley.server import ConfigurationError, configure_logging, configure_tracing
 
     configure_logging(logging.DEBUG if verbose else None)
@@ -408,6 +429,7 @@ def up(
                 sfu_port,
                 egress_port,
                 turn_port,
+                (turn_certificate, turn_private_key) if turn_certificate and turn_private_key else None,
                 host,
                 ai,
                 recording,

@@ -57,7 +57,8 @@ class CoturnMissing(Exception):
 
 
 class Coturn:
-    """A coturn ``turnserver`` relaying UDP and TCP on one port of ``host``, with credentials
+    """A coturn ``turnserver`` relaying UDP and TCP on one port of ``host`` (and TLS on another
+    when given a certificate), with credentials
     made from ``secret`` (``turn_credentials``)::
 
         async with Coturn(secret=secret) as turn:
@@ -67,21 +68,38 @@ class Coturn:
     which coturn refuses by default: on a shared host a relay to 127.0.0.1 would reach its
     private services."""
 
-    def __init__(self, *, secret: str, host: str = "127.0.0.1", port: int = 0, realm: str = "parley") -> None:
+    def __init__(
+        self,
+        *,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        realm: str = "parley",
+        certificate: Path | None = None,
+        private_key: Path | None = None,
+        tls_port: int = 0,
+    ) -> None:
+        """``certificate`` and ``private_key`` (PEM files): relay over TLS too, on
+        ``tls_port`` (0: any free port), for networks that let only HTTPS-like traffic out."""
         executable = shutil.which("turnserver")
         if executable is None:
             raise CoturnMissing("coturn is not installed (Debian: apt-get install coturn)")
+        if (certificate is None) != (private_key is None):
+            raise ValueError("a TLS relay needs both certificate and private_key")
         self.executable = executable
         self.secret, self.host, self.port, self.realm = secret, host, port, realm
+        self.certificate, self.private_key, self.tls_port = certificate, private_key, tls_port
         self._process: asyncio.subprocess.Process | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def urls(self) -> tuple[str, ...]:
-        """``turn:`` URLs for clients: UDP, and TCP for networks that block UDP. A relay
-        listening on every address is advertised at this machine's name."""
+        """URLs for clients: ``turn:`` over UDP, and over TCP for networks that block UDP, and
+        ``turns:`` (TLS) when the relay has a certificate. A relay listening on every address
+        is advertised at this machine's name."""
         host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
-        return (f"turn:{host}:{self.port}?transport=udp", f"turn:{host}:{self.port}?transport=tcp")
+        urls = (f"turn:{host}:{self.port}?transport=udp", f"turn:{host}:{self.port}?transport=tcp")
+        return (*urls, f"turns:{host}:{self.tls_port}?transport=tcp") if self.certificate else urls
 
     @property
     def log_path(self) -> Path:
@@ -92,12 +110,14 @@ class Coturn:
         # coturn keeps running when it cannot bind its port: check first, or the test for
         # "listening" would find whatever holds the port.
         self.port = _free_port(self.host, self.port)
+        if self.certificate:
+            self.tls_port = _free_port(self.host, self.tls_port)
         self._folder = tempfile.TemporaryDirectory(prefix="parley-coturn-")
         folder = Path(self._folder.name)
         # The options go in a file only this user can read: a command line would show the
         # shared secret to every user of the machine (ps).
         options = [
-            *("no-cli", "no-tls", "no-dtls", "fingerprint", "no-multicast-peers", "simple-log"),
+            *("no-cli", "no-dtls", "fingerprint", "no-multicast-peers", "simple-log"),
             f"listening-ip={self.host}",
             f"listening-port={self.port}",
             "use-auth-secret",
@@ -106,6 +126,10 @@ class Coturn:
             f"log-file={folder / 'turnserver.log'}",
             f"pidfile={folder / 'turnserver.pid'}",
         ]
+        if self.certificate:
+            options += [f"tls-listening-port={self.tls_port}", f"cert={self.certificate}", f"pkey={self.private_key}"]
+        else:
+            options.append("no-tls")
         if _is_loopback(self.host):
             options += [f"relay-ip={self.host}", "allow-loopback-peers"]
         config = folder / "turnserver.conf"
@@ -119,7 +143,12 @@ class Coturn:
         except BaseException:
             await self.stop()
             raise
-        log.info("coturn relaying on %s:%d (UDP and TCP)", self.host, self.port)
+        log.info(
+            "coturn relaying on %s:%d (UDP and TCP)%s",
+            self.host,
+            self.port,
+            f", TLS on {self.tls_port}" if self.certificate else "",
+        )
 
     async def _until_listening(self, within: float = 10.0) -> None:
         assert self._process is not None

@@ -1,15 +1,20 @@
 """TURN: the SFU hands each participant a time-limited credential for the relays, and a real
 coturn (Debian's, started by the test) relays with it, over UDP and over TCP, until it expires.
-The browser side (chromium allowed to use relays only) is in test_browser.py."""
+The browser side (chromium allowed to use relays only) is in test_browser.py; TLS relays
+(``turns:``) are tried here with a certificate the test makes and trusts."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import secrets
 import shutil
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aioice import stun
@@ -49,13 +54,16 @@ class _Inbox(asyncio.DatagramProtocol):
         self.received.put_nowait(data)
 
 
-async def _relay_round_trip(turn: Coturn, username: str, password: str, transport: str) -> bytes:
+async def _relay_round_trip(
+    turn: Coturn, username: str, password: str, transport: str, tls: ssl.SSLContext | None = None
+) -> bytes:
     """Allocates a relay with the credential and sends a datagram through it to an echo peer."""
     loop = asyncio.get_running_loop()
     echo, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
+    port = turn.tls_port if tls else turn.port
     try:
         relay, inbox = await create_turn_endpoint(
-            _Inbox, (turn.host, turn.port), username, password, transport=transport
+            _Inbox, (turn.host, port), username, password, transport=transport, ssl=tls
         )
         try:
             relay.sendto(b"through the relay", echo.get_extra_info("sockname"))
@@ -80,6 +88,52 @@ async def test_coturn_refuses_an_expired_or_forged_credential(turn: Coturn, tran
         with pytest.raises(stun.TransactionFailed) as refused:
             await _relay_round_trip(turn, username, password, transport)
         assert refused.value.response.attributes["ERROR-CODE"][0] == 401
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parley test relay")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "relay.pem", folder / "relay.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_coturn_relays_over_tls(tmp_path: Path) -> None:
+    """A ``turns:`` relay (for networks that let only TLS out): the client checks the relay's
+    certificate, and relays with a fresh credential only."""
+    certificate, private_key = _self_signed(tmp_path)
+    secret = secrets.token_urlsafe(32)
+    async with Coturn(secret=secret, certificate=certificate, private_key=private_key) as turn:
+        assert turn.urls[-1] == f"turns:127.0.0.1:{turn.tls_port}?transport=tcp"
+        trusting = ssl.create_default_context(cafile=str(certificate))
+        username, password = turn_credentials(secret, "PA_someone", ttl=60)
+        assert await _relay_round_trip(turn, username, password, "tcp", trusting) == b"through the relay"
+        expired = turn_credentials(secret, "PA_someone", ttl=60, now=time.time() - 120)
+        with pytest.raises(stun.TransactionFailed):
+            await _relay_round_trip(turn, *expired, "tcp", trusting)
+        with pytest.raises(ssl.SSLCertVerificationError):  # a client that does not trust it
+            await _relay_round_trip(turn, username, password, "tcp", ssl.create_default_context())
 
 
 async def test_the_join_response_carries_a_working_relay_credential(turn: Coturn, token: Mint) -> None:
