@@ -19,6 +19,8 @@ const browser = await chromium.launch({
     "--use-fake-ui-for-media-stream",
     "--disable-background-networking",
     "--no-sandbox",
+    // Extra flags from the test (a TLS relay whose certificate the test made: --ignore-certificate-errors).
+    ...(process.env.CHROMIUM_EXTRA_ARGS ? process.env.CHROMIUM_EXTRA_ARGS.split(" ") : []),
   ],
 });
 const page = await browser.newPage();

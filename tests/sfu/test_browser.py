@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import uuid
@@ -29,6 +30,7 @@ from sfu import Coturn, SfuServer, SfuSettings
 
 from ..conftest import TOKEN_SECRET
 from .conftest import KEY_ID, ColourTrack, Mint
+from .test_turn import _self_signed
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 SDK_DIR = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
@@ -173,19 +175,23 @@ async def test_a_browser_survives_its_signal_socket_closing(
         await bot.close()
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_a_browser_allowed_only_relays_meets_through_turn(sdk_bundle: None, token: Mint, transport: str) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_a_browser_allowed_only_relays_meets_through_turn(
+    sdk_bundle: None, token: Mint, transport: str, tmp_path: Path
+) -> None:
     """Chromium with ``iceTransportPolicy: "relay"`` (as behind a firewall that lets nothing
     but the TURN server through) gets the relay from the join response (one transport
-    offered: UDP, or TCP for networks that block UDP), and media flows both ways through
-    coturn."""
+    offered: UDP, TCP for networks that block UDP, or TLS for those that let only HTTPS-like
+    traffic out), and media flows both ways through coturn."""
     if shutil.which("turnserver") is None:
         pytest.skip("coturn missing: ./scripts/setup --test")
-    async with Coturn(secret=secrets.token_urlsafe(32)) as turn:
+    certificate, private_key = _self_signed(tmp_path) if transport == "tls" else (None, None)
+    async with Coturn(secret=secrets.token_urlsafe(32), certificate=certificate, private_key=private_key) as turn:
+        wanted = "turns:" if transport == "tls" else f"turn:127.0.0.1:{turn.port}?transport={transport}"
         settings = SfuSettings(
             token_secrets={KEY_ID: TOKEN_SECRET},
             grpc_address="127.0.0.1:0",
-            turn_urls=tuple(u for u in turn.urls if u.endswith(f"transport={transport}")),
+            turn_urls=tuple(u for u in turn.urls if u.startswith(wanted)),
             turn_secret=turn.secret,
         )
         async with SfuServer(settings) as sfu:
@@ -200,6 +206,9 @@ async def test_a_browser_allowed_only_relays_meets_through_turn(sdk_bundle: None
                 bot = await Room.connect(sfu.target, token("bot", room_id))
                 await bot.publish(ColourTrack(640, 480), source="camera")
                 page = f"{gateway.url}/meet.html#token={token('browser', room_id)}&relay=1"
+                # The test's own certificate: chromium checks a TLS relay's as an HTTPS site's
+                # (without this flag the relay fails and nothing decodes).
+                extra = {"CHROMIUM_EXTRA_ARGS": "--ignore-certificate-errors"} if transport == "tls" else {}
                 browser = await asyncio.create_subprocess_exec(
                     "node",
                     "meet.mjs",
@@ -207,6 +216,7 @@ async def test_a_browser_allowed_only_relays_meets_through_turn(sdk_bundle: None
                     cwd=BROWSER_DIR,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
+                    env={**os.environ, **extra},
                 )
                 try:
                     assert (await _line(browser))["event"] == "ready"
