@@ -11,7 +11,11 @@ rewritten packets by a ``DownTrack`` instead of an encoder. What this borrows fr
   statistics (which its own RTCP task turns into receiver reports);
 * ``RTCRtpSender._ssrc``, its retransmission history and sender-report counters, and
   ``_send_keyframe`` (called on PLI / FIR), and the DTLS transport's ``_send_rtp``;
-* ``RTCRtpTransceiver._codecs`` (the negotiated codecs, restricted to what can be forwarded).
+* ``RTCRtpTransceiver._codecs`` (the negotiated codecs, restricted to what can be forwarded);
+* ``aiortc.codecs.HEADER_EXTENSIONS``, to which the RID header extensions are added (aiortc
+  parses them but does not negotiate them: simulcast layers are told apart by them), and the
+  DTLS transport's RTP router, which learns to route packets of SSRCs the SDP does not name
+  (simulcast layers and their RTX) by their MID header extension.
 """
 
 from __future__ import annotations
@@ -25,13 +29,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
-from aiortc.codecs import is_rtx
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    clock,
+)
+from aiortc.codecs import HEADER_EXTENSIONS, is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 from aiortc.utils import uint16_add, uint16_gt, uint32_add
 
+from . import _vp8
+from ._layers import ACTIVE_WITHIN, Layer, Preference, choose
 from ._metrics import MEDIA
 
 log = logging.getLogger(__name__)
@@ -79,6 +92,48 @@ def check_aiortc() -> None:
     ):
         if not callable(getattr(owner, name, None)):
             raise AiortcChanged(f"aiortc {owner.__name__}.{name} is gone")
+    if not isinstance(HEADER_EXTENSIONS.get("video"), list):
+        raise AiortcChanged("aiortc.codecs.HEADER_EXTENSIONS['video'] is gone")
+
+
+#: The RTP header extensions that name a simulcast layer (RFC 8852), and the ids the SFU offers
+#: them under (aiortc's own extensions use 1 to 3).
+RID_EXTENSIONS = {
+    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10,
+    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id": 11,
+}
+
+
+def negotiate_rid_extensions() -> None:
+    """Makes aiortc accept the RID header extensions in offers (so that its answers carry
+    them and its RTP parser reads them): without them simulcast layers cannot be told apart.
+    Idempotent."""
+    video = HEADER_EXTENSIONS["video"]
+    known = {extension.uri for extension in video}
+    video.extend(RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in RID_EXTENSIONS.items() if u not in known)
+
+
+def route_by_mid(pc: RTCPeerConnection) -> None:
+    """Routes the packets of SSRCs that ``pc``'s SDP does not name (simulcast layers, their
+    RTX streams) to the receiver of their MID header extension; aiortc routes those only by
+    payload type, and drops them when two video sections share it. Idempotent."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        router = getattr(transport, "_rtp_router", None)
+        if router is None or getattr(router, "parley_routes_by_mid", False):
+            continue
+        by_payload_type = router.route_rtp
+
+        def route(packet: RtpPacket, router: Any = router, by_payload_type: Any = by_payload_type) -> Any:
+            if packet.ssrc not in router.ssrc_table and packet.extensions.mid is not None:
+                receiver = router.mid_table.get(packet.extensions.mid)
+                if receiver is not None:
+                    router.ssrc_table[packet.ssrc] = receiver
+                    return receiver
+            return by_payload_type(packet)
+
+        router.route_rtp = route
+        router.parley_routes_by_mid = True
 
 
 def _probe_instances(receiver: RTCRtpReceiver | None, sender: RTCRtpSender | None) -> None:
@@ -119,26 +174,8 @@ def forwardable_preferences(kind: str) -> list[Any]:
 
 def vp8_is_keyframe_start(payload: bytes) -> bool:
     """Whether an RTP payload starts a VP8 keyframe (RFC 7741 descriptor, RFC 6386 frame tag)."""
-    if not payload:
-        return False
-    first = payload[0]
-    if not first & 0x10 or first & 0x07:  # S bit: partition start; PID must be 0
-        return False
-    offset = 1
-    if first & 0x80:  # X: extension byte follows
-        if len(payload) < 2:
-            return False
-        ext = payload[1]
-        offset = 2
-        if ext & 0x80:  # I: picture id, 7 or 15 bits
-            if len(payload) <= offset:
-                return False
-            offset += 2 if payload[offset] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            offset += 1
-        if ext & 0x30:  # T or K: TID / KEYIDX byte
-            offset += 1
-    return len(payload) > offset and not payload[offset] & 0x01
+    descriptor = _vp8.parse(payload)
+    return descriptor is not None and descriptor.keyframe_start
 
 
 class IdleTrack(MediaStreamTrack):
@@ -181,10 +218,17 @@ class UpTrack:
         self.forwarding = True
         self.arrival = 0.0
         self.on_first_packet: Callable[[UpTrack], None] | None = None
+        #: Simulcast layers by media SSRC (empty: one stream, without RIDs).
+        self.layers: dict[int, Layer] = {}
+        #: Changes whenever a layer appears, stops, comes back or gets its size: down tracks
+        #: choose their layer again then.
+        self.layers_version = 0
+        self._active: frozenset[int] = frozenset()
+        self._next_layer_check = 0.0
         self._media_ssrc: int | None = None
         self._nacks: dict[int, NackGenerator] = {}
         self._loss_marks: dict[int, tuple[int, int]] = {}
-        self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._keyframe_requests: dict[int, float] = {}
         self._take(receiver)
 
     def _take(self, receiver: RTCRtpReceiver) -> None:
@@ -204,6 +248,8 @@ class UpTrack:
         self._media_ssrc = None
         self._nacks.clear()
         self._loss_marks.clear()
+        self.layers.clear()
+        self.layers_version += 1
         self._take(receiver)
         for down in list(self.down):
             down.restart()
@@ -220,6 +266,8 @@ class UpTrack:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
         if is_rtx(codec):
+            if packet.ssrc not in self._rtx_ssrc and packet.extensions.repaired_rtp_stream_id:
+                self._pair_rtx(packet.ssrc, packet.extensions.repaired_rtp_stream_id)
             media_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if media_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
@@ -248,18 +296,51 @@ class UpTrack:
         if packet.extensions.audio_level is not None:
             self.audio_level = packet.extensions.audio_level[1]
             self.audio_level_time = time.monotonic()
-        keyframe = self.kind == "video" and vp8_is_keyframe_start(packet.payload)
-        self.stats.keyframes += keyframe
+        descriptor = _vp8.parse(packet.payload) if self.kind == "video" else None
+        if descriptor is not None:
+            self.stats.keyframes += descriptor.keyframe_start
+            if packet.extensions.rtp_stream_id or self.layers:
+                self._see_layer(packet, descriptor)
         if not self.forwarding:
             return
         ntp_time = clock.current_ntp_time()
         for down in list(self.down):
             try:
-                await down.forward(packet, keyframe, ntp_time)
+                await down.forward(packet, ntp_time, descriptor)
             except Exception:  # one subscriber's failure must not cost the others this packet
                 down.stats.dropped += 1
                 if down.stats.dropped == 1 or down.stats.dropped % 1000 == 0:
                     log.exception("forwarding to a subscriber failed (%d dropped)", down.stats.dropped)
+
+    def _see_layer(self, packet: RtpPacket, descriptor: _vp8.Descriptor) -> None:
+        """Keeps the simulcast layers up to date: new ones (named by their RID), their sizes
+        (from keyframes), and which are active (checked every 250 ms)."""
+        layer = self.layers.get(packet.ssrc)
+        if layer is None:
+            rid = packet.extensions.rtp_stream_id
+            if not rid:
+                return  # a layer's later packets may omit the RID, never its first
+            layer = self.layers[packet.ssrc] = Layer(ssrc=packet.ssrc, rid=rid)
+            self.layers_version += 1
+        layer.last_seen = self.arrival
+        if descriptor.keyframe_start:
+            size = _vp8.keyframe_size(packet.payload, descriptor)
+            if size is not None and size != (layer.width, layer.height):
+                layer.width, layer.height = size
+                self.layers_version += 1
+        if self.arrival >= self._next_layer_check:
+            self._next_layer_check = self.arrival + 0.25
+            active = frozenset(s for s, x in self.layers.items() if self.arrival - x.last_seen <= ACTIVE_WITHIN)
+            if active != self._active:
+                self._active = active
+                self.layers_version += 1
+
+    def _pair_rtx(self, rtx_ssrc: int, rid: str) -> None:
+        """An RTX stream the SDP did not pair (simulcast): its repaired RID names its layer."""
+        for layer in self.layers.values():
+            if layer.rid == rid:
+                self._rtx_ssrc[rtx_ssrc] = layer.ssrc
+                return
 
     async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         remb = self._estimator.add(
@@ -290,17 +371,19 @@ class UpTrack:
             return None
         return max(0.0, (expected - received) / expected)
 
-    def request_keyframe(self) -> None:
-        """Asks the publisher for a keyframe, at most once per ``KEYFRAME_REQUEST_INTERVAL``."""
-        if self.kind != "video" or self._media_ssrc is None:
+    def request_keyframe(self, ssrc: int | None = None) -> None:
+        """Asks the publisher for a keyframe of ``ssrc`` (a simulcast layer; default: the
+        stream last heard), at most once per ``KEYFRAME_REQUEST_INTERVAL`` per SSRC."""
+        ssrc = ssrc if ssrc is not None else self._media_ssrc
+        if self.kind != "video" or ssrc is None:
             return
         now = time.monotonic()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        if now - self._keyframe_requests.get(ssrc, -KEYFRAME_REQUEST_INTERVAL) < KEYFRAME_REQUEST_INTERVAL:
             return
-        self._last_keyframe_request = now
+        self._keyframe_requests[ssrc] = now
         self.stats.keyframe_requests += 1
         MEDIA.plis_sent += 1
-        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self._media_ssrc))
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(ssrc))
         task.add_done_callback(_log_failure)
 
     def close(self) -> None:
@@ -366,14 +449,20 @@ class DownTrack:
         self._seq_offset = 0
         self._ts_offset = 0
         self._last_seq, self._last_ts = numbering or (random.randint(0, 0xFFFF), random.getrandbits(32))
+        self._renumbering = _vp8.Renumbering()
+        #: What the subscriber wants of a simulcast track, and the layer that gives it (the
+        #: SSRC to switch to, on its next keyframe), chosen again when either changes.
+        self.preference = Preference()
+        self._target: int | None = None
+        self._target_version = -1
         # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
-        sender._send_keyframe = up.request_keyframe  # type: ignore[method-assign]
+        sender._send_keyframe = self.request_keyframe  # type: ignore[method-assign]
         up.down.add(self)
         # A keyframe asked for now, while the subscriber's DTLS is still connecting, would be
         # lost (``_send_rtp`` refuses it) and hold back the subscriber's own PLIs behind the
         # request's throttle (about 0.5 s more to the first frame): ask once it is connected.
         if self._transport.state == "connected":
-            up.request_keyframe()
+            self.request_keyframe()
 
     def detach(self) -> None:
         self.up.down.discard(self)
@@ -394,21 +483,60 @@ class DownTrack:
         """The next packet starts a new run (continuing this track's numbering)."""
         self._in_ssrc = None
         self._need_keyframe = self.up.kind == "video"
-        self.up.request_keyframe()
+        self.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_time: int) -> None:
-        """Sends one packet of the up track (``ntp_time``: now, read once per packet)."""
+    def prefer(self, preference: Preference) -> None:
+        """What the subscriber wants of a simulcast track: the switch to the layer that fits
+        happens on that layer's next keyframe (asked for now); until then the current layer
+        goes on."""
+        self.preference = preference
+        self._target_version = -1
+        self.request_keyframe()
+
+    @property
+    def layer(self) -> Layer | None:
+        """The simulcast layer being forwarded (None: not simulcast, or not started)."""
+        return self.up.layers.get(self._in_ssrc) if self._in_ssrc is not None else None
+
+    def _target_ssrc(self) -> int | None:
+        """The simulcast layer to forward (None: the track is not simulcast)."""
+        up = self.up
+        if not up.layers:
+            return None
+        if self._target_version != up.layers_version:
+            self._target_version = up.layers_version
+            chosen = choose(up.layers.values(), self.preference, time.perf_counter())
+            target = chosen.ssrc if chosen is not None else None
+            if target != self._target and target != self._in_ssrc and target is not None:
+                up.request_keyframe(target)
+            self._target = target
+        return self._target
+
+    def request_keyframe(self) -> None:
+        """Asks for a keyframe of the layer this subscriber needs one of (a PLI or FIR from it,
+        a start, a switch)."""
+        target = self._target_ssrc()
+        self.up.request_keyframe(target if target is not None else self._in_ssrc)
+
+    async def forward(self, packet: RtpPacket, ntp_time: int, descriptor: _vp8.Descriptor | None = None) -> None:
+        """Sends one packet of the up track (``ntp_time``: now, read once per packet;
+        ``descriptor``: a video packet's VP8 descriptor)."""
         codecs = self.transceiver._codecs
         if self.paused or not codecs:
             self.stats.dropped += 1
             return
         if packet.ssrc != self._in_ssrc:
-            if self._need_keyframe and self._transport.state != "connected":
+            target = self._target_ssrc()
+            if target is not None and packet.ssrc != target:
+                return  # another simulcast layer than this subscriber's
+            # A run starts on a keyframe: the first, after a restart, or a layer switch.
+            need_keyframe = self._need_keyframe or (target is not None and descriptor is not None)
+            if need_keyframe and self._transport.state != "connected":
                 self.stats.dropped += 1  # not sendable yet: start on a keyframe sent after
                 return
-            if self._need_keyframe and not keyframe:
+            if need_keyframe and (descriptor is None or not descriptor.keyframe_start):
                 self.stats.dropped += 1
-                self.up.request_keyframe()
+                self.up.request_keyframe(packet.ssrc)
                 return
             # Anchor: this packet follows the last one sent, one frame (~33 ms at 90 kHz,
             # one 20 ms Opus packet at 48 kHz) later.
@@ -419,6 +547,8 @@ class DownTrack:
             step = 3000 if self.up.kind == "video" else 960
             self._seq_offset = uint16_add(uint16_add(self._last_seq, 1), -packet.sequence_number)
             self._ts_offset = uint32_add(uint32_add(self._last_ts, step), -packet.timestamp)
+            if descriptor is not None:
+                self._renumbering.start_run(descriptor)
         elif self._run_packets < LATE_WINDOW and uint16_gt(self._anchor_seq, packet.sequence_number):
             self.stats.dropped += 1  # late, from before this run started
             return
@@ -427,13 +557,14 @@ class DownTrack:
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         payload_type = codecs[0].payloadType
         assert payload_type is not None  # negotiated codecs have one
+        payload = packet.payload if descriptor is None else self._renumbering.apply(packet.payload, descriptor)
         out = RtpPacket(
             payload_type=payload_type,
             marker=packet.marker,
             sequence_number=sequence,
             timestamp=timestamp,
             ssrc=self._ssrc,
-            payload=packet.payload,
+            payload=payload,
         )
         extensions = out.extensions
         extensions.mid = self.transceiver.mid

@@ -24,9 +24,9 @@ from parley.server import AlreadyExists, EnumNames, InvalidArgument, NotFound, P
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
-from ._media import UpTrack, ignore_receiver, restrict_codecs
+from ._media import UpTrack, ignore_receiver, restrict_codecs, route_by_mid
 from ._room import new_sid
-from ._sdp import check_sdp
+from ._sdp import answer_simulcast, check_sdp
 
 #: The kind of track each source carries (tests/test_enums.py checks that every source has one).
 SOURCE_KINDS: dict[int, int] = {
@@ -186,9 +186,10 @@ class Publisher:
                 continue
             transceiver.direction = "inactive"  # refused: answered inactive, and ignored
             ignore_receiver(transceiver.receiver)
+        route_by_mid(pc)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
-        return AcceptedOffer(pc.localDescription.sdp, accepted, refused)
+        return AcceptedOffer(answer_simulcast(offer, pc.localDescription.sdp), accepted, refused)
 
     def start(self, track: PublishedTrack) -> None:
         """A track's media is negotiated: it is published, its packets ready to forward."""

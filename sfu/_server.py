@@ -38,7 +38,7 @@ from parley.sfu_registry import NoSfuNode
 from . import _metrics as node_metrics
 from ._cluster import Cluster
 from ._data import deliver
-from ._media import check_aiortc
+from ._media import check_aiortc, negotiate_rid_extensions
 from ._metrics import RESUMES
 from ._reporter import Reporter
 from ._room import Room, Rooms
@@ -285,6 +285,7 @@ class SfuServer(GrpcServer):
 
     def __init__(self, settings: SfuSettings, *, metrics_address: str = "") -> None:
         check_aiortc()
+        negotiate_rid_extensions()
         authentication = AuthenticationInterceptor(self._authenticate, _ADMIN, describe=_describe)
         super().__init__(
             settings.grpc_address,

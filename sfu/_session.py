@@ -30,11 +30,12 @@ from google.protobuf import duration_pb2
 
 from parley import TRACK_SOURCE_VALUES, JoinTokenClaims
 from parley.control.v1 import sfu_report_service_pb2 as report
-from parley.server import FailedPrecondition, InvalidArgument, PermissionDenied
+from parley.server import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._data import send_data, update_metadata
+from ._layers import Preference
 from ._metrics import RESUMES
 from ._publisher import PublishedTrack, Publisher
 from ._reporter import NAME_MAX
@@ -252,13 +253,14 @@ class Session:
         once ``joined`` is out)."""
         old_publisher = self.publisher.restart()
         old = self.subscriber
-        kept = [(sub.track, sub.paused) for sub in old.subscriptions.values()]
+        kept = [(sub.track, sub.paused, sub.preference) for sub in old.subscriptions.values()]
         old.end()
         self.subscriber = self._new_subscriber()
-        for track, paused in kept:
+        for track, paused, preference in kept:
             if not track.unpublished:
                 self.subscriber.add(track)
                 self.subscriber.set_paused(track.sid, paused)
+                self.subscriber.set_preference(track.sid, preference)
         if self.subscribes_automatically:
             self.room.subscribe_to_all(self)
         self._close_later(old_publisher, old)
@@ -370,6 +372,8 @@ class Session:
             self.set_muted(self.publisher.track(request.mute_track.track_sid), request.mute_track.muted)
         elif kind == "update_subscription":
             await self._on_update_subscription(request.update_subscription)
+        elif kind == "update_track_settings":
+            self._on_update_track_settings(request.update_track_settings)
         elif kind == "data":
             send_data(self, request.data)
         elif kind == "update_metadata":
@@ -416,6 +420,21 @@ class Session:
         else:
             self.room.unsubscribe(self, request.track_sids)
         await self.subscriber.negotiate()
+
+    def _on_update_track_settings(self, request: sig.UpdateTrackSettingsRequest) -> None:
+        """Checks every track first: a bad one changes nothing."""
+        subscriptions = self.subscriber.subscriptions
+        missing = [sid for sid in request.track_sids if sid not in subscriptions]
+        if missing:
+            raise NotFound(f"you are not subscribed to {', '.join(missing)}")
+        audio = [sid for sid in request.track_sids if subscriptions[sid].track.kind != res.TRACK_KIND_VIDEO]
+        if audio:
+            raise InvalidArgument.field("update_track_settings.track_sids", f"not video: {', '.join(audio)}")
+        # VIDEO_QUALITY_LOW (1) allows one layer, MEDIUM two, HIGH and unspecified all.
+        layers = 0 if request.max_quality == res.VIDEO_QUALITY_HIGH else int(request.max_quality)
+        preference = Preference(width=request.width, height=request.height, max_layers=layers)
+        for sid in request.track_sids:
+            self.subscriber.set_preference(sid, preference)
 
     # --- published tracks --------------------------------------------------------------------
 

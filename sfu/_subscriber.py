@@ -22,13 +22,14 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from parley.server import FailedPrecondition, InvalidArgument
 from parley.sfu.v1 import signal_service_pb2 as sig
 
+from ._layers import Preference
 from ._media import DownTrack, IdleTrack, forwardable_preferences
 from ._publisher import PublishedTrack, on_connected
 from ._sdp import check_sdp
@@ -56,6 +57,8 @@ class Subscription:
     #: Forwards the track once an answer negotiated the transceiver.
     down: DownTrack | None = None
     paused: bool = False
+    #: The size the subscriber shows a simulcast track at, and its quality cap.
+    preference: Preference = field(default_factory=Preference)
 
 
 class Subscriber:
@@ -145,6 +148,12 @@ class Subscriber:
         if sub.down is not None:
             sub.down.set_paused(paused)
 
+    def set_preference(self, track_sid: str, preference: Preference) -> None:
+        sub = self.subscriptions[track_sid]
+        sub.preference = preference
+        if sub.down is not None:
+            sub.down.prefer(preference)
+
     # --- negotiation -------------------------------------------------------------------------
 
     async def negotiate(self) -> None:
@@ -218,6 +227,7 @@ class Subscriber:
                 continue
             if sub.down is None and up is not None and not sub.track.unpublished:
                 sub.down = DownTrack(up, sub.transceiver, self._numbering.get(sub.transceiver))
+                sub.down.preference = sub.preference
                 sub.down.set_paused(sub.paused)
         await self.negotiate()
 

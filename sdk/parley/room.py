@@ -489,6 +489,24 @@ class Room:
             )
         )
 
+    async def set_track_settings(
+        self,
+        track_sids: Iterable[str],
+        *,
+        width: int = 0,
+        height: int = 0,
+        max_quality: sfu_res.VideoQuality.ValueType = sfu_res.VIDEO_QUALITY_UNSPECIFIED,
+    ) -> None:
+        """Says at what size this client shows subscribed video tracks: of a track published
+        in simulcast layers the SFU forwards the smallest layer that fills ``width`` ×
+        ``height`` (within 20 %), at most ``max_quality``; 0 × 0: the best layer. The SFU
+        keeps it across a resume."""
+        await self._send(
+            update_track_settings=sig.UpdateTrackSettingsRequest(
+                track_sids=list(track_sids), width=width, height=height, max_quality=max_quality
+            )
+        )
+
     def receiver_of(self, track_sid: str) -> RTCRtpReceiver | None:
         """The aiortc receiver of a subscribed track, for code that reads its RTP stream
         itself (a recorder writing the track as it was sent); None until it is subscribed."""

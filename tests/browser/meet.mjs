@@ -5,8 +5,10 @@
 // stdin to close and exits. Commands on stdin: "chat TEXT" sends a chat message; "drop" closes
 // the page's signal socket as a network failure would, waits for the room to reconnect and
 // prints {"event": "resumed", ...} (whether the SFU resumed the session, its sid, the track
-// sids before and after) once video decodes again on the new connection. When stdin closes, the
-// page is closed (as its tab would be), then the browser.
+// sids before and after) once video decodes again on the new connection; "size W H" shows the
+// remote videos at W x H (setTrackSettings: the simulcast layer that fits) and prints
+// {"event": "size", frameWidth, frameHeight, freezeCount, ...} once the decoded video has that
+// size. When stdin closes, the page is closed (as its tab would be), then the browser.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -58,15 +60,43 @@ try {
   // ("relay" and its protocol to the TURN server, when the page may use relays only).
   const route = () =>
     page.evaluate(async () => {
-      const stats = [...(await window.parley.subscriberConnection.getStats()).values()];
+      const pc = window.parley.subscriberConnection;
+      if (!pc) return {};
+      const stats = [...(await pc.getStats()).values()];
       const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
       const pair = stats.find((s) => s.id === transport?.selectedCandidatePairId);
       const local = stats.find((s) => s.id === pair?.localCandidateId);
       return { candidateType: local?.candidateType, relayProtocol: local?.relayProtocol };
     });
   print({ event: "decoded", framesDecoded: await decoded(), route: await route() });
+  // The received video's size and freezes (getStats of the subscriber connection).
+  const inbound = () =>
+    page.evaluate(async () => {
+      const pc = window.parley.subscriberConnection;
+      const video = pc && [...(await pc.getStats()).values()].find((s) => s.type === "inbound-rtp" && s.kind === "video");
+      if (!video) return {};
+      const { frameWidth, frameHeight, framesDecoded, keyFramesDecoded, freezeCount, totalFreezesDuration, pliCount } = video;
+      return { frameWidth, frameHeight, framesDecoded, keyFramesDecoded, freezeCount, totalFreezesDuration, pliCount };
+    });
   const input = readline.createInterface({ input: process.stdin });
   for await (const line of input) {
+    if (line.startsWith("size ")) {
+      // "size W H": shows every remote video at W x H (setTrackSettings), then reports once the
+      // decoded video has that size (or after 30 s).
+      const [width, height] = line.slice(5).split(" ").map(Number);
+      await page.evaluate(({ width, height }) => {
+        const sids = [...window.parley.participants.values()].flatMap((p) =>
+          [...p.tracks.values()].filter((t) => t.kind === "video").map((t) => t.sid),
+        );
+        window.parley.setTrackSettings(sids, { width, height });
+      }, { width, height });
+      let stats = await inbound();
+      for (const deadline = Date.now() + 30000; Date.now() < deadline; stats = await inbound()) {
+        if (stats.frameWidth === width && stats.frameHeight === height) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      print({ event: "size", ...stats });
+    }
     if (line.startsWith("chat ")) await page.evaluate((text) => window.parley.sendData("chat", text), line.slice(5));
     if (line === "drop") {
       const before = await published();

@@ -12,59 +12,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import websockets
 from av import VideoFrame
 
-from gateway import GatewayServer, GatewaySettings
+from gateway import GatewayServer
 from parley.room import Room
 from sfu import Coturn, SfuServer, SfuSettings
 
 from ..conftest import TOKEN_SECRET
+from .browser import BROWSER_DIR, build_sdk_bundle, close_page, gateway_for, open_page, read_event
 from .conftest import KEY_ID, ColourTrack, Mint
 from .test_turn import _self_signed
-
-BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
-SDK_DIR = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
 
 
 @pytest.fixture(scope="module")
 async def sdk_bundle() -> None:
-    """The page's room client, built from this checkout's SDK sources (esbuild: well under a second)."""
-    assert (SDK_DIR / "node_modules").exists(), "run ./scripts/setup (npm ci in sdk/typescript)"
-    build = await asyncio.create_subprocess_exec(
-        "npm", "run", "--silent", "build", cwd=SDK_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await asyncio.wait_for(build.communicate(), 120)
-    assert build.returncode == 0, output.decode()
+    await build_sdk_bundle()
 
 
 @pytest.fixture(scope="module")
 async def gateway(sfu: SfuServer, sdk_bundle: None) -> AsyncIterator[GatewayServer]:
-    settings = GatewaySettings(
-        control_target="127.0.0.1:9",  # not called here
-        session_secret="browser-test-session-secret-" + "z" * 32,
-        sfu_target=sfu.target,
-        secure_cookies=False,
-    )
-    async with GatewayServer(settings, extra_routes=[]) as server:
+    async with gateway_for(sfu.target) as server:
         yield server
-
-
-async def _line(process: asyncio.subprocess.Process, within: float = 60) -> dict[str, Any]:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), within)
-    assert line, "the browser script ended early (see its stderr above)"
-    event: dict[str, Any] = json.loads(line)
-    return event
 
 
 async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, token: Mint) -> None:
@@ -74,11 +50,9 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
     bot = await Room.connect(sfu.target, token("bot", room_id))
     await bot.publish(ColourTrack(640, 480), source="camera")
     page = f"{gateway.url}/meet.html#token={token('browser', room_id)}"
-    browser = await asyncio.create_subprocess_exec(
-        "node", "meet.mjs", page, cwd=BROWSER_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
+    browser = await open_page(page)
     try:
-        ready = await _line(browser)
+        ready = await read_event(browser)
         assert ready["event"] == "ready" and len(ready["published"]) == 2
         session = sfu.rooms.rooms[room_id].sessions["browser"]
 
@@ -91,7 +65,7 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
         frames = [await asyncio.wait_for(video.track.track.recv(), 20) for _ in range(5)]
         assert all(isinstance(f, VideoFrame) and f.width == 640 and f.height == 480 for f in frames)
 
-        decoded = await _line(browser)
+        decoded = await read_event(browser)
         assert decoded["event"] == "decoded" and decoded["framesDecoded"] > 10
 
         assert browser.stdin is not None
@@ -101,9 +75,7 @@ async def test_a_browser_and_a_bot_meet(sfu: SfuServer, gateway: GatewayServer, 
         assert message.data is not None and message.data.payload == b"hello from chromium"
         assert message.data.participant_identity == "browser"
     finally:
-        if browser.stdin is not None:
-            browser.stdin.close()
-        await asyncio.wait_for(browser.wait(), 30)
+        await close_page(browser)
         await bot.close()
     left = await asyncio.wait_for(_until_gone(sfu, room_id, "browser"), 10)
     assert left
@@ -123,14 +95,12 @@ async def test_a_browser_survives_its_signal_socket_closing(
     bot = await Room.connect(sfu.target, token("bot", room_id))
     await bot.publish(ColourTrack(640, 480), source="camera")
     page = f"{gateway.url}/meet.html#token={token('browser', room_id)}"
-    browser = await asyncio.create_subprocess_exec(
-        "node", "meet.mjs", page, cwd=BROWSER_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
+    browser = await open_page(page)
     assert browser.stdin is not None
     try:
-        ready = await _line(browser)
+        ready = await read_event(browser)
         assert ready["event"] == "ready" and len(ready["published"]) == 2
-        assert (await _line(browser))["framesDecoded"] > 10
+        assert (await read_event(browser))["framesDecoded"] > 10
         video = await bot.wait_for(
             "track_subscribed",
             lambda e: e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2,
@@ -145,7 +115,7 @@ async def test_a_browser_survives_its_signal_socket_closing(
 
         browser.stdin.write(b"drop\n")
         await browser.stdin.drain()
-        resumed = await _line(browser)
+        resumed = await read_event(browser)
         assert resumed["event"] == "resumed"
         assert resumed["states"] == ["reconnecting", "connected"]
         # The same session: the same participant and track sids.
@@ -170,8 +140,7 @@ async def test_a_browser_survives_its_signal_socket_closing(
         for kind in ("participant_left", "participant_joined", "track_unpublished", "track_published"):
             assert kind not in seen, seen
     finally:
-        browser.stdin.close()
-        await asyncio.wait_for(browser.wait(), 30)
+        await close_page(browser)
         await bot.close()
 
 
@@ -194,50 +163,33 @@ async def test_a_browser_allowed_only_relays_meets_through_turn(
             turn_urls=tuple(u for u in turn.urls if u.startswith(wanted)),
             turn_secret=turn.secret,
         )
-        async with SfuServer(settings) as sfu:
-            gateway_settings = GatewaySettings(
-                control_target="127.0.0.1:9",
-                session_secret="browser-test-session-secret-" + "z" * 32,
-                sfu_target=sfu.target,
-                secure_cookies=False,
-            )
-            async with GatewayServer(gateway_settings, extra_routes=[]) as gateway:
-                room_id = f"relay-{uuid.uuid4().hex[:8]}"
-                bot = await Room.connect(sfu.target, token("bot", room_id))
-                await bot.publish(ColourTrack(640, 480), source="camera")
-                page = f"{gateway.url}/meet.html#token={token('browser', room_id)}&relay=1"
-                # The test's own certificate: chromium checks a TLS relay's as an HTTPS site's
-                # (without this flag the relay fails and nothing decodes).
-                extra = {"CHROMIUM_EXTRA_ARGS": "--ignore-certificate-errors"} if transport == "tls" else {}
-                browser = await asyncio.create_subprocess_exec(
-                    "node",
-                    "meet.mjs",
-                    page,
-                    cwd=BROWSER_DIR,
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    env={**os.environ, **extra},
+        async with SfuServer(settings) as sfu, gateway_for(sfu.target) as gateway:
+            room_id = f"relay-{uuid.uuid4().hex[:8]}"
+            bot = await Room.connect(sfu.target, token("bot", room_id))
+            await bot.publish(ColourTrack(640, 480), source="camera")
+            page = f"{gateway.url}/meet.html#token={token('browser', room_id)}&relay=1"
+            # The test's own certificate: chromium checks a TLS relay's as an HTTPS site's
+            # (without this flag the relay fails and nothing decodes).
+            flags = "--ignore-certificate-errors" if transport == "tls" else ""
+            browser = await open_page(page, chromium_args=flags)
+            try:
+                assert (await read_event(browser))["event"] == "ready"
+                decoded = await read_event(browser)
+                assert decoded["framesDecoded"] > 10
+                assert decoded["route"] == {"candidateType": "relay", "relayProtocol": transport}
+                video = await bot.wait_for(
+                    "track_subscribed",
+                    lambda e: (
+                        e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2
+                    ),
+                    within=30,
                 )
-                try:
-                    assert (await _line(browser))["event"] == "ready"
-                    decoded = await _line(browser)
-                    assert decoded["framesDecoded"] > 10
-                    assert decoded["route"] == {"candidateType": "relay", "relayProtocol": transport}
-                    video = await bot.wait_for(
-                        "track_subscribed",
-                        lambda e: (
-                            e.track is not None and e.track.participant_identity == "browser" and e.track.info.kind == 2
-                        ),
-                        within=30,
-                    )
-                    assert video.track is not None and video.track.track is not None
-                    frames = [await asyncio.wait_for(video.track.track.recv(), 20) for _ in range(5)]
-                    assert all(isinstance(f, VideoFrame) and f.width == 640 for f in frames)
-                finally:
-                    if browser.stdin is not None:
-                        browser.stdin.close()
-                    await asyncio.wait_for(browser.wait(), 30)
-                    await bot.close()
+                assert video.track is not None and video.track.track is not None
+                frames = [await asyncio.wait_for(video.track.track.recv(), 20) for _ in range(5)]
+                assert all(isinstance(f, VideoFrame) and f.width == 640 for f in frames)
+            finally:
+                await close_page(browser)
+                await bot.close()
 
 
 async def _until_gone(sfu: SfuServer, room_id: str, identity: str) -> bool:

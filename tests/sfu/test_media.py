@@ -26,6 +26,11 @@ from sfu._media import (
     check_aiortc,
     vp8_is_keyframe_start,
 )
+from sfu._vp8 import Descriptor, parse
+
+#: Descriptors of a VP8 keyframe's first packet and of a delta frame's (S bit, then the tag).
+KEY: Descriptor | None = parse(b"\x10\x00")
+DELTA: Descriptor | None = parse(b"\x10\x01")
 
 
 def test_the_pinned_aiortc_is_installed_with_every_internal_used() -> None:
@@ -102,7 +107,7 @@ async def test_numbering_runs_on_past_a_half_range_of_packets() -> None:
         for index in range(70_000):  # more than 32768 after the anchor: wraps the 16-bit numbers
             packet = RtpPacket(payload_type=96, sequence_number=(5000 + index) & 0xFFFF, timestamp=index * 960, ssrc=7)
             packet.payload = b"x"
-            await down.forward(packet, False, 0)
+            await down.forward(packet, 0)
         assert len(recorder.sent) == 70_000 and down.stats.dropped == 0
         steps = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in itertools.pairwise(recorder.sent)}
         assert steps == {1}
@@ -117,12 +122,12 @@ async def test_a_reused_transceiver_continues_its_numbering() -> None:
         for index in range(3):
             packet = RtpPacket(payload_type=96, sequence_number=100 + index, timestamp=index * 960, ssrc=1)
             packet.payload = b"a"
-            await first.forward(packet, False, 0)
+            await first.forward(packet, 0)
         second = DownTrack(first.up, first.transceiver, first.numbering)
         second._transport = recorder  # type: ignore[assignment]
         packet = RtpPacket(payload_type=96, sequence_number=40000, timestamp=123456, ssrc=2)
         packet.payload = b"b"
-        await second.forward(packet, False, 0)
+        await second.forward(packet, 0)
         assert recorder.sent[-1].sequence_number == (recorder.sent[-2].sequence_number + 1) & 0xFFFF
     finally:
         await pc.close()
@@ -135,19 +140,19 @@ async def test_video_starts_on_a_keyframe_sent_once_the_subscriber_is_connected(
     try:
         down.transceiver._codecs = [RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)]
         requests: list[bool] = []
-        down.up.request_keyframe = lambda: requests.append(True)  # type: ignore[method-assign]
+        down.up.request_keyframe = lambda *_: requests.append(True)  # type: ignore[method-assign]
         recorder.state = "connecting"
 
         def packet(sequence: int) -> RtpPacket:
             return RtpPacket(payload_type=96, sequence_number=sequence, timestamp=sequence * 3000, ssrc=5, payload=b"v")
 
-        await down.forward(packet(1), True, 0)  # a keyframe before DTLS is up: not sent
+        await down.forward(packet(1), 0, KEY)  # a keyframe before DTLS is up: not sent
         assert recorder.sent == [] and requests == []
         recorder.state = "connected"
-        await down.forward(packet(2), False, 0)  # a delta frame: still waiting, asks for a keyframe
+        await down.forward(packet(2), 0, DELTA)  # a delta frame: still waiting, asks for a keyframe
         assert recorder.sent == [] and requests == [True]
-        await down.forward(packet(3), True, 0)
-        await down.forward(packet(4), False, 0)
+        await down.forward(packet(3), 0, KEY)
+        await down.forward(packet(4), 0, DELTA)
         assert len(recorder.sent) == 2
     finally:
         await pc.close()

@@ -17,7 +17,7 @@ export {
   type paths,
 } from "./client.js";
 export * from "./errors.js";
-export { Room, type PublishOptions, type RoomOptions } from "./room.js";
+export { Room, type PublishOptions, type RoomOptions, type TrackSettings } from "./room.js";
 export {
   LocalTrackPublication,
   RemoteParticipant,

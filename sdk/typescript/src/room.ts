@@ -22,7 +22,7 @@
  */
 import { Emitter } from "./emitter.js";
 import { InvalidArgument, NotFound, ParleyError, PermissionDenied, Unauthenticated, Unavailable } from "./errors.js";
-import { DataKind, LeaveReason, TrackKind } from "./gen/parley/sfu/v1/resources_pb.js";
+import { DataKind, LeaveReason, TrackKind, VideoQuality } from "./gen/parley/sfu/v1/resources_pb.js";
 import { SignalTarget, type JoinResponse, type SessionDescription } from "./gen/parley/sfu/v1/signal_service_pb.js";
 import { Reconnector, type BackoffOptions, type FailureKind } from "./reconnect.js";
 import { errorOfStatus, SignalClosed, SignalSocket, signalUrl, type Response, type WebSocketFactory } from "./signal.js";
@@ -68,7 +68,28 @@ export interface PublishOptions {
   source: TrackSourceName;
   name?: string;
   muted?: boolean;
+  /** Video: send three layers (full, half and quarter size), of which the SFU forwards each
+   * subscriber the one that fits the size it shows the video at (`setTrackSettings`). */
+  simulcast?: boolean;
 }
+
+/** How this client shows a video track it receives (`setTrackSettings`). */
+export interface TrackSettings {
+  /** The size shown, in device pixels; 0 × 0 (the default): no preference, the best layer. */
+  width?: number;
+  height?: number;
+  /** The best quality to receive, whatever the size (`"low"` on a weak network). */
+  maxQuality?: "low" | "medium" | "high";
+}
+
+/** The layers of a simulcast video: quarter, half and full size (LiveKit's bitrates for
+ * 180p, 360p and 720p). */
+const SIMULCAST_ENCODINGS: RTCRtpEncodingParameters[] = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 160_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 450_000 },
+  { rid: "f", maxBitrate: 1_700_000 },
+];
+const QUALITIES = { low: VideoQuality.LOW, medium: VideoQuality.MEDIUM, high: VideoQuality.HIGH } as const;
 
 /** One signal session and its two peer connections; a reconnection makes a new one. */
 interface Session {
@@ -125,6 +146,8 @@ export class Room extends Emitter<RoomEventMap> {
   #metadata: { name?: string; metadata?: string; attributes: Record<string, string> } = { attributes: {} };
   /** Manual subscriptions (`autoSubscribe: false`), restored after a reconnection. */
   #subscriptions = new Map<string, { paused: boolean }>();
+  /** How video tracks are shown (`setTrackSettings`), sent again on each subscription. */
+  #trackSettings = new Map<string, TrackSettings>();
   /** Reliable data sent while reconnecting, sent once back. */
   #outbox: Array<() => void> = [];
   /** Proves to the SFU that this client held its session, to resume it after a drop. */
@@ -214,7 +237,13 @@ export class Room extends Emitter<RoomEventMap> {
   async publish(track: MediaStreamTrack, options: PublishOptions): Promise<LocalTrackPublication> {
     if (!(options.source in TRACK_SOURCES)) throw new InvalidArgument(`unknown track source ${options.source}`);
     this.#checkOpen();
-    const publication = new LocalTrackPublication(track, options.source, options.name ?? "", options.muted ?? false);
+    const publication = new LocalTrackPublication(
+      track,
+      options.source,
+      options.name ?? "",
+      options.muted ?? false,
+      (options.simulcast ?? false) && track.kind === "video",
+    );
     track.enabled = !publication.muted;
     this.#local.push(publication);
     // A screen share the browser's own "stop sharing" ended is unpublished.
@@ -239,9 +268,13 @@ export class Room extends Emitter<RoomEventMap> {
   }
 
   /** Captures the camera and publishes it. */
-  async publishCamera(constraints: MediaTrackConstraints | boolean = true, name = "camera"): Promise<LocalTrackPublication> {
+  async publishCamera(
+    constraints: MediaTrackConstraints | boolean = true,
+    name = "camera",
+    options: { simulcast?: boolean } = {},
+  ): Promise<LocalTrackPublication> {
     const stream = await navigator.mediaDevices.getUserMedia({ video: constraints });
-    return this.#publishCaptured(stream.getVideoTracks()[0]!, "camera", name);
+    return this.#publishCaptured(stream.getVideoTracks()[0]!, "camera", name, options.simulcast ?? false);
   }
 
   /** Captures the microphone and publishes it. */
@@ -264,10 +297,15 @@ export class Room extends Emitter<RoomEventMap> {
     return published;
   }
 
-  async #publishCaptured(track: MediaStreamTrack, source: TrackSourceName, name: string): Promise<LocalTrackPublication> {
+  async #publishCaptured(
+    track: MediaStreamTrack,
+    source: TrackSourceName,
+    name: string,
+    simulcast = false,
+  ): Promise<LocalTrackPublication> {
     this.#captured.add(track);
     try {
-      return await this.publish(track, { source, name });
+      return await this.publish(track, { source, name, simulcast });
     } catch (error) {
       track.stop();
       this.#captured.delete(track);
@@ -331,6 +369,26 @@ export class Room extends Emitter<RoomEventMap> {
 
   unsubscribe(trackSids: string[]): void {
     this.subscribe(trackSids, { subscribe: false });
+  }
+
+  /** Says how this client shows others' video tracks: of a track published in simulcast the
+   * SFU forwards the smallest layer that fills `width` × `height` (within 20 %), at most
+   * `maxQuality`. Kept, and sent again whenever the track is subscribed again. */
+  setTrackSettings(trackSids: string[], settings: TrackSettings): void {
+    for (const sid of trackSids) this.#trackSettings.set(sid, settings);
+    const subscribed = trackSids.filter((sid) => this.#state.findTrack(sid)?.track);
+    if (subscribed.length) this.#sendTrackSettings(this.#session, subscribed, settings);
+  }
+
+  #sendTrackSettings(session: Session, trackSids: string[], settings: TrackSettings): void {
+    if (!session.socket.isOpen) return;
+    const value = {
+      trackSids,
+      width: Math.max(0, Math.round(settings.width ?? 0)),
+      height: Math.max(0, Math.round(settings.height ?? 0)),
+      maxQuality: settings.maxQuality ? QUALITIES[settings.maxQuality] : VideoQuality.UNSPECIFIED,
+    };
+    session.socket.send({ case: "updateTrackSettings", value });
   }
 
   // --- data and metadata -------------------------------------------------------------------
@@ -522,7 +580,10 @@ export class Room extends Emitter<RoomEventMap> {
       );
       session.publisher ??= this.#newConnection(session, SignalTarget.PUBLISHER);
       const pc = session.publisher;
-      const transceiver = pc.addTransceiver(publication.track, { direction: "sendonly" });
+      const transceiver = pc.addTransceiver(publication.track, {
+        direction: "sendonly",
+        ...(publication.simulcast ? { sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) } : {}),
+      });
       session.transceivers.set(publication, transceiver);
       try {
         const offer = await pc.createOffer();
@@ -577,6 +638,8 @@ export class Room extends Emitter<RoomEventMap> {
       return;
     }
     publication.track = track;
+    const settings = this.#trackSettings.get(sid);
+    if (settings && track.kind === "video") this.#sendTrackSettings(session, [sid], settings);
     this.emit("trackSubscribed", { participant, publication, track });
   }
 

@@ -113,6 +113,8 @@ export class LocalTrackPublication {
     readonly source: TrackSourceName,
     readonly name: string,
     muted: boolean,
+    /** Sent in three simulcast layers. */
+    readonly simulcast = false,
   ) {
     this.muted = muted;
   }

@@ -47,6 +47,34 @@ TRACK_KIND_VIDEO: TrackKind.ValueType  # 2
 """A video track (VP8)."""
 Global___TrackKind: _TypeAlias = TrackKind  # noqa: Y015
 
+class _VideoQuality:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VideoQualityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VideoQuality.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VIDEO_QUALITY_UNSPECIFIED: _VideoQuality.ValueType  # 0
+    """No cap: the layer that fits the size shown."""
+    VIDEO_QUALITY_LOW: _VideoQuality.ValueType  # 1
+    """The lowest layer only (a phone on a weak network, a thumbnail)."""
+    VIDEO_QUALITY_MEDIUM: _VideoQuality.ValueType  # 2
+    """At most the middle layer."""
+    VIDEO_QUALITY_HIGH: _VideoQuality.ValueType  # 3
+    """Any layer."""
+
+class VideoQuality(_VideoQuality, metaclass=_VideoQualityEnumTypeWrapper):
+    """How good a video a subscriber receives of a track published in simulcast layers."""
+
+VIDEO_QUALITY_UNSPECIFIED: VideoQuality.ValueType  # 0
+"""No cap: the layer that fits the size shown."""
+VIDEO_QUALITY_LOW: VideoQuality.ValueType  # 1
+"""The lowest layer only (a phone on a weak network, a thumbnail)."""
+VIDEO_QUALITY_MEDIUM: VideoQuality.ValueType  # 2
+"""At most the middle layer."""
+VIDEO_QUALITY_HIGH: VideoQuality.ValueType  # 3
+"""Any layer."""
+Global___VideoQuality: _TypeAlias = VideoQuality  # noqa: Y015
+
 class _DataKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015

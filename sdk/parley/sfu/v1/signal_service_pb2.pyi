@@ -94,6 +94,7 @@ class ConnectRequest(_message.Message):
     UPDATE_METADATA_FIELD_NUMBER: _builtins.int
     LEAVE_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
+    UPDATE_TRACK_SETTINGS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """Echoed in the `error` answering this request, if any."""
     @_builtins.property
@@ -144,6 +145,12 @@ class ConnectRequest(_message.Message):
     def ping(self) -> Global___Ping:
         """Keeps the session alive and measures round trips."""
 
+    @_builtins.property
+    def update_track_settings(self) -> Global___UpdateTrackSettingsRequest:
+        """Says at what size the client shows video tracks, so that the SFU forwards the simulcast
+        layer that fits.
+        """
+
     def __init__(
         self,
         *,
@@ -160,12 +167,13 @@ class ConnectRequest(_message.Message):
         update_metadata: Global___UpdateMetadataRequest | None = ...,
         leave: Global___LeaveRequest | None = ...,
         ping: Global___Ping | None = ...,
+        update_track_settings: Global___UpdateTrackSettingsRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "data", b"data", "join", b"join", "leave", b"leave", "message", b"message", "mute_track", b"mute_track", "offer", b"offer", "ping", b"ping", "publish_track", b"publish_track", "trickle", b"trickle", "unpublish_track", b"unpublish_track", "update_metadata", b"update_metadata", "update_subscription", b"update_subscription"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "data", b"data", "join", b"join", "leave", b"leave", "message", b"message", "mute_track", b"mute_track", "offer", b"offer", "ping", b"ping", "publish_track", b"publish_track", "trickle", b"trickle", "unpublish_track", b"unpublish_track", "update_metadata", b"update_metadata", "update_subscription", b"update_subscription", "update_track_settings", b"update_track_settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "data", b"data", "join", b"join", "leave", b"leave", "message", b"message", "mute_track", b"mute_track", "offer", b"offer", "ping", b"ping", "publish_track", b"publish_track", "request_id", b"request_id", "trickle", b"trickle", "unpublish_track", b"unpublish_track", "update_metadata", b"update_metadata", "update_subscription", b"update_subscription"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "data", b"data", "join", b"join", "leave", b"leave", "message", b"message", "mute_track", b"mute_track", "offer", b"offer", "ping", b"ping", "publish_track", b"publish_track", "request_id", b"request_id", "trickle", b"trickle", "unpublish_track", b"unpublish_track", "update_metadata", b"update_metadata", "update_subscription", b"update_subscription", "update_track_settings", b"update_track_settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["join", "offer", "answer", "trickle", "publish_track", "unpublish_track", "mute_track", "update_subscription", "data", "update_metadata", "leave", "ping"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["join", "offer", "answer", "trickle", "publish_track", "unpublish_track", "mute_track", "update_subscription", "data", "update_metadata", "leave", "ping", "update_track_settings"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -686,6 +694,48 @@ class UpdateSubscriptionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateSubscriptionRequest: _TypeAlias = UpdateSubscriptionRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTrackSettingsRequest(_message.Message):
+    """How the client shows video tracks it receives. Of a track published in simulcast layers
+    the SFU forwards the smallest layer at least 80 % of the size shown (in each dimension), no
+    higher than `max_quality`, else the biggest it may; the switch happens on the new layer's
+    next keyframe, which the SFU asks for. Tracks not published in layers are unaffected.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACK_SIDS_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    MAX_QUALITY_FIELD_NUMBER: _builtins.int
+    width: _builtins.int
+    """The width the client shows them at, in pixels (device pixels); 0 with `height` 0: no
+    preference (the best layer).
+    """
+    height: _builtins.int
+    """The height it shows them at."""
+    max_quality: _resources_pb2.VideoQuality.ValueType
+    """The best quality to receive; unspecified: no cap."""
+    @_builtins.property
+    def track_sids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Video tracks the client is subscribed to."""
+
+    def __init__(
+        self,
+        *,
+        track_sids: _abc.Iterable[_builtins.str] | None = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        max_quality: _resources_pb2.VideoQuality.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "max_quality", b"max_quality", "track_sids", b"track_sids", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTrackSettingsRequest: _TypeAlias = UpdateTrackSettingsRequest  # noqa: Y015
 
 @_typing.final
 class UpdateMetadataRequest(_message.Message):

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/sfu/v1/resources.proto.
  */
 export const file_parley_sfu_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("Ch1wYXJsZXkvc2Z1L3YxL3Jlc291cmNlcy5wcm90bxINcGFybGV5LnNmdS52MSKZAQoEUm9vbRIMCgRyb29tGAEgASgJEgsKA3NpZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBtYXhfcGFydGljaXBhbnRzGAQgASgFEhkKEXBhcnRpY2lwYW50X2NvdW50GAUgASgFEhEKCXJlY29yZGluZxgGIAEoCCKcAQoFVHJhY2sSCwoDc2lkGAEgASgJEiYKBGtpbmQYAiABKA4yGC5wYXJsZXkuc2Z1LnYxLlRyYWNrS2luZBIuCgZzb3VyY2UYAyABKA4yHi5wYXJsZXkuY29udHJvbC52MS5UcmFja1NvdXJjZRIMCgRuYW1lGAQgASgJEg0KBW11dGVkGAUgASgIEhEKCW1pbWVfdHlwZRgGIAEoCSLQAQoVUGFydGljaXBhbnRQZXJtaXNzaW9uEhUKDWNhbl9zdWJzY3JpYmUYASABKAgSEwoLY2FuX3B1Ymxpc2gYAiABKAgSGAoQY2FuX3B1Ymxpc2hfZGF0YRgDIAEoCBI7ChNjYW5fcHVibGlzaF9zb3VyY2VzGAQgAygOMh4ucGFybGV5LmNvbnRyb2wudjEuVHJhY2tTb3VyY2USDgoGaGlkZGVuGAUgASgIEhAKCHJlY29yZGVyGAYgASgIEhIKCnJvb21fYWRtaW4YByABKAgizgIKC1BhcnRpY2lwYW50EgsKA3NpZBgBIAEoCRIQCghpZGVudGl0eRgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG1ldGFkYXRhGAQgASgJEj4KCmF0dHJpYnV0ZXMYBSADKAsyKi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50LkF0dHJpYnV0ZXNFbnRyeRIkCgZ0cmFja3MYBiADKAsyFC5wYXJsZXkuc2Z1LnYxLlRyYWNrEjgKCnBlcm1pc3Npb24YByABKAsyJC5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50UGVybWlzc2lvbhItCglqb2luX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrcBCgpEYXRhUGFja2V0EiUKBGtpbmQYASABKA4yFy5wYXJsZXkuc2Z1LnYxLkRhdGFLaW5kEhYKBXRvcGljGAIgASgJQge6SARyAhhkEhkKB3BheWxvYWQYAyABKAxCCLpIBXoDGIB4EjEKFmRlc3RpbmF0aW9uX2lkZW50aXRpZXMYBCADKAlCEbpIDpIBCxBkIgdyBRABGIABEhwKFHBhcnRpY2lwYW50X2lkZW50aXR5GAUgASgJKlMKCVRyYWNrS2luZBIaChZUUkFDS19LSU5EX1VOU1BFQ0lGSUVEEAASFAoQVFJBQ0tfS0lORF9BVURJTxABEhQKEFRSQUNLX0tJTkRfVklERU8QAipSCghEYXRhS2luZBIZChVEQVRBX0tJTkRfVU5TUEVDSUZJRUQQABIWChJEQVRBX0tJTkRfUkVMSUFCTEUQARITCg9EQVRBX0tJTkRfTE9TU1kQAiqpAgoLTGVhdmVSZWFzb24SHAoYTEVBVkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodTEVBVkVfUkVBU09OX0NMSUVOVF9JTklUSUFURUQQARIYChRMRUFWRV9SRUFTT05fUkVNT1ZFRBACEhwKGExFQVZFX1JFQVNPTl9ST09NX0NMT1NFRBADEiMKH0xFQVZFX1JFQVNPTl9EVVBMSUNBVEVfSURFTlRJVFkQBBIeChpMRUFWRV9SRUFTT05fVE9LRU5fRVhQSVJFRBAFEiAKHExFQVZFX1JFQVNPTl9TRVJWRVJfU0hVVERPV04QBhIiCh5MRUFWRV9SRUFTT05fQ09OTkVDVElPTl9GQUlMRUQQBxIWChJMRUFWRV9SRUFTT05fTU9WRUQQCGIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_parley_control_v1_resources]);
+  fileDesc("Ch1wYXJsZXkvc2Z1L3YxL3Jlc291cmNlcy5wcm90bxINcGFybGV5LnNmdS52MSKZAQoEUm9vbRIMCgRyb29tGAEgASgJEgsKA3NpZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBtYXhfcGFydGljaXBhbnRzGAQgASgFEhkKEXBhcnRpY2lwYW50X2NvdW50GAUgASgFEhEKCXJlY29yZGluZxgGIAEoCCKcAQoFVHJhY2sSCwoDc2lkGAEgASgJEiYKBGtpbmQYAiABKA4yGC5wYXJsZXkuc2Z1LnYxLlRyYWNrS2luZBIuCgZzb3VyY2UYAyABKA4yHi5wYXJsZXkuY29udHJvbC52MS5UcmFja1NvdXJjZRIMCgRuYW1lGAQgASgJEg0KBW11dGVkGAUgASgIEhEKCW1pbWVfdHlwZRgGIAEoCSLQAQoVUGFydGljaXBhbnRQZXJtaXNzaW9uEhUKDWNhbl9zdWJzY3JpYmUYASABKAgSEwoLY2FuX3B1Ymxpc2gYAiABKAgSGAoQY2FuX3B1Ymxpc2hfZGF0YRgDIAEoCBI7ChNjYW5fcHVibGlzaF9zb3VyY2VzGAQgAygOMh4ucGFybGV5LmNvbnRyb2wudjEuVHJhY2tTb3VyY2USDgoGaGlkZGVuGAUgASgIEhAKCHJlY29yZGVyGAYgASgIEhIKCnJvb21fYWRtaW4YByABKAgizgIKC1BhcnRpY2lwYW50EgsKA3NpZBgBIAEoCRIQCghpZGVudGl0eRgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG1ldGFkYXRhGAQgASgJEj4KCmF0dHJpYnV0ZXMYBSADKAsyKi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50LkF0dHJpYnV0ZXNFbnRyeRIkCgZ0cmFja3MYBiADKAsyFC5wYXJsZXkuc2Z1LnYxLlRyYWNrEjgKCnBlcm1pc3Npb24YByABKAsyJC5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50UGVybWlzc2lvbhItCglqb2luX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrcBCgpEYXRhUGFja2V0EiUKBGtpbmQYASABKA4yFy5wYXJsZXkuc2Z1LnYxLkRhdGFLaW5kEhYKBXRvcGljGAIgASgJQge6SARyAhhkEhkKB3BheWxvYWQYAyABKAxCCLpIBXoDGIB4EjEKFmRlc3RpbmF0aW9uX2lkZW50aXRpZXMYBCADKAlCEbpIDpIBCxBkIgdyBRABGIABEhwKFHBhcnRpY2lwYW50X2lkZW50aXR5GAUgASgJKlMKCVRyYWNrS2luZBIaChZUUkFDS19LSU5EX1VOU1BFQ0lGSUVEEAASFAoQVFJBQ0tfS0lORF9BVURJTxABEhQKEFRSQUNLX0tJTkRfVklERU8QAip2CgxWaWRlb1F1YWxpdHkSHQoZVklERU9fUVVBTElUWV9VTlNQRUNJRklFRBAAEhUKEVZJREVPX1FVQUxJVFlfTE9XEAESGAoUVklERU9fUVVBTElUWV9NRURJVU0QAhIWChJWSURFT19RVUFMSVRZX0hJR0gQAypSCghEYXRhS2luZBIZChVEQVRBX0tJTkRfVU5TUEVDSUZJRUQQABIWChJEQVRBX0tJTkRfUkVMSUFCTEUQARITCg9EQVRBX0tJTkRfTE9TU1kQAiqpAgoLTGVhdmVSZWFzb24SHAoYTEVBVkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodTEVBVkVfUkVBU09OX0NMSUVOVF9JTklUSUFURUQQARIYChRMRUFWRV9SRUFTT05fUkVNT1ZFRBACEhwKGExFQVZFX1JFQVNPTl9ST09NX0NMT1NFRBADEiMKH0xFQVZFX1JFQVNPTl9EVVBMSUNBVEVfSURFTlRJVFkQBBIeChpMRUFWRV9SRUFTT05fVE9LRU5fRVhQSVJFRBAFEiAKHExFQVZFX1JFQVNPTl9TRVJWRVJfU0hVVERPV04QBhIiCh5MRUFWRV9SRUFTT05fQ09OTkVDVElPTl9GQUlMRUQQBxIWChJMRUFWRV9SRUFTT05fTU9WRUQQCGIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_parley_control_v1_resources]);
 
 /**
  * A room's live meeting on one SFU node.
@@ -615,6 +615,54 @@ export const TrackKindSchema: GenEnum<TrackKind, TrackKindJson> = /*@__PURE__*/
   enumDesc(file_parley_sfu_v1_resources, 0);
 
 /**
+ * How good a video a subscriber receives of a track published in simulcast layers.
+ *
+ * @generated from enum parley.sfu.v1.VideoQuality
+ */
+export enum VideoQuality {
+  /**
+   * No cap: the layer that fits the size shown.
+   *
+   * @generated from enum value: VIDEO_QUALITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The lowest layer only (a phone on a weak network, a thumbnail).
+   *
+   * @generated from enum value: VIDEO_QUALITY_LOW = 1;
+   */
+  LOW = 1,
+
+  /**
+   * At most the middle layer.
+   *
+   * @generated from enum value: VIDEO_QUALITY_MEDIUM = 2;
+   */
+  MEDIUM = 2,
+
+  /**
+   * Any layer.
+   *
+   * @generated from enum value: VIDEO_QUALITY_HIGH = 3;
+   */
+  HIGH = 3,
+}
+
+/**
+ * How good a video a subscriber receives of a track published in simulcast layers.
+ *
+ * @generated from enum parley.sfu.v1.VideoQuality
+ */
+export type VideoQualityJson = "VIDEO_QUALITY_UNSPECIFIED" | "VIDEO_QUALITY_LOW" | "VIDEO_QUALITY_MEDIUM" | "VIDEO_QUALITY_HIGH";
+
+/**
+ * Describes the enum parley.sfu.v1.VideoQuality.
+ */
+export const VideoQualitySchema: GenEnum<VideoQuality, VideoQualityJson> = /*@__PURE__*/
+  enumDesc(file_parley_sfu_v1_resources, 1);
+
+/**
  * How data messages travel.
  *
  * @generated from enum parley.sfu.v1.DataKind
@@ -653,7 +701,7 @@ export type DataKindJson = "DATA_KIND_UNSPECIFIED" | "DATA_KIND_RELIABLE" | "DAT
  * Describes the enum parley.sfu.v1.DataKind.
  */
 export const DataKindSchema: GenEnum<DataKind, DataKindJson> = /*@__PURE__*/
-  enumDesc(file_parley_sfu_v1_resources, 1);
+  enumDesc(file_parley_sfu_v1_resources, 2);
 
 /**
  * Why a participant left the meeting.
@@ -736,5 +784,5 @@ export type LeaveReasonJson = "LEAVE_REASON_UNSPECIFIED" | "LEAVE_REASON_CLIENT_
  * Describes the enum parley.sfu.v1.LeaveReason.
  */
 export const LeaveReasonSchema: GenEnum<LeaveReason, LeaveReasonJson> = /*@__PURE__*/
-  enumDesc(file_parley_sfu_v1_resources, 2);
+  enumDesc(file_parley_sfu_v1_resources, 3);
 
