@@ -264,8 +264,20 @@ try {
   await host.waitForTimeout(2000); // let the new videos start before the picture
   await shot(host, "meeting-4-desktop");
   await shot(guest, "meeting-4-phone");
+  // Cameras are sent in three layers and each tile says its size: the phone's small tiles get
+  // the 320x180 layer, the desktop's bigger ones a bigger layer.
+  const cameraWidths = (page, min, max) =>
+    page.evaluate(
+      async ({ min, max }) => {
+        const widths = () => [...document.querySelectorAll('figure.tile[data-kind="camera"]:not([data-local]) video')].map((v) => v.videoWidth);
+        const done = () => widths().length === 3 && widths().every((w) => w >= min && w <= max);
+        for (const deadline = Date.now() + 15000; Date.now() < deadline && !done(); ) await new Promise((r) => setTimeout(r, 250));
+        return widths();
+      },
+      { min, max },
+    );
+  report("four", { guestWidths: await cameraWidths(guest, 320, 320), hostWidths: await cameraWidths(host, 321, 1280) });
   for (const page of others) await page.context().close();
-  report("four");
 
   // The host mutes the guest, then removes them.
   await host.getByRole("button", { name: "Participants" }).click();

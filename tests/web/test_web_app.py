@@ -117,6 +117,10 @@ def test_the_meeting_journey_in_a_browser(parley_up: str) -> None:
         assert frames["after"] >= frames["before"] + 10, drop
     for name in ("chat", "hand", "reaction", "four", "muted", "removed", "denied"):
         assert name in steps
+    # Simulcast: the phone's small tiles get each camera's 320x180 layer (the desktop's bigger
+    # tiles a bigger one while the browsers send it: see bench/ and tests/sfu/test_simulcast.py).
+    assert steps["four"]["guestWidths"] == [320, 320, 320], steps["four"]
+    print(f"4-person meeting, remote camera widths: {steps['four']}")
     assert set(accessibility) == {"home", "prejoin", "lobby", "meeting with chat"}
     serious = {screen: found for screen, found in accessibility.items() if found}
     assert not serious, f"axe-core finds serious or critical violations: {serious}"

@@ -24,6 +24,8 @@ import { useQualities, useRoomVersion, useSpeakers } from "./useRoom";
 
 type Panel = "chat" | "participants" | "settings" | null;
 const HAND = "hand_raised";
+/** The camera as captured (the pre-join preview captures the same): the top simulcast layer. */
+const CAMERA = { width: 1280, height: 720 };
 
 function RemoteAudio({ track, identity }: { track: MediaStreamTrack; identity: string }) {
   const element = useRef<HTMLAudioElement>(null);
@@ -65,6 +67,9 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
   const adminApi = useMemo(() => joinTokenClient(grant.token ?? ""), [grant.token]);
   const floatingId = useRef(0);
 
+  // The SFU sends each remote video in the simulcast layer that fits the tile it is shown in.
+  const showVideoAt = useCallback((sid: string, width: number, height: number) => room.setTrackSettings([sid], { width, height }), [room]);
+
   const setPanel = useCallback((next: Panel) => {
     setPanelState(next);
     dispatchChat({ type: next === "chat" ? "opened" : "closed" });
@@ -80,7 +85,8 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
         // The preview's tracks when it had them; captured now when Join came first.
         if (choices.micOn) await (choices.audio ? room.publish(choices.audio, { source: "microphone" }) : room.publishMicrophone());
         else choices.audio?.stop();
-        if (choices.camOn) await (choices.video ? room.publish(choices.video, { source: "camera" }) : room.publishCamera());
+        // Cameras go out in three layers: each viewer gets the one that fits its tile.
+        if (choices.camOn) await (choices.video ? room.publish(choices.video, { source: "camera", simulcast: true }) : room.publishCamera(CAMERA, "camera", { simulcast: true }));
       } catch (error) {
         toasts.push(t("common.error", { message: errorText(error) }));
       }
@@ -176,13 +182,14 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
       isLocal: false,
       name: participant.name || participant.identity,
       video: cam && !cam.muted ? cam.track : undefined,
+      videoSid: cam?.sid,
       audioMuted: !mic || mic.muted,
       handRaised: participant.attributes[HAND] === "true",
       speaking: speakers.includes(participant.identity),
       quality: qualities.get(participant.identity) ?? "unknown",
     });
     for (const share of tracks.filter((track) => track.source === "screen_share"))
-      tiles.push({ key: share.sid, identity: participant.identity, kind: "screen", isLocal: false, name: participant.name || participant.identity, video: share.track, audioMuted: false, handRaised: false, speaking: false, quality: "unknown" });
+      tiles.push({ key: share.sid, identity: participant.identity, kind: "screen", isLocal: false, name: participant.name || participant.identity, video: share.track, videoSid: share.sid, audioMuted: false, handRaised: false, speaking: false, quality: "unknown" });
   }
   const audios = remotes.flatMap((participant) => [...participant.tracks.values()].filter((track) => track.kind === "audio" && track.track).map((track) => ({ sid: track.sid, track: track.track!, identity: participant.identity })));
 
@@ -213,7 +220,7 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
         await room.unpublish(camPublication);
         camPublication.track.stop(); // the preview's track: the room did not capture it
       } else {
-        await room.publishCamera(choices.videoDeviceId ? { deviceId: { exact: choices.videoDeviceId } } : true);
+        await room.publishCamera(choices.videoDeviceId ? { ...CAMERA, deviceId: { exact: choices.videoDeviceId } } : CAMERA, "camera", { simulcast: true });
       }
     } catch (error) {
       toasts.push(t("common.error", { message: errorText(error) }));
@@ -307,7 +314,7 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
         <div className={`stage-area${arranged ? " speaker" : ""}`}>
           {arranged?.stage && (
             <div className="stage-main">
-              <Tile tile={arranged.stage} pinned={pinnedTile === arranged.stage.key} onPin={setPinned} />
+              <Tile tile={arranged.stage} pinned={pinnedTile === arranged.stage.key} onPin={setPinned} onVideoSize={showVideoAt} />
             </div>
           )}
           <div
@@ -316,7 +323,7 @@ export function Meeting({ room, grant, choices, slug }: { room: Room; grant: Joi
             style={{ ["--cols" as string]: shape.cols, ["--tile-w" as string]: `${Math.floor(shape.tileWidth)}px`, ["--tile-h" as string]: `${Math.floor(shape.tileHeight)}px` }}
           >
             {gridTiles.map((tile) => (
-              <Tile key={tile.key} tile={tile} pinned={pinnedTile === tile.key} onPin={setPinned} />
+              <Tile key={tile.key} tile={tile} pinned={pinnedTile === tile.key} onPin={setPinned} onVideoSize={showVideoAt} />
             ))}
           </div>
           {remotes.length === 0 && (

@@ -1,5 +1,5 @@
 /** One tile: a participant's camera (or initials), or a screen share, with its name and badges. */
-import { useEffect, useRef } from "react";
+import { useEffect, useMemo, useRef } from "react";
 import { Button } from "react-aria-components";
 import type { ConnectionQualityName } from "@parley/sdk";
 import { Icon } from "../../components/icons";
@@ -9,13 +9,43 @@ import { initials, type TileKey } from "./layout";
 export interface TileModel extends TileKey {
   name: string;
   video: MediaStreamTrack | undefined;
+  /** The remote video track's sid: its size on screen is reported (`onVideoSize`). */
+  videoSid?: string | undefined;
   audioMuted: boolean;
   handRaised: boolean;
   speaking: boolean;
   quality: ConnectionQualityName;
 }
 
-function Video({ track, mirror }: { track: MediaStreamTrack; mirror: boolean }) {
+/** Reports to the SFU at what size (in device pixels) the video is shown, so that of a
+ * simulcast track it sends the layer that fits: a thumbnail gets 320x180, the stage 1280x720. */
+function useShownSize(element: React.RefObject<HTMLVideoElement | null>, onSize: ((width: number, height: number) => void) | undefined) {
+  useEffect(() => {
+    const video = element.current;
+    if (!video || !onSize) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let last = "";
+    const observer = new ResizeObserver(() => {
+      clearTimeout(timer);
+      // Layouts settle in a few frames (a panel opening, a window being resized): report once.
+      timer = setTimeout(() => {
+        const scale = window.devicePixelRatio || 1;
+        const width = Math.round(video.clientWidth * scale);
+        const height = Math.round(video.clientHeight * scale);
+        if (!width || !height || `${width}x${height}` === last) return;
+        last = `${width}x${height}`;
+        onSize(width, height);
+      }, 250);
+    });
+    observer.observe(video);
+    return () => {
+      clearTimeout(timer);
+      observer.disconnect();
+    };
+  }, [element, onSize]);
+}
+
+function Video({ track, mirror, onSize }: { track: MediaStreamTrack; mirror: boolean; onSize?: ((width: number, height: number) => void) | undefined }) {
   const element = useRef<HTMLVideoElement>(null);
   useEffect(() => {
     const video = element.current;
@@ -23,11 +53,24 @@ function Video({ track, mirror }: { track: MediaStreamTrack; mirror: boolean }) 
     video.srcObject = new MediaStream([track]);
     void video.play().catch(() => undefined);
   }, [track]);
+  useShownSize(element, onSize);
   return <video ref={element} autoPlay playsInline muted className={mirror ? "mirror" : undefined} />;
 }
 
-export function Tile({ tile, pinned, onPin }: { tile: TileModel; pinned: boolean; onPin: (key: string | null) => void }) {
+export function Tile({
+  tile,
+  pinned,
+  onPin,
+  onVideoSize,
+}: {
+  tile: TileModel;
+  pinned: boolean;
+  onPin: (key: string | null) => void;
+  onVideoSize?: (sid: string, width: number, height: number) => void;
+}) {
   const t = useT();
+  const sid = tile.videoSid;
+  const onSize = useMemo(() => (sid && onVideoSize ? (width: number, height: number) => onVideoSize(sid, width, height) : undefined), [sid, onVideoSize]);
   const label = tile.kind === "screen" ? t("meeting.screenOf", { name: tile.name }) : tile.isLocal ? t("meeting.you", { name: tile.name }) : tile.name;
   return (
     <figure
@@ -37,7 +80,7 @@ export function Tile({ tile, pinned, onPin }: { tile: TileModel; pinned: boolean
       data-local={tile.isLocal || undefined}
       aria-label={label}
     >
-      {tile.video ? <Video track={tile.video} mirror={tile.isLocal && tile.kind === "camera"} /> : <div className="avatar" aria-hidden="true">{initials(tile.name)}</div>}
+      {tile.video ? <Video track={tile.video} mirror={tile.isLocal && tile.kind === "camera"} onSize={onSize} /> : <div className="avatar" aria-hidden="true">{initials(tile.name)}</div>}
       <figcaption className="tile-label">
         {tile.kind === "camera" && tile.audioMuted && (
           <span className="badge muted" title={t("meeting.muted")} role="img" aria-label={t("meeting.muted")}>
