@@ -25,8 +25,10 @@ class Layer:
     rid: str
     width: int = 0
     height: int = 0
-    #: ``time.monotonic()`` of its last packet.
+    #: ``time.perf_counter()`` of its last packet.
     last_seen: float = 0.0
+    #: Payload bytes received.
+    bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,6 +323,7 @@ class UpTrack:
             layer = self.layers[packet.ssrc] = Layer(ssrc=packet.ssrc, rid=rid)
             self.layers_version += 1
         layer.last_seen = self.arrival
+        layer.bytes += len(packet.payload)
         if descriptor.keyframe_start:
             size = _vp8.keyframe_size(packet.payload, descriptor)
             if size is not None and size != (layer.width, layer.height):
