@@ -95,7 +95,7 @@ async def main(switches: int) -> None:
             up = next(s.publisher.published[sid].up for s in sessions if sid in s.publisher.published)
             assert up is not None
             print("waiting for the browser's three layers (its bandwidth estimate ramps up)...", flush=True)
-            for _ in range(300):
+            for _ in range(600):
                 if len(up.layers) == 3 and all(layer.height for layer in up.layers.values()):
                     break
                 await asyncio.sleep(0.1)

@@ -41,10 +41,11 @@ class Preference:
     max_layers: int = 0
 
 
-def choose(layers: Iterable[Layer], preference: Preference, now: float) -> Layer | None:
-    """The layer to forward: of the active layers whose size is known (all active ones while
-    no size is), the smallest that fills the wanted size, else the biggest allowed."""
-    active = [layer for layer in layers if now - layer.last_seen <= ACTIVE_WITHIN]
+def choose(layers: Iterable[Layer], preference: Preference, now: float, *, active_only: bool = True) -> Layer | None:
+    """The layer to forward: of the active layers (every layer, unless ``active_only``) whose
+    size is known (all of them while no size is), the smallest that fills the wanted size,
+    else the biggest allowed."""
+    active = [layer for layer in layers if not active_only or now - layer.last_seen <= ACTIVE_WITHIN]
     sized = sorted((layer for layer in active if layer.height), key=lambda layer: (layer.height, layer.width))
     if not sized:
         return active[0] if active else None

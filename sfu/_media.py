@@ -44,6 +44,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacke
 from aiortc.utils import uint16_add, uint16_gt, uint32_add
 
 from . import _vp8
+from ._dynacast import Dynacast
 from ._layers import ACTIVE_WITHIN, Layer, Preference, choose
 from ._metrics import MEDIA
 
@@ -225,6 +226,12 @@ class UpTrack:
         self.layers_version = 0
         self._active: frozenset[int] = frozenset()
         self._next_layer_check = 0.0
+        #: Tells the publisher which layers its subscribers need (set by its session); the
+        #: ``Dynacast`` that calls it starts with the track's first layer.
+        self.on_needed_layers: Callable[[list[str]], None] | None = None
+        self.dynacast: Dynacast | None = None
+        #: The layers the publisher's offer names (``a=rid``).
+        self.offered_rids: list[str] = []
         self._media_ssrc: int | None = None
         self._nacks: dict[int, NackGenerator] = {}
         self._loss_marks: dict[int, tuple[int, int]] = {}
@@ -250,6 +257,9 @@ class UpTrack:
         self._loss_marks.clear()
         self.layers.clear()
         self.layers_version += 1
+        if self.dynacast is not None:  # the new connection sends every layer again
+            self.dynacast.close()
+            self.dynacast = None
         self._take(receiver)
         for down in list(self.down):
             down.restart()
@@ -322,6 +332,11 @@ class UpTrack:
                 return  # a layer's later packets may omit the RID, never its first
             layer = self.layers[packet.ssrc] = Layer(ssrc=packet.ssrc, rid=rid)
             self.layers_version += 1
+            if self.dynacast is None and self.on_needed_layers is not None:
+                self.dynacast = Dynacast(
+                    self.layers.values, lambda: self.down, self.on_needed_layers, offered=self.offered_rids
+                )
+            self.wanted_changed()
         layer.last_seen = self.arrival
         layer.bytes += len(packet.payload)
         if descriptor.keyframe_start:
@@ -329,12 +344,18 @@ class UpTrack:
             if size is not None and size != (layer.width, layer.height):
                 layer.width, layer.height = size
                 self.layers_version += 1
+                self.wanted_changed()
         if self.arrival >= self._next_layer_check:
             self._next_layer_check = self.arrival + 0.25
             active = frozenset(s for s, x in self.layers.items() if self.arrival - x.last_seen <= ACTIVE_WITHIN)
             if active != self._active:
                 self._active = active
                 self.layers_version += 1
+
+    def wanted_changed(self) -> None:
+        """The layers or what the subscribers want of them changed: dynacast takes note."""
+        if self.dynacast is not None:
+            self.dynacast.update()
 
     def _pair_rtx(self, rtx_ssrc: int, rid: str) -> None:
         """An RTX stream the SDP did not pair (simulcast): its repaired RID names its layer."""
@@ -390,6 +411,8 @@ class UpTrack:
     def close(self) -> None:
         for down in list(self.down):
             down.detach()
+        if self.dynacast is not None:
+            self.dynacast.close()
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
@@ -459,6 +482,7 @@ class DownTrack:
         # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
         sender._send_keyframe = self.request_keyframe  # type: ignore[method-assign]
         up.down.add(self)
+        up.wanted_changed()
         # A keyframe asked for now, while the subscriber's DTLS is still connecting, would be
         # lost (``_send_rtp`` refuses it) and hold back the subscriber's own PLIs behind the
         # request's throttle (about 0.5 s more to the first frame): ask once it is connected.
@@ -467,11 +491,13 @@ class DownTrack:
 
     def detach(self) -> None:
         self.up.down.discard(self)
+        self.up.wanted_changed()
 
     def set_paused(self, paused: bool) -> None:
         if paused == self.paused:
             return
         self.paused = paused
+        self.up.wanted_changed()
         if not paused:
             self.restart()
 
@@ -492,6 +518,7 @@ class DownTrack:
         goes on."""
         self.preference = preference
         self._target_version = -1
+        self.up.wanted_changed()
         self.request_keyframe()
 
     @property

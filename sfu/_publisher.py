@@ -26,7 +26,7 @@ from parley.sfu.v1 import signal_service_pb2 as sig
 
 from ._media import UpTrack, ignore_receiver, restrict_codecs, route_by_mid
 from ._room import new_sid
-from ._sdp import answer_simulcast, check_sdp
+from ._sdp import answer_simulcast, check_sdp, simulcast_layers
 
 #: The kind of track each source carries (tests/test_enums.py checks that every source has one).
 SOURCE_KINDS: dict[int, int] = {
@@ -64,6 +64,8 @@ class PublishedTrack:
     unpublished: bool = False
     #: The mute state the client announced when it brought the track back after a resume.
     requested_muted: bool | None = None
+    #: The simulcast layers its offer sends (``a=rid``), empty when it is not simulcast.
+    rids: list[str] = field(default_factory=list)
 
     @property
     def media_kind(self) -> str:
@@ -153,6 +155,7 @@ class Publisher:
         # (aiortc reads it only under an a=msid-semantic naming the stream; browsers often
         # publish without streams).
         track_ids = {m.rtp.muxId: m.msid.split()[-1] for m in check_sdp(offer, field="offer.sdp").media if m.msid}
+        layers = simulcast_layers(offer)
         first = self.pc is None
         if self.pc is None:
             self.pc = RTCPeerConnection(self._configuration)
@@ -182,6 +185,7 @@ class Publisher:
                 refused.append(f"{track_id} offers no codec the SFU forwards (VP8, Opus)")
             else:
                 announced.transceiver = transceiver
+                announced.rids = layers.get(transceiver.mid or "", [])
                 accepted.append(announced)
                 continue
             transceiver.direction = "inactive"  # refused: answered inactive, and ignored
@@ -198,6 +202,7 @@ class Publisher:
             track.up = UpTrack(track.transceiver.receiver, track.transceiver.kind)
         else:  # brought back after a resume
             track.up.attach(track.transceiver.receiver)
+        track.up.offered_rids = track.rids
         track.up.forwarding = not track.muted
         self.published[track.sid] = track
 

@@ -63,15 +63,21 @@ def offered_layers(section: str) -> list[str]:
     return []
 
 
-def answer_simulcast(offer: str, answer: str) -> str:
-    """The answer, saying that the SFU receives the simulcast layers each video section of the
-    offer sends (``a=rid:X recv``, ``a=simulcast:recv X;Y;Z``): aiortc ignores those lines,
-    and a browser sends one layer to an answer without them."""
+def simulcast_layers(offer: str) -> dict[str, list[str]]:
+    """The simulcast layers (RIDs) an offer sends, by the mid of their section."""
     layers: dict[str, list[str]] = {}
     for section in _sections(offer)[1:]:
         mids = _attribute(section, "mid")
         if mids and (rids := offered_layers(section)):
             layers[mids[0]] = rids
+    return layers
+
+
+def answer_simulcast(offer: str, answer: str) -> str:
+    """The answer, saying that the SFU receives the simulcast layers each video section of the
+    offer sends (``a=rid:X recv``, ``a=simulcast:recv X;Y;Z``): aiortc ignores those lines,
+    and a browser sends one layer to an answer without them."""
+    layers = simulcast_layers(offer)
     if not layers:
         return answer
     sections = _sections(answer)

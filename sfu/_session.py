@@ -438,9 +438,16 @@ class Session:
 
     # --- published tracks --------------------------------------------------------------------
 
+    def _start(self, track: PublishedTrack) -> None:
+        self.publisher.start(track)
+        assert track.up is not None
+        track.up.on_needed_layers = lambda rids: self.send(
+            sig.ConnectResponse(subscribed_layers=sig.SubscribedLayersUpdate(track_sid=track.sid, rids=rids))
+        )
+
     def _publish(self, track: PublishedTrack) -> None:
         """A track's media is negotiated: it is forwarded to everyone subscribed."""
-        self.publisher.start(track)
+        self._start(track)
         own = sig.TrackPublished(participant_identity=self.identity, track=track.info(), cid=track.cid)
         self.send(sig.ConnectResponse(track_published=own))
         others = sig.TrackPublished(participant_identity=self.identity, track=track.info())
@@ -452,7 +459,7 @@ class Session:
     def _bring_back(self, track: PublishedTrack) -> None:
         """A track published before a resume arrives on the new connection: forwarded again
         under its sid, to the subscribers it had; only the client hears of it (for its cid)."""
-        self.publisher.start(track)
+        self._start(track)
         own = sig.TrackPublished(participant_identity=self.identity, track=track.info(), cid=track.cid)
         self.send(sig.ConnectResponse(track_published=own))
         if track.requested_muted is not None:

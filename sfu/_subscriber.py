@@ -227,8 +227,9 @@ class Subscriber:
                 continue
             if sub.down is None and up is not None and not sub.track.unpublished:
                 sub.down = DownTrack(up, sub.transceiver, self._numbering.get(sub.transceiver))
-                sub.down.preference = sub.preference
                 sub.down.set_paused(sub.paused)
+                if sub.preference != sub.down.preference:
+                    sub.down.prefer(sub.preference)
         await self.negotiate()
 
     # --- the end -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 // sids before and after) once video decodes again on the new connection; "size W H" shows the
 // remote videos at W x H (setTrackSettings: the simulcast layer that fits) and prints
 // {"event": "size", frameWidth, frameHeight, freezeCount, ...} once the decoded video has that
-// size. When stdin closes, the page is closed (as its tab would be), then the browser.
+// size; "outbound" prints what the page sends per simulcast layer. When stdin closes, the page
+// is closed (as its tab would be), then the browser.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -80,6 +81,18 @@ try {
     });
   const input = readline.createInterface({ input: process.stdin });
   for await (const line of input) {
+    if (line === "outbound") {
+      // What the page sends of its simulcast camera: bytes per layer (RID), and whether the
+      // layer is on (dynacast pauses the ones no one receives).
+      const layers = await page.evaluate(async () => {
+        const layers = {};
+        (await window.parley.publisherConnection.getStats()).forEach((s) => {
+          if (s.type === "outbound-rtp" && s.kind === "video" && s.rid) layers[s.rid] = { bytesSent: s.bytesSent, active: s.active };
+        });
+        return layers;
+      });
+      print({ event: "outbound", layers });
+    }
     if (line.startsWith("size ")) {
       // "size W H": shows every remote video at W x H (setTrackSettings), then reports once the
       // decoded video has that size (or after 30 s).

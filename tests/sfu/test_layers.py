@@ -1,10 +1,15 @@
 """Simulcast without a browser: which layer a subscriber gets, the VP8 descriptor the SFU
-reads and rewrites, and the SDP lines that make a browser send its layers."""
+reads and rewrites, the SDP lines that make a browser send its layers, and dynacast (which
+layers the publisher is told to send)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+
 import pytest
 
+from sfu._dynacast import Dynacast, needed_layers
 from sfu._layers import Layer, Preference, choose
 from sfu._sdp import answer_simulcast, offered_layers
 from sfu._vp8 import Renumbering, keyframe_size, parse
@@ -132,3 +137,55 @@ def test_the_answer_receives_the_layers_the_offer_sends() -> None:
     assert "a=simulcast:recv" not in answer_simulcast(OFFER, inactive)
     no_simulcast = OFFER.replace("a=simulcast:send q;h,x;~f\r\n", "")
     assert answer_simulcast(no_simulcast, answer) == answer
+
+
+@dataclass
+class _Viewer:
+    preference: Preference = field(default_factory=Preference)
+    paused: bool = False
+
+
+def test_the_layers_needed_are_those_the_viewers_would_choose() -> None:
+    small, big = _Viewer(Preference(width=320, height=180)), _Viewer()
+    assert needed_layers(LAYERS, [small]) == {"q"}
+    assert needed_layers(LAYERS, [small, big]) == {"q", "f"}
+    assert needed_layers(LAYERS, [_Viewer(Preference(width=640, height=360))]) == {"q", "h"}
+    assert needed_layers(LAYERS, [_Viewer(paused=True)]) == {"q"}  # the bottom layer is always sent
+    stopped = [Layer(ssrc=3, rid="f", width=1280, height=720, last_seen=0.0), *LAYERS[1:]]
+    assert needed_layers(stopped, [big]) == {"q", "f"}  # a paused layer someone wants: resume it
+    assert needed_layers([*LAYERS, Layer(ssrc=4, rid="x")], [small]) == {"q", "h", "f", "x"}  # sizes unknown
+    # The top layer the offer names never came (the publisher's bandwidth estimate): paused,
+    # it could never be asked for, so nothing is paused yet.
+    assert needed_layers(LAYERS[1:], [small], offered=["q", "h", "f"]) == {"q", "h", "f"}
+    assert needed_layers(LAYERS, [small], offered=["q", "h", "f"]) == {"q"}
+
+
+async def test_dynacast_resumes_at_once_and_pauses_after_a_while() -> None:
+    viewers = [_Viewer()]
+    told: list[list[str]] = []
+    dynacast = Dynacast(lambda: LAYERS, lambda: viewers, told.append, pause_after=0.2)
+    dynacast.update()
+    await asyncio.sleep(0.1)
+    assert told == []  # the middle layer is not needed, but only for a while yet
+    await asyncio.sleep(0.2)
+    assert told == [["f", "q"]]
+
+    viewers[0].preference = Preference(width=320, height=180)
+    dynacast.update()
+    await asyncio.sleep(0.1)
+    viewers[0].preference = Preference()  # resized back within the delay: nothing changes
+    dynacast.update()
+    await asyncio.sleep(0.2)
+    assert told == [["f", "q"]]
+
+    viewers[0].preference = Preference(width=320, height=180)
+    dynacast.update()
+    await asyncio.sleep(0.1)
+    assert told == [["f", "q"]]
+    await asyncio.sleep(0.2)
+    assert told == [["f", "q"], ["q"]]
+
+    viewers.append(_Viewer(Preference(width=640, height=360)))
+    dynacast.update()
+    assert told == [["f", "q"], ["q"], ["h", "q"]]  # at once
+    dynacast.close()

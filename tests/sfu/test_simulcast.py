@@ -21,7 +21,9 @@ from gateway import GatewayServer
 from parley.room import Room, RoomEvent
 from parley.sfu.v1 import resources_pb2 as sfu_res
 from sfu import SfuServer
+from sfu._dynacast import PAUSE_AFTER
 from sfu._layers import Preference, choose
+from sfu._media import UpTrack
 
 from .browser import build_sdk_bundle, close_page, gateway_for, open_page, read_event
 from .conftest import ColourTrack, Mint, ToneTrack
@@ -78,32 +80,49 @@ class Watcher:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-async def _top_layer(sfu: SfuServer, room_id: str, sid: str, within: float = 30) -> tuple[int, int]:
-    """The size of the biggest layer the browser sends, once its 1280x720 layer is on (it
-    waits for the bandwidth estimate), or after ``within`` seconds: a browser short of CPU
-    (tests run beside each other on two cores) stops its top layer or shrinks it, and then
-    the best a subscriber can get is the next one down."""
-    track = next(
-        s.publisher.published[sid] for s in sfu.rooms.rooms[room_id].sessions.values() if sid in s.publisher.published
-    )
-    assert track.up is not None
+async def _top_layer(sfu: SfuServer, room_id: str, sid: str, within: float = 60) -> tuple[int, int]:
+    """The size of the biggest layer the browser sends, once its 1280x720 layer is on, or
+    after ``within`` seconds. The top layer waits for the browser's bandwidth estimate, which
+    starts at 300 kb/s and grows about 8 % a second on the SFU's REMB (20 to 30 s to the
+    three layers' 2.3 Mb/s); a browser short of CPU (tests beside each other on two cores)
+    stops it or shrinks it, and then the best a subscriber can get is the next one down."""
+    up = _up(sfu, room_id, sid)
     deadline = time.monotonic() + within
     while True:
-        chosen = choose(track.up.layers.values(), Preference(), time.perf_counter())
+        chosen = choose(up.layers.values(), Preference(), time.perf_counter())
         size = (chosen.width, chosen.height) if chosen is not None else (0, 0)
         if size == (1280, 720) or (time.monotonic() > deadline and size > (320, 180)):
             if size != (1280, 720):
                 print(f"the browser's top layer is {size}, not 1280x720")
             return size
-        assert time.monotonic() < deadline + 30, f"the browser sends no layer above 320x180: {track.up.layers}"
+        assert time.monotonic() < deadline + 30, f"the browser sends no layer above 320x180: {up.layers}"
         await asyncio.sleep(0.2)
 
 
+def _describe(sfu: SfuServer, room_id: str, sid: str) -> str:
+    """What the SFU knows of the track's layers and its subscribers, for failure messages."""
+    up = _up(sfu, room_id, sid)
+    now = time.perf_counter()
+    layers = {layer.rid: (layer.width, layer.height, round(now - layer.last_seen, 2)) for layer in up.layers.values()}
+    downs = [(d.preference, d.layer.rid if d.layer else None, d.stats) for d in up.down]
+    return f"layers {layers}; dynacast sent {up.dynacast.sent if up.dynacast else None}; downs {downs}"
+
+
+def _up(sfu: SfuServer, room_id: str, sid: str) -> UpTrack:
+    sessions = sfu.rooms.rooms[room_id].sessions.values()
+    up = next(s.publisher.published[sid].up for s in sessions if sid in s.publisher.published)
+    assert up is not None
+    return up
+
+
 async def _command(page: asyncio.subprocess.Process, line: str) -> dict[str, Any]:
+    """Sends a command to the page and reads its answer (an event named as the command)."""
     assert page.stdin is not None
     page.stdin.write(line.encode() + b"\n")
     await page.stdin.drain()
-    return await read_event(page)
+    while (event := await read_event(page))["event"] != line.split()[0]:
+        pass  # an earlier event ("decoded") still on its way
+    return event
 
 
 async def test_each_subscriber_gets_the_layer_that_fits(sfu: SfuServer, gateway: GatewayServer, token: Mint) -> None:
@@ -114,10 +133,9 @@ async def test_each_subscriber_gets_the_layer_that_fits(sfu: SfuServer, gateway:
     small = Watcher(await Room.connect(sfu.target, token("phone", room_id)))
     large = Watcher(await Room.connect(sfu.target, token("desktop", room_id)))
     browser = await open_page(f"{gateway.url}/meet.html#token={token('browser', room_id)}&simulcast=1")
-    viewer = await open_page(f"{gateway.url}/meet.html#token={token('viewer', room_id)}")
+    viewer: asyncio.subprocess.Process | None = None
     try:
         assert (await read_event(browser))["event"] == "ready"
-        assert (await read_event(viewer))["event"] == "ready"
         sid = await small.start()
         assert await large.start() == sid
         top = await _top_layer(sfu, room_id, sid)
@@ -132,24 +150,38 @@ async def test_each_subscriber_gets_the_layer_that_fits(sfu: SfuServer, gateway:
         await large.room.set_track_settings([sid], width=320, height=180)
         await small.until_size(*top)
         await large.until_size(320, 180)
-        assert small.longest_gap(swapped) < 2.0 and large.longest_gap(swapped) < 2.0
+        gaps = small.longest_gap(swapped), large.longest_gap(swapped)
+        assert max(gaps) < 2.0, (gaps, _describe(sfu, room_id, sid))
         print(f"\nswitch gaps: {small.longest_gap(swapped):.3f} s up, {large.longest_gap(swapped):.3f} s down")
 
-        assert (await read_event(viewer))["event"] == "decoded"
+        # The browser subscriber, alone: the bots' decoders would take the CPU its decoder
+        # needs to keep time (Chrome counts a late frame as a freeze).
+        for watcher in (small, large):
+            if watcher.task is not None:
+                watcher.task.cancel()
+            await watcher.room.close()
+        viewer = await open_page(f"{gateway.url}/meet.html#token={token('viewer', room_id)}")
+        assert (await read_event(viewer))["event"] == "ready"
         before = await _command(viewer, "size 320 180")
         assert (before["frameWidth"], before["frameHeight"]) == (320, 180), before
-        for width, height in ((1280, 720), (320, 180), (640, 360), (1280, 720)):
+        for width, height in ((1280, 720), (320, 180), (1280, 720), (320, 180)):
             seen = await _command(viewer, f"size {width} {height}")
             size = (seen["frameWidth"], seen["frameHeight"])
-            # The top layer comes and goes with the browser's CPU and bandwidth estimate (the
-            # bots above saw it): the best may be the middle one.
-            assert size == (width, height) or (width == 1280 and size == (640, 360)), seen
+            # The layers above the bottom one come and go with the browser's CPU and bandwidth
+            # estimate: asked for the biggest, the viewer gets a bigger one than the bottom.
+            assert size == (width, height) or (width == 1280 and size > (320, 180)), (
+                seen,
+                _describe(sfu, room_id, sid),
+            )
         print(f"browser subscriber: {seen}")
         assert seen["framesDecoded"] > before["framesDecoded"]
-        # Chrome counts a freeze when a frame comes over 150 ms later than the usual interval.
-        assert seen["totalFreezesDuration"] - before["totalFreezesDuration"] < 1.0, (before, seen)
+        # Chrome counts a freeze when a frame comes over 150 ms later than the usual interval:
+        # across these four switches a few late frames on two loaded cores (without the picture
+        # ids continued, Chrome drops the new layer's frames as old: 4 s and more).
+        assert seen["totalFreezesDuration"] - before["totalFreezesDuration"] < 3.0, (before, seen)
     finally:
-        await close_page(viewer)
+        if viewer is not None:
+            await close_page(viewer)
         await close_page(browser)
         for watcher in (small, large):
             if watcher.task is not None:
@@ -186,3 +218,48 @@ async def test_track_settings_are_checked(sfu: SfuServer, token: Mint) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def _layers_sent(page: asyncio.subprocess.Process) -> dict[str, tuple[bool, bool]]:
+    """Per layer of the page's simulcast camera: whether it is on (its encoding active), and
+    whether it sends (its bytes grew over half a second)."""
+    first = (await _command(page, "outbound"))["layers"]
+    await asyncio.sleep(0.5)
+    second = (await _command(page, "outbound"))["layers"]
+    return {rid: (now["active"], now["bytesSent"] > first[rid]["bytesSent"]) for rid, now in second.items()}
+
+
+async def test_the_publisher_pauses_layers_no_one_receives(sfu: SfuServer, gateway: GatewayServer, token: Mint) -> None:
+    """Dynacast: with its only subscriber on the 320x180 layer, the browser stops sending the
+    two layers above (after a few seconds), and turns the top one on again at once when the
+    subscriber shows the video big."""
+    room_id = f"dynacast-{uuid.uuid4().hex[:8]}"
+    watcher = Watcher(await Room.connect(sfu.target, token("phone", room_id)))
+    browser = await open_page(f"{gateway.url}/meet.html#token={token('browser', room_id)}&simulcast=1")
+    try:
+        assert (await read_event(browser))["event"] == "ready"
+        sid = await watcher.start()
+        await watcher.room.set_track_settings([sid], width=320, height=180)
+        await watcher.until_size(320, 180)
+        paused = {"q": (True, True), "h": (False, False), "f": (False, False)}
+        deadline = time.monotonic() + PAUSE_AFTER + 10
+        while (sent := await _layers_sent(browser)) != paused:
+            assert time.monotonic() < deadline, (sent, _describe(sfu, room_id, sid))
+
+        asked = time.monotonic()
+        await watcher.room.set_track_settings([sid], width=1280, height=720)
+        while not (await _layers_sent(browser))["f"][0]:
+            assert time.monotonic() < asked + 5, _describe(sfu, room_id, sid)
+        print(f"\nthe top layer was turned on again after {time.monotonic() - asked:.2f} s")
+        # It sends once the browser's bandwidth estimate allows it again (the SFU's REMB fell
+        # to what the bottom layer alone needed): the subscriber then gets a bigger layer.
+        deadline = time.monotonic() + 60
+        while max((w, h) for _, w, h in watcher.frames[-5:]) <= (320, 180):
+            assert time.monotonic() < deadline, _describe(sfu, room_id, sid)
+            await asyncio.sleep(0.2)
+        print(f"a layer above 320x180 reached the subscriber after {time.monotonic() - asked:.2f} s")
+    finally:
+        await close_page(browser)
+        if watcher.task is not None:
+            watcher.task.cancel()
+        await watcher.room.close()

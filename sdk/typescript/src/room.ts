@@ -501,6 +501,10 @@ export class Room extends Emitter<RoomEventMap> {
       this.#onLeft(session, response.value.reason);
       return;
     }
+    if (response.case === "subscribedLayers") {
+      void this.#sendLayers(session, response.value.trackSid, response.value.rids);
+      return;
+    }
     for (const event of this.#state.apply(response, errorOfStatus)) {
       this.emit(event.name, event.detail as never);
       if (event.name === "trackPublished") {
@@ -628,6 +632,20 @@ export class Room extends Emitter<RoomEventMap> {
       session.mids.set(mid, sid);
       this.#subscribed(sid, transceiver.receiver.track, session);
     }
+  }
+
+  /** Dynacast: sends only the simulcast layers of a track that someone receives (a paused
+   * encoding costs no uplink and no encoder time); the SFU asks again when that changes. */
+  async #sendLayers(session: Session, trackSid: string, rids: string[]): Promise<void> {
+    const publication = this.#local.find((p) => p.sid === trackSid);
+    const sender = publication && session.transceivers.get(publication)?.sender;
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings.some((e) => e.rid)) return;
+    for (const encoding of parameters.encodings) encoding.active = !encoding.rid || rids.includes(encoding.rid);
+    await sender.setParameters(parameters).catch((error: unknown) => {
+      if (error instanceof Error) this.emit("error", { error: new ParleyError(`could not pause simulcast layers: ${error.message}`) });
+    });
   }
 
   #subscribed(sid: string, track: MediaStreamTrack, session: Session): void {

@@ -202,6 +202,7 @@ class ConnectResponse(_message.Message):
     PONG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ROOM_UPDATED_FIELD_NUMBER: _builtins.int
+    SUBSCRIBED_LAYERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___JoinResponse:
         """The answer to `join`: the meeting as it is now."""
@@ -270,6 +271,12 @@ class ConnectResponse(_message.Message):
     def room_updated(self) -> Global___RoomUpdated:
         """The meeting changed (for example a recorder joined: `Room.recording`)."""
 
+    @_builtins.property
+    def subscribed_layers(self) -> Global___SubscribedLayersUpdate:
+        """Which simulcast layers of one of the client's own tracks someone receives: the client
+        sends only those (dynacast).
+        """
+
     def __init__(
         self,
         *,
@@ -290,12 +297,13 @@ class ConnectResponse(_message.Message):
         pong: Global___Pong | None = ...,
         error: Global___SignalError | None = ...,
         room_updated: Global___RoomUpdated | None = ...,
+        subscribed_layers: Global___SubscribedLayersUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "subscribed_layers", b"subscribed_layers", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "connection_quality", b"connection_quality", "data", b"data", "error", b"error", "joined", b"joined", "left", b"left", "message", b"message", "offer", b"offer", "participant_joined", b"participant_joined", "participant_left", b"participant_left", "participant_updated", b"participant_updated", "pong", b"pong", "room_updated", b"room_updated", "speakers_changed", b"speakers_changed", "subscribed_layers", b"subscribed_layers", "track_muted", b"track_muted", "track_published", b"track_published", "track_unpublished", b"track_unpublished", "trickle", b"trickle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["joined", "answer", "offer", "trickle", "participant_joined", "participant_updated", "participant_left", "track_published", "track_unpublished", "track_muted", "speakers_changed", "data", "connection_quality", "left", "pong", "error", "room_updated"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["joined", "answer", "offer", "trickle", "participant_joined", "participant_updated", "participant_left", "track_published", "track_unpublished", "track_muted", "speakers_changed", "data", "connection_quality", "left", "pong", "error", "room_updated", "subscribed_layers"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -694,6 +702,39 @@ class UpdateSubscriptionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateSubscriptionRequest: _TypeAlias = UpdateSubscriptionRequest  # noqa: Y015
+
+@_typing.final
+class SubscribedLayersUpdate(_message.Message):
+    """Dynacast: the simulcast layers of a track published in layers that its subscribers receive
+    now. The publisher pauses the others (`RTCRtpEncodingParameters.active`), saving its uplink
+    and encoder, and resumes a layer as soon as it is listed again. The SFU asks for a resume at
+    once and for a pause after the layer has been unneeded for a few seconds; it never pauses the
+    bottom layer.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACK_SID_FIELD_NUMBER: _builtins.int
+    RIDS_FIELD_NUMBER: _builtins.int
+    track_sid: _builtins.str
+    """One of the client's own tracks."""
+    @_builtins.property
+    def rids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The RIDs to send, as in the track's `a=rid` lines; the others are not needed."""
+
+    def __init__(
+        self,
+        *,
+        track_sid: _builtins.str = ...,
+        rids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rids", b"rids", "track_sid", b"track_sid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribedLayersUpdate: _TypeAlias = SubscribedLayersUpdate  # noqa: Y015
 
 @_typing.final
 class UpdateTrackSettingsRequest(_message.Message):

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/sfu/v1/signal_service.proto.
  */
 export const file_parley_sfu_v1_signal_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJwYXJsZXkvc2Z1L3YxL3NpZ25hbF9zZXJ2aWNlLnByb3RvEg1wYXJsZXkuc2Z1LnYxIoQGCg5Db25uZWN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEioKBGpvaW4YAiABKAsyGi5wYXJsZXkuc2Z1LnYxLkpvaW5SZXF1ZXN0SAASMgoFb2ZmZXIYAyABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjMKBmFuc3dlchgEIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgFIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASOwoNcHVibGlzaF90cmFjaxgGIAEoCzIiLnBhcmxleS5zZnUudjEuUHVibGlzaFRyYWNrUmVxdWVzdEgAEj8KD3VucHVibGlzaF90cmFjaxgHIAEoCzIkLnBhcmxleS5zZnUudjEuVW5wdWJsaXNoVHJhY2tSZXF1ZXN0SAASNQoKbXV0ZV90cmFjaxgIIAEoCzIfLnBhcmxleS5zZnUudjEuTXV0ZVRyYWNrUmVxdWVzdEgAEkcKE3VwZGF0ZV9zdWJzY3JpcHRpb24YCSABKAsyKC5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3RIABIpCgRkYXRhGAogASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASPwoPdXBkYXRlX21ldGFkYXRhGAsgASgLMiQucGFybGV5LnNmdS52MS5VcGRhdGVNZXRhZGF0YVJlcXVlc3RIABIsCgVsZWF2ZRgMIAEoCzIbLnBhcmxleS5zZnUudjEuTGVhdmVSZXF1ZXN0SAASIwoEcGluZxgNIAEoCzITLnBhcmxleS5zZnUudjEuUGluZ0gAEkoKFXVwZGF0ZV90cmFja19zZXR0aW5ncxgOIAEoCzIpLnBhcmxleS5zZnUudjEuVXBkYXRlVHJhY2tTZXR0aW5nc1JlcXVlc3RIAEIQCgdtZXNzYWdlEgW6SAIIASKkBwoPQ29ubmVjdFJlc3BvbnNlEi0KBmpvaW5lZBgBIAEoCzIbLnBhcmxleS5zZnUudjEuSm9pblJlc3BvbnNlSAASMwoGYW5zd2VyGAIgASgLMiEucGFybGV5LnNmdS52MS5TZXNzaW9uRGVzY3JpcHRpb25IABIyCgVvZmZlchgDIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgEIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASPgoScGFydGljaXBhbnRfam9pbmVkGAUgASgLMiAucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudEpvaW5lZEgAEkAKE3BhcnRpY2lwYW50X3VwZGF0ZWQYBiABKAsyIS5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50VXBkYXRlZEgAEjoKEHBhcnRpY2lwYW50X2xlZnQYByABKAsyHi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50TGVmdEgAEjgKD3RyYWNrX3B1Ymxpc2hlZBgIIAEoCzIdLnBhcmxleS5zZnUudjEuVHJhY2tQdWJsaXNoZWRIABI8ChF0cmFja191bnB1Ymxpc2hlZBgJIAEoCzIfLnBhcmxleS5zZnUudjEuVHJhY2tVbnB1Ymxpc2hlZEgAEjAKC3RyYWNrX211dGVkGAogASgLMhkucGFybGV5LnNmdS52MS5UcmFja011dGVkSAASOgoQc3BlYWtlcnNfY2hhbmdlZBgLIAEoCzIeLnBhcmxleS5zZnUudjEuU3BlYWtlcnNDaGFuZ2VkSAASKQoEZGF0YRgMIAEoCzIZLnBhcmxleS5zZnUudjEuRGF0YVBhY2tldEgAEkQKEmNvbm5lY3Rpb25fcXVhbGl0eRgNIAEoCzImLnBhcmxleS5zZnUudjEuQ29ubmVjdGlvblF1YWxpdHlVcGRhdGVIABIjCgRsZWZ0GA4gASgLMhMucGFybGV5LnNmdS52MS5MZWZ0SAASIwoEcG9uZxgPIAEoCzITLnBhcmxleS5zZnUudjEuUG9uZ0gAEisKBWVycm9yGBAgASgLMhoucGFybGV5LnNmdS52MS5TaWduYWxFcnJvckgAEjIKDHJvb21fdXBkYXRlZBgRIAEoCzIaLnBhcmxleS5zZnUudjEuUm9vbVVwZGF0ZWRIAEIJCgdtZXNzYWdlIjAKC1Jvb21VcGRhdGVkEiEKBHJvb20YASABKAsyEy5wYXJsZXkuc2Z1LnYxLlJvb20idAoLSm9pblJlcXVlc3QSHQoFdG9rZW4YASABKAlCDrpIB3IFEAEYgEDwgRkBEhgKEG1hbnVhbF9zdWJzY3JpYmUYAiABKAgSLAoGcmVzdW1lGAMgASgLMhwucGFybGV5LnNmdS52MS5SZXN1bWVTZXNzaW9uIm0KDVJlc3VtZVNlc3Npb24SNgoPcGFydGljaXBhbnRfc2lkGAEgASgJQh26SBpyGDIWXlBBX1tBLVphLXowLTldezEsMzJ9JBIkCgxyZXN1bWVfdG9rZW4YAiABKAlCDrpIB3IFEBAYgAHwgRkBItkCCgxKb2luUmVzcG9uc2USIQoEcm9vbRgBIAEoCzITLnBhcmxleS5zZnUudjEuUm9vbRIvCgtwYXJ0aWNpcGFudBgCIAEoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQSNgoSb3RoZXJfcGFydGljaXBhbnRzGAMgAygLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudBItCgtpY2Vfc2VydmVycxgEIAMoCzIYLnBhcmxleS5zZnUudjEuSWNlU2VydmVyEjAKDXBpbmdfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoMcmVzdW1lX3Rva2VuGAYgASgJQgTwgRkBEi8KDHJlc3VtZV9ncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdyZXN1bWVkGAggASgIIkUKCUljZVNlcnZlchIMCgR1cmxzGAEgAygJEhAKCHVzZXJuYW1lGAIgASgJEhgKCmNyZWRlbnRpYWwYAyABKAlCBPCBGQEipgEKElNlc3Npb25EZXNjcmlwdGlvbhIYCgNzZHAYASABKAlCC7pICHIGEAEYgIAEEkQKCnRyYWNrX3NpZHMYAiADKAsyMC5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbi5UcmFja1NpZHNFbnRyeRowCg5UcmFja1NpZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBCgxJY2VDYW5kaWRhdGUSNwoGdGFyZ2V0GAEgASgOMhsucGFybGV5LnNmdS52MS5TaWduYWxUYXJnZXRCCrpIB4IBBBABIAASGwoJY2FuZGlkYXRlGAIgASgJQgi6SAVyAxiACBIYCgdzZHBfbWlkGAMgASgJQge6SARyAhhAEiEKD3NkcF9tbGluZV9pbmRleBgEIAEoDUIIukgFKgMY6AcixAEKE1B1Ymxpc2hUcmFja1JlcXVlc3QSFwoDY2lkGAEgASgJQgq6SAdyBRABGIABEjIKBGtpbmQYAiABKA4yGC5wYXJsZXkuc2Z1LnYxLlRyYWNrS2luZEIKukgHggEEEAEgABI6CgZzb3VyY2UYAyABKA4yHi5wYXJsZXkuY29udHJvbC52MS5UcmFja1NvdXJjZUIKukgHggEEEAEgABIVCgRuYW1lGAQgASgJQge6SARyAhhkEg0KBW11dGVkGAUgASgIIkkKFVVucHVibGlzaFRyYWNrUmVxdWVzdBIwCgl0cmFja19zaWQYASABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kIlMKEE11dGVUcmFja1JlcXVlc3QSMAoJdHJhY2tfc2lkGAEgASgJQh26SBpyGDIWXlRSX1tBLVphLXowLTldezEsMzJ9JBINCgVtdXRlZBgCIAEoCCJ7ChlVcGRhdGVTdWJzY3JpcHRpb25SZXF1ZXN0EjsKCnRyYWNrX3NpZHMYASADKAlCJ7pIJJIBIQgBEPQDIhpyGDIWXlRSX1tBLVphLXowLTldezEsMzJ9JBIRCglzdWJzY3JpYmUYAiABKAgSDgoGcGF1c2VkGAMgASgIIsoBChpVcGRhdGVUcmFja1NldHRpbmdzUmVxdWVzdBI7Cgp0cmFja19zaWRzGAEgAygJQie6SCSSASEIARD0AyIachgyFl5UUl9bQS1aYS16MC05XXsxLDMyfSQSGAoFd2lkdGgYAiABKA1CCbpIBioEGICAARIZCgZoZWlnaHQYAyABKA1CCbpIBioEGICAARI6CgttYXhfcXVhbGl0eRgEIAEoDjIbLnBhcmxleS5zZnUudjEuVmlkZW9RdWFsaXR5Qgi6SAWCAQIQASKAAgoVVXBkYXRlTWV0YWRhdGFSZXF1ZXN0EhoKBG5hbWUYASABKAlCB7pIBHICGGRIAIgBARIfCghtZXRhZGF0YRgCIAEoCUIIukgFcgMYgCBIAYgBARJhCgphdHRyaWJ1dGVzGAMgAygLMjQucGFybGV5LnNmdS52MS5VcGRhdGVNZXRhZGF0YVJlcXVlc3QuQXR0cmlidXRlc0VudHJ5Qhe6SBSaAREQICIGcgQQARhAKgVyAxiACBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZUILCglfbWV0YWRhdGEiDgoMTGVhdmVSZXF1ZXN0IhkKBFBpbmcSEQoJdGltZXN0YW1wGAEgASgDIiMKBFBvbmcSGwoTbGFzdF9waW5nX3RpbWVzdGFtcBgBIAEoAyJEChFQYXJ0aWNpcGFudEpvaW5lZBIvCgtwYXJ0aWNpcGFudBgBIAEoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiRQoSUGFydGljaXBhbnRVcGRhdGVkEi8KC3BhcnRpY2lwYW50GAEgASgLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudCIwCg9QYXJ0aWNpcGFudExlZnQSEAoIaWRlbnRpdHkYASABKAkSCwoDc2lkGAIgASgJImAKDlRyYWNrUHVibGlzaGVkEhwKFHBhcnRpY2lwYW50X2lkZW50aXR5GAEgASgJEiMKBXRyYWNrGAIgASgLMhQucGFybGV5LnNmdS52MS5UcmFjaxILCgNjaWQYAyABKAkiQwoQVHJhY2tVbnB1Ymxpc2hlZBIcChRwYXJ0aWNpcGFudF9pZGVudGl0eRgBIAEoCRIRCgl0cmFja19zaWQYAiABKAkiTAoKVHJhY2tNdXRlZBIcChRwYXJ0aWNpcGFudF9pZGVudGl0eRgBIAEoCRIRCgl0cmFja19zaWQYAiABKAkSDQoFbXV0ZWQYAyABKAgiLgoLU3BlYWtlckluZm8SEAoIaWRlbnRpdHkYASABKAkSDQoFbGV2ZWwYAiABKAIiPwoPU3BlYWtlcnNDaGFuZ2VkEiwKCHNwZWFrZXJzGAEgAygLMhoucGFybGV5LnNmdS52MS5TcGVha2VySW5mbyJcChVDb25uZWN0aW9uUXVhbGl0eUluZm8SEAoIaWRlbnRpdHkYASABKAkSMQoHcXVhbGl0eRgCIAEoDjIgLnBhcmxleS5zZnUudjEuQ29ubmVjdGlvblF1YWxpdHkiUAoXQ29ubmVjdGlvblF1YWxpdHlVcGRhdGUSNQoHdXBkYXRlcxgBIAMoCzIkLnBhcmxleS5zZnUudjEuQ29ubmVjdGlvblF1YWxpdHlJbmZvIjIKBExlZnQSKgoGcmVhc29uGAEgASgOMhoucGFybGV5LnNmdS52MS5MZWF2ZVJlYXNvbiJFCgtTaWduYWxFcnJvchISCgpyZXF1ZXN0X2lkGAEgASgEEiIKBnN0YXR1cxgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzIkoKF0xpc3RQYXJ0aWNpcGFudHNSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJCJMChhMaXN0UGFydGljaXBhbnRzUmVzcG9uc2USMAoMcGFydGljaXBhbnRzGAEgAygLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudCJpChhSZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokEhwKCGlkZW50aXR5GAIgASgJQgq6SAdyBRABGIABIhsKGVJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2UiqwEKGU11dGVQdWJsaXNoZWRUcmFja1JlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokEhwKCGlkZW50aXR5GAIgASgJQgq6SAdyBRABGIABEjAKCXRyYWNrX3NpZBgDIAEoCUIdukgachgyFl5UUl9bQS1aYS16MC05XXsxLDMyfSQSDQoFbXV0ZWQYBCABKAgi9gEKGFVwZGF0ZVBhcnRpY2lwYW50UmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQSHAoIaWRlbnRpdHkYAiABKAlCCrpIB3IFEAEYgAESGgoEbmFtZRgDIAEoCUIHukgEcgIYZEgAiAEBEh8KCG1ldGFkYXRhGAQgASgJQgi6SAVyAxiAIEgBiAEBEjgKCnBlcm1pc3Npb24YBSABKAsyJC5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50UGVybWlzc2lvbkIHCgVfbmFtZUILCglfbWV0YWRhdGEicwoPU2VuZERhdGFSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIvCgRkYXRhGAIgASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0Qga6SAPIAQEiEgoQU2VuZERhdGFSZXNwb25zZSpoCgxTaWduYWxUYXJnZXQSHQoZU0lHTkFMX1RBUkdFVF9VTlNQRUNJRklFRBAAEhsKF1NJR05BTF9UQVJHRVRfUFVCTElTSEVSEAESHAoYU0lHTkFMX1RBUkdFVF9TVUJTQ1JJQkVSEAIqkwEKEUNvbm5lY3Rpb25RdWFsaXR5EiIKHkNPTk5FQ1RJT05fUVVBTElUWV9VTlNQRUNJRklFRBAAEhsKF0NPTk5FQ1RJT05fUVVBTElUWV9QT09SEAESGwoXQ09OTkVDVElPTl9RVUFMSVRZX0dPT0QQAhIgChxDT05ORUNUSU9OX1FVQUxJVFlfRVhDRUxMRU5UEAMyXQoNU2lnbmFsU2VydmljZRJMCgdDb25uZWN0Eh0ucGFybGV5LnNmdS52MS5Db25uZWN0UmVxdWVzdBoeLnBhcmxleS5zZnUudjEuQ29ubmVjdFJlc3BvbnNlKAEwATKGBgoQUm9vbUFkbWluU2VydmljZRKOAQoQTGlzdFBhcnRpY2lwYW50cxImLnBhcmxleS5zZnUudjEuTGlzdFBhcnRpY2lwYW50c1JlcXVlc3QaJy5wYXJsZXkuc2Z1LnYxLkxpc3RQYXJ0aWNpcGFudHNSZXNwb25zZSIpgtPkkwIjEiEvdjEvc2Z1L3Jvb21zL3tyb29tfS9wYXJ0aWNpcGFudHMSpgEKEVJlbW92ZVBhcnRpY2lwYW50EicucGFybGV5LnNmdS52MS5SZW1vdmVQYXJ0aWNpcGFudFJlcXVlc3QaKC5wYXJsZXkuc2Z1LnYxLlJlbW92ZVBhcnRpY2lwYW50UmVzcG9uc2UiPoLT5JMCOCIzL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzL3tpZGVudGl0eX06cmVtb3ZlOgEqEqUBChJNdXRlUHVibGlzaGVkVHJhY2sSKC5wYXJsZXkuc2Z1LnYxLk11dGVQdWJsaXNoZWRUcmFja1JlcXVlc3QaFC5wYXJsZXkuc2Z1LnYxLlRyYWNrIk+C0+STAkkiRC92MS9zZnUvcm9vbXMve3Jvb219L3BhcnRpY2lwYW50cy97aWRlbnRpdHl9L3RyYWNrcy97dHJhY2tfc2lkfTptdXRlOgEqEpgBChFVcGRhdGVQYXJ0aWNpcGFudBInLnBhcmxleS5zZnUudjEuVXBkYXRlUGFydGljaXBhbnRSZXF1ZXN0GhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudCI+gtPkkwI4IjMvdjEvc2Z1L3Jvb21zL3tyb29tfS9wYXJ0aWNpcGFudHMve2lkZW50aXR5fTp1cGRhdGU6ASoSdQoIU2VuZERhdGESHi5wYXJsZXkuc2Z1LnYxLlNlbmREYXRhUmVxdWVzdBofLnBhcmxleS5zZnUudjEuU2VuZERhdGFSZXNwb25zZSIogtPkkwIiIh0vdjEvc2Z1L3Jvb21zL3tyb29tfTpzZW5kRGF0YToBKmIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_duration, file_google_rpc_status, file_parley_control_v1_resources, file_parley_options_v1_options, file_parley_sfu_v1_resources]);
+  fileDesc("CiJwYXJsZXkvc2Z1L3YxL3NpZ25hbF9zZXJ2aWNlLnByb3RvEg1wYXJsZXkuc2Z1LnYxIoQGCg5Db25uZWN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEioKBGpvaW4YAiABKAsyGi5wYXJsZXkuc2Z1LnYxLkpvaW5SZXF1ZXN0SAASMgoFb2ZmZXIYAyABKAsyIS5wYXJsZXkuc2Z1LnYxLlNlc3Npb25EZXNjcmlwdGlvbkgAEjMKBmFuc3dlchgEIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgFIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASOwoNcHVibGlzaF90cmFjaxgGIAEoCzIiLnBhcmxleS5zZnUudjEuUHVibGlzaFRyYWNrUmVxdWVzdEgAEj8KD3VucHVibGlzaF90cmFjaxgHIAEoCzIkLnBhcmxleS5zZnUudjEuVW5wdWJsaXNoVHJhY2tSZXF1ZXN0SAASNQoKbXV0ZV90cmFjaxgIIAEoCzIfLnBhcmxleS5zZnUudjEuTXV0ZVRyYWNrUmVxdWVzdEgAEkcKE3VwZGF0ZV9zdWJzY3JpcHRpb24YCSABKAsyKC5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3RIABIpCgRkYXRhGAogASgLMhkucGFybGV5LnNmdS52MS5EYXRhUGFja2V0SAASPwoPdXBkYXRlX21ldGFkYXRhGAsgASgLMiQucGFybGV5LnNmdS52MS5VcGRhdGVNZXRhZGF0YVJlcXVlc3RIABIsCgVsZWF2ZRgMIAEoCzIbLnBhcmxleS5zZnUudjEuTGVhdmVSZXF1ZXN0SAASIwoEcGluZxgNIAEoCzITLnBhcmxleS5zZnUudjEuUGluZ0gAEkoKFXVwZGF0ZV90cmFja19zZXR0aW5ncxgOIAEoCzIpLnBhcmxleS5zZnUudjEuVXBkYXRlVHJhY2tTZXR0aW5nc1JlcXVlc3RIAEIQCgdtZXNzYWdlEgW6SAIIASLoBwoPQ29ubmVjdFJlc3BvbnNlEi0KBmpvaW5lZBgBIAEoCzIbLnBhcmxleS5zZnUudjEuSm9pblJlc3BvbnNlSAASMwoGYW5zd2VyGAIgASgLMiEucGFybGV5LnNmdS52MS5TZXNzaW9uRGVzY3JpcHRpb25IABIyCgVvZmZlchgDIAEoCzIhLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uSAASLgoHdHJpY2tsZRgEIAEoCzIbLnBhcmxleS5zZnUudjEuSWNlQ2FuZGlkYXRlSAASPgoScGFydGljaXBhbnRfam9pbmVkGAUgASgLMiAucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudEpvaW5lZEgAEkAKE3BhcnRpY2lwYW50X3VwZGF0ZWQYBiABKAsyIS5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50VXBkYXRlZEgAEjoKEHBhcnRpY2lwYW50X2xlZnQYByABKAsyHi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50TGVmdEgAEjgKD3RyYWNrX3B1Ymxpc2hlZBgIIAEoCzIdLnBhcmxleS5zZnUudjEuVHJhY2tQdWJsaXNoZWRIABI8ChF0cmFja191bnB1Ymxpc2hlZBgJIAEoCzIfLnBhcmxleS5zZnUudjEuVHJhY2tVbnB1Ymxpc2hlZEgAEjAKC3RyYWNrX211dGVkGAogASgLMhkucGFybGV5LnNmdS52MS5UcmFja011dGVkSAASOgoQc3BlYWtlcnNfY2hhbmdlZBgLIAEoCzIeLnBhcmxleS5zZnUudjEuU3BlYWtlcnNDaGFuZ2VkSAASKQoEZGF0YRgMIAEoCzIZLnBhcmxleS5zZnUudjEuRGF0YVBhY2tldEgAEkQKEmNvbm5lY3Rpb25fcXVhbGl0eRgNIAEoCzImLnBhcmxleS5zZnUudjEuQ29ubmVjdGlvblF1YWxpdHlVcGRhdGVIABIjCgRsZWZ0GA4gASgLMhMucGFybGV5LnNmdS52MS5MZWZ0SAASIwoEcG9uZxgPIAEoCzITLnBhcmxleS5zZnUudjEuUG9uZ0gAEisKBWVycm9yGBAgASgLMhoucGFybGV5LnNmdS52MS5TaWduYWxFcnJvckgAEjIKDHJvb21fdXBkYXRlZBgRIAEoCzIaLnBhcmxleS5zZnUudjEuUm9vbVVwZGF0ZWRIABJCChFzdWJzY3JpYmVkX2xheWVycxgSIAEoCzIlLnBhcmxleS5zZnUudjEuU3Vic2NyaWJlZExheWVyc1VwZGF0ZUgAQgkKB21lc3NhZ2UiMAoLUm9vbVVwZGF0ZWQSIQoEcm9vbRgBIAEoCzITLnBhcmxleS5zZnUudjEuUm9vbSJ0CgtKb2luUmVxdWVzdBIdCgV0b2tlbhgBIAEoCUIOukgHcgUQARiAQPCBGQESGAoQbWFudWFsX3N1YnNjcmliZRgCIAEoCBIsCgZyZXN1bWUYAyABKAsyHC5wYXJsZXkuc2Z1LnYxLlJlc3VtZVNlc3Npb24ibQoNUmVzdW1lU2Vzc2lvbhI2Cg9wYXJ0aWNpcGFudF9zaWQYASABKAlCHbpIGnIYMhZeUEFfW0EtWmEtejAtOV17MSwzMn0kEiQKDHJlc3VtZV90b2tlbhgCIAEoCUIOukgHcgUQEBiAAfCBGQEi2QIKDEpvaW5SZXNwb25zZRIhCgRyb29tGAEgASgLMhMucGFybGV5LnNmdS52MS5Sb29tEi8KC3BhcnRpY2lwYW50GAIgASgLMhoucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudBI2ChJvdGhlcl9wYXJ0aWNpcGFudHMYAyADKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50Ei0KC2ljZV9zZXJ2ZXJzGAQgAygLMhgucGFybGV5LnNmdS52MS5JY2VTZXJ2ZXISMAoNcGluZ19pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaCgxyZXN1bWVfdG9rZW4YBiABKAlCBPCBGQESLwoMcmVzdW1lX2dyYWNlGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3Jlc3VtZWQYCCABKAgiRQoJSWNlU2VydmVyEgwKBHVybHMYASADKAkSEAoIdXNlcm5hbWUYAiABKAkSGAoKY3JlZGVudGlhbBgDIAEoCUIE8IEZASKmAQoSU2Vzc2lvbkRlc2NyaXB0aW9uEhgKA3NkcBgBIAEoCUILukgIcgYQARiAgAQSRAoKdHJhY2tfc2lkcxgCIAMoCzIwLnBhcmxleS5zZnUudjEuU2Vzc2lvbkRlc2NyaXB0aW9uLlRyYWNrU2lkc0VudHJ5GjAKDlRyYWNrU2lkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEioQEKDEljZUNhbmRpZGF0ZRI3CgZ0YXJnZXQYASABKA4yGy5wYXJsZXkuc2Z1LnYxLlNpZ25hbFRhcmdldEIKukgHggEEEAEgABIbCgljYW5kaWRhdGUYAiABKAlCCLpIBXIDGIAIEhgKB3NkcF9taWQYAyABKAlCB7pIBHICGEASIQoPc2RwX21saW5lX2luZGV4GAQgASgNQgi6SAUqAxjoByLEAQoTUHVibGlzaFRyYWNrUmVxdWVzdBIXCgNjaWQYASABKAlCCrpIB3IFEAEYgAESMgoEa2luZBgCIAEoDjIYLnBhcmxleS5zZnUudjEuVHJhY2tLaW5kQgq6SAeCAQQQASAAEjoKBnNvdXJjZRgDIAEoDjIeLnBhcmxleS5jb250cm9sLnYxLlRyYWNrU291cmNlQgq6SAeCAQQQASAAEhUKBG5hbWUYBCABKAlCB7pIBHICGGQSDQoFbXV0ZWQYBSABKAgiSQoVVW5wdWJsaXNoVHJhY2tSZXF1ZXN0EjAKCXRyYWNrX3NpZBgBIAEoCUIdukgachgyFl5UUl9bQS1aYS16MC05XXsxLDMyfSQiUwoQTXV0ZVRyYWNrUmVxdWVzdBIwCgl0cmFja19zaWQYASABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEg0KBW11dGVkGAIgASgIInsKGVVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSOwoKdHJhY2tfc2lkcxgBIAMoCUInukgkkgEhCAEQ9AMiGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEhEKCXN1YnNjcmliZRgCIAEoCBIOCgZwYXVzZWQYAyABKAgiOQoWU3Vic2NyaWJlZExheWVyc1VwZGF0ZRIRCgl0cmFja19zaWQYASABKAkSDAoEcmlkcxgCIAMoCSLKAQoaVXBkYXRlVHJhY2tTZXR0aW5nc1JlcXVlc3QSOwoKdHJhY2tfc2lkcxgBIAMoCUInukgkkgEhCAEQ9AMiGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEhgKBXdpZHRoGAIgASgNQgm6SAYqBBiAgAESGQoGaGVpZ2h0GAMgASgNQgm6SAYqBBiAgAESOgoLbWF4X3F1YWxpdHkYBCABKA4yGy5wYXJsZXkuc2Z1LnYxLlZpZGVvUXVhbGl0eUIIukgFggECEAEigAIKFVVwZGF0ZU1ldGFkYXRhUmVxdWVzdBIaCgRuYW1lGAEgASgJQge6SARyAhhkSACIAQESHwoIbWV0YWRhdGEYAiABKAlCCLpIBXIDGIAgSAGIAQESYQoKYXR0cmlidXRlcxgDIAMoCzI0LnBhcmxleS5zZnUudjEuVXBkYXRlTWV0YWRhdGFSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeUIXukgUmgERECAiBnIEEAEYQCoFcgMYgAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFX25hbWVCCwoJX21ldGFkYXRhIg4KDExlYXZlUmVxdWVzdCIZCgRQaW5nEhEKCXRpbWVzdGFtcBgBIAEoAyIjCgRQb25nEhsKE2xhc3RfcGluZ190aW1lc3RhbXAYASABKAMiRAoRUGFydGljaXBhbnRKb2luZWQSLwoLcGFydGljaXBhbnQYASABKAsyGi5wYXJsZXkuc2Z1LnYxLlBhcnRpY2lwYW50IkUKElBhcnRpY2lwYW50VXBkYXRlZBIvCgtwYXJ0aWNpcGFudBgBIAEoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiMAoPUGFydGljaXBhbnRMZWZ0EhAKCGlkZW50aXR5GAEgASgJEgsKA3NpZBgCIAEoCSJgCg5UcmFja1B1Ymxpc2hlZBIcChRwYXJ0aWNpcGFudF9pZGVudGl0eRgBIAEoCRIjCgV0cmFjaxgCIAEoCzIULnBhcmxleS5zZnUudjEuVHJhY2sSCwoDY2lkGAMgASgJIkMKEFRyYWNrVW5wdWJsaXNoZWQSHAoUcGFydGljaXBhbnRfaWRlbnRpdHkYASABKAkSEQoJdHJhY2tfc2lkGAIgASgJIkwKClRyYWNrTXV0ZWQSHAoUcGFydGljaXBhbnRfaWRlbnRpdHkYASABKAkSEQoJdHJhY2tfc2lkGAIgASgJEg0KBW11dGVkGAMgASgIIi4KC1NwZWFrZXJJbmZvEhAKCGlkZW50aXR5GAEgASgJEg0KBWxldmVsGAIgASgCIj8KD1NwZWFrZXJzQ2hhbmdlZBIsCghzcGVha2VycxgBIAMoCzIaLnBhcmxleS5zZnUudjEuU3BlYWtlckluZm8iXAoVQ29ubmVjdGlvblF1YWxpdHlJbmZvEhAKCGlkZW50aXR5GAEgASgJEjEKB3F1YWxpdHkYAiABKA4yIC5wYXJsZXkuc2Z1LnYxLkNvbm5lY3Rpb25RdWFsaXR5IlAKF0Nvbm5lY3Rpb25RdWFsaXR5VXBkYXRlEjUKB3VwZGF0ZXMYASADKAsyJC5wYXJsZXkuc2Z1LnYxLkNvbm5lY3Rpb25RdWFsaXR5SW5mbyIyCgRMZWZ0EioKBnJlYXNvbhgBIAEoDjIaLnBhcmxleS5zZnUudjEuTGVhdmVSZWFzb24iRQoLU2lnbmFsRXJyb3ISEgoKcmVxdWVzdF9pZBgBIAEoBBIiCgZzdGF0dXMYAiABKAsyEi5nb29nbGUucnBjLlN0YXR1cyJKChdMaXN0UGFydGljaXBhbnRzUmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQiTAoYTGlzdFBhcnRpY2lwYW50c1Jlc3BvbnNlEjAKDHBhcnRpY2lwYW50cxgBIAMoCzIaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiaQoYUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIcCghpZGVudGl0eRgCIAEoCUIKukgHcgUQARiAASIbChlSZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlIqsBChlNdXRlUHVibGlzaGVkVHJhY2tSZXF1ZXN0Ei8KBHJvb20YASABKAlCIbpIHnIcGD8yGF5bYS16MC05XSsoLVthLXowLTldKykqJBIcCghpZGVudGl0eRgCIAEoCUIKukgHcgUQARiAARIwCgl0cmFja19zaWQYAyABKAlCHbpIGnIYMhZeVFJfW0EtWmEtejAtOV17MSwzMn0kEg0KBW11dGVkGAQgASgIIvYBChhVcGRhdGVQYXJ0aWNpcGFudFJlcXVlc3QSLwoEcm9vbRgBIAEoCUIhukgechwYPzIYXlthLXowLTldKygtW2EtejAtOV0rKSokEhwKCGlkZW50aXR5GAIgASgJQgq6SAdyBRABGIABEhoKBG5hbWUYAyABKAlCB7pIBHICGGRIAIgBARIfCghtZXRhZGF0YRgEIAEoCUIIukgFcgMYgCBIAYgBARI4CgpwZXJtaXNzaW9uGAUgASgLMiQucGFybGV5LnNmdS52MS5QYXJ0aWNpcGFudFBlcm1pc3Npb25CBwoFX25hbWVCCwoJX21ldGFkYXRhInMKD1NlbmREYXRhUmVxdWVzdBIvCgRyb29tGAEgASgJQiG6SB5yHBg/MhheW2EtejAtOV0rKC1bYS16MC05XSspKiQSLwoEZGF0YRgCIAEoCzIZLnBhcmxleS5zZnUudjEuRGF0YVBhY2tldEIGukgDyAEBIhIKEFNlbmREYXRhUmVzcG9uc2UqaAoMU2lnbmFsVGFyZ2V0Eh0KGVNJR05BTF9UQVJHRVRfVU5TUEVDSUZJRUQQABIbChdTSUdOQUxfVEFSR0VUX1BVQkxJU0hFUhABEhwKGFNJR05BTF9UQVJHRVRfU1VCU0NSSUJFUhACKpMBChFDb25uZWN0aW9uUXVhbGl0eRIiCh5DT05ORUNUSU9OX1FVQUxJVFlfVU5TUEVDSUZJRUQQABIbChdDT05ORUNUSU9OX1FVQUxJVFlfUE9PUhABEhsKF0NPTk5FQ1RJT05fUVVBTElUWV9HT09EEAISIAocQ09OTkVDVElPTl9RVUFMSVRZX0VYQ0VMTEVOVBADMl0KDVNpZ25hbFNlcnZpY2USTAoHQ29ubmVjdBIdLnBhcmxleS5zZnUudjEuQ29ubmVjdFJlcXVlc3QaHi5wYXJsZXkuc2Z1LnYxLkNvbm5lY3RSZXNwb25zZSgBMAEyhgYKEFJvb21BZG1pblNlcnZpY2USjgEKEExpc3RQYXJ0aWNpcGFudHMSJi5wYXJsZXkuc2Z1LnYxLkxpc3RQYXJ0aWNpcGFudHNSZXF1ZXN0GicucGFybGV5LnNmdS52MS5MaXN0UGFydGljaXBhbnRzUmVzcG9uc2UiKYLT5JMCIxIhL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzEqYBChFSZW1vdmVQYXJ0aWNpcGFudBInLnBhcmxleS5zZnUudjEuUmVtb3ZlUGFydGljaXBhbnRSZXF1ZXN0GigucGFybGV5LnNmdS52MS5SZW1vdmVQYXJ0aWNpcGFudFJlc3BvbnNlIj6C0+STAjgiMy92MS9zZnUvcm9vbXMve3Jvb219L3BhcnRpY2lwYW50cy97aWRlbnRpdHl9OnJlbW92ZToBKhKlAQoSTXV0ZVB1Ymxpc2hlZFRyYWNrEigucGFybGV5LnNmdS52MS5NdXRlUHVibGlzaGVkVHJhY2tSZXF1ZXN0GhQucGFybGV5LnNmdS52MS5UcmFjayJPgtPkkwJJIkQvdjEvc2Z1L3Jvb21zL3tyb29tfS9wYXJ0aWNpcGFudHMve2lkZW50aXR5fS90cmFja3Mve3RyYWNrX3NpZH06bXV0ZToBKhKYAQoRVXBkYXRlUGFydGljaXBhbnQSJy5wYXJsZXkuc2Z1LnYxLlVwZGF0ZVBhcnRpY2lwYW50UmVxdWVzdBoaLnBhcmxleS5zZnUudjEuUGFydGljaXBhbnQiPoLT5JMCOCIzL3YxL3NmdS9yb29tcy97cm9vbX0vcGFydGljaXBhbnRzL3tpZGVudGl0eX06dXBkYXRlOgEqEnUKCFNlbmREYXRhEh4ucGFybGV5LnNmdS52MS5TZW5kRGF0YVJlcXVlc3QaHy5wYXJsZXkuc2Z1LnYxLlNlbmREYXRhUmVzcG9uc2UiKILT5JMCIiIdL3YxL3NmdS9yb29tcy97cm9vbX06c2VuZERhdGE6ASpiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_duration, file_google_rpc_status, file_parley_control_v1_resources, file_parley_options_v1_options, file_parley_sfu_v1_resources]);
 
 /**
  * A message from the participant.
@@ -405,6 +405,15 @@ export type ConnectResponse = Message<"parley.sfu.v1.ConnectResponse"> & {
      */
     value: RoomUpdated;
     case: "roomUpdated";
+  } | {
+    /**
+     * Which simulcast layers of one of the client's own tracks someone receives: the client
+     * sends only those (dynacast).
+     *
+     * @generated from field: parley.sfu.v1.SubscribedLayersUpdate subscribed_layers = 18;
+     */
+    value: SubscribedLayersUpdate;
+    case: "subscribedLayers";
   } | { case: undefined; value?: undefined };
 };
 
@@ -532,6 +541,14 @@ export type ConnectResponseJson = {
    * @generated from field: parley.sfu.v1.RoomUpdated room_updated = 17;
    */
   roomUpdated?: RoomUpdatedJson;
+
+  /**
+   * Which simulcast layers of one of the client's own tracks someone receives: the client
+   * sends only those (dynacast).
+   *
+   * @generated from field: parley.sfu.v1.SubscribedLayersUpdate subscribed_layers = 18;
+   */
+  subscribedLayers?: SubscribedLayersUpdateJson;
 };
 
 /**
@@ -1273,6 +1290,63 @@ export const UpdateSubscriptionRequestSchema: GenMessage<UpdateSubscriptionReque
   messageDesc(file_parley_sfu_v1_signal_service, 12);
 
 /**
+ * Dynacast: the simulcast layers of a track published in layers that its subscribers receive
+ * now. The publisher pauses the others (`RTCRtpEncodingParameters.active`), saving its uplink
+ * and encoder, and resumes a layer as soon as it is listed again. The SFU asks for a resume at
+ * once and for a pause after the layer has been unneeded for a few seconds; it never pauses the
+ * bottom layer.
+ *
+ * @generated from message parley.sfu.v1.SubscribedLayersUpdate
+ */
+export type SubscribedLayersUpdate = Message<"parley.sfu.v1.SubscribedLayersUpdate"> & {
+  /**
+   * One of the client's own tracks.
+   *
+   * @generated from field: string track_sid = 1;
+   */
+  trackSid: string;
+
+  /**
+   * The RIDs to send, as in the track's `a=rid` lines; the others are not needed.
+   *
+   * @generated from field: repeated string rids = 2;
+   */
+  rids: string[];
+};
+
+/**
+ * Dynacast: the simulcast layers of a track published in layers that its subscribers receive
+ * now. The publisher pauses the others (`RTCRtpEncodingParameters.active`), saving its uplink
+ * and encoder, and resumes a layer as soon as it is listed again. The SFU asks for a resume at
+ * once and for a pause after the layer has been unneeded for a few seconds; it never pauses the
+ * bottom layer.
+ *
+ * @generated from message parley.sfu.v1.SubscribedLayersUpdate
+ */
+export type SubscribedLayersUpdateJson = {
+  /**
+   * One of the client's own tracks.
+   *
+   * @generated from field: string track_sid = 1;
+   */
+  trackSid?: string;
+
+  /**
+   * The RIDs to send, as in the track's `a=rid` lines; the others are not needed.
+   *
+   * @generated from field: repeated string rids = 2;
+   */
+  rids?: string[];
+};
+
+/**
+ * Describes the message parley.sfu.v1.SubscribedLayersUpdate.
+ * Use `create(SubscribedLayersUpdateSchema)` to create a new message.
+ */
+export const SubscribedLayersUpdateSchema: GenMessage<SubscribedLayersUpdate, {jsonType: SubscribedLayersUpdateJson}> = /*@__PURE__*/
+  messageDesc(file_parley_sfu_v1_signal_service, 13);
+
+/**
  * How the client shows video tracks it receives. Of a track published in simulcast layers
  * the SFU forwards the smallest layer at least 80 % of the size shown (in each dimension), no
  * higher than `max_quality`, else the biggest it may; the switch happens on the new layer's
@@ -1355,7 +1429,7 @@ export type UpdateTrackSettingsRequestJson = {
  * Use `create(UpdateTrackSettingsRequestSchema)` to create a new message.
  */
 export const UpdateTrackSettingsRequestSchema: GenMessage<UpdateTrackSettingsRequest, {jsonType: UpdateTrackSettingsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 13);
+  messageDesc(file_parley_sfu_v1_signal_service, 14);
 
 /**
  * Changes the client's own name, metadata or attributes. Only what is set changes.
@@ -1418,7 +1492,7 @@ export type UpdateMetadataRequestJson = {
  * Use `create(UpdateMetadataRequestSchema)` to create a new message.
  */
 export const UpdateMetadataRequestSchema: GenMessage<UpdateMetadataRequest, {jsonType: UpdateMetadataRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 14);
+  messageDesc(file_parley_sfu_v1_signal_service, 15);
 
 /**
  * Leaves the meeting.
@@ -1441,7 +1515,7 @@ export type LeaveRequestJson = {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest, {jsonType: LeaveRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 15);
+  messageDesc(file_parley_sfu_v1_signal_service, 16);
 
 /**
  * A keep-alive.
@@ -1476,7 +1550,7 @@ export type PingJson = {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping, {jsonType: PingJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 16);
+  messageDesc(file_parley_sfu_v1_signal_service, 17);
 
 /**
  * The answer to a ping.
@@ -1511,7 +1585,7 @@ export type PongJson = {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong, {jsonType: PongJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 17);
+  messageDesc(file_parley_sfu_v1_signal_service, 18);
 
 /**
  * Someone joined.
@@ -1546,7 +1620,7 @@ export type ParticipantJoinedJson = {
  * Use `create(ParticipantJoinedSchema)` to create a new message.
  */
 export const ParticipantJoinedSchema: GenMessage<ParticipantJoined, {jsonType: ParticipantJoinedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 18);
+  messageDesc(file_parley_sfu_v1_signal_service, 19);
 
 /**
  * Someone changed.
@@ -1581,7 +1655,7 @@ export type ParticipantUpdatedJson = {
  * Use `create(ParticipantUpdatedSchema)` to create a new message.
  */
 export const ParticipantUpdatedSchema: GenMessage<ParticipantUpdated, {jsonType: ParticipantUpdatedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 19);
+  messageDesc(file_parley_sfu_v1_signal_service, 20);
 
 /**
  * Someone left.
@@ -1630,7 +1704,7 @@ export type ParticipantLeftJson = {
  * Use `create(ParticipantLeftSchema)` to create a new message.
  */
 export const ParticipantLeftSchema: GenMessage<ParticipantLeft, {jsonType: ParticipantLeftJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 20);
+  messageDesc(file_parley_sfu_v1_signal_service, 21);
 
 /**
  * A track was published.
@@ -1693,7 +1767,7 @@ export type TrackPublishedJson = {
  * Use `create(TrackPublishedSchema)` to create a new message.
  */
 export const TrackPublishedSchema: GenMessage<TrackPublished, {jsonType: TrackPublishedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 21);
+  messageDesc(file_parley_sfu_v1_signal_service, 22);
 
 /**
  * A track was unpublished.
@@ -1742,7 +1816,7 @@ export type TrackUnpublishedJson = {
  * Use `create(TrackUnpublishedSchema)` to create a new message.
  */
 export const TrackUnpublishedSchema: GenMessage<TrackUnpublished, {jsonType: TrackUnpublishedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 22);
+  messageDesc(file_parley_sfu_v1_signal_service, 23);
 
 /**
  * A track was muted or unmuted.
@@ -1805,7 +1879,7 @@ export type TrackMutedJson = {
  * Use `create(TrackMutedSchema)` to create a new message.
  */
 export const TrackMutedSchema: GenMessage<TrackMuted, {jsonType: TrackMutedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 23);
+  messageDesc(file_parley_sfu_v1_signal_service, 24);
 
 /**
  * How loud someone is speaking.
@@ -1854,7 +1928,7 @@ export type SpeakerInfoJson = {
  * Use `create(SpeakerInfoSchema)` to create a new message.
  */
 export const SpeakerInfoSchema: GenMessage<SpeakerInfo, {jsonType: SpeakerInfoJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 24);
+  messageDesc(file_parley_sfu_v1_signal_service, 25);
 
 /**
  * The active speakers, loudest first; empty when no one speaks. At most every 500 ms.
@@ -1889,7 +1963,7 @@ export type SpeakersChangedJson = {
  * Use `create(SpeakersChangedSchema)` to create a new message.
  */
 export const SpeakersChangedSchema: GenMessage<SpeakersChanged, {jsonType: SpeakersChangedJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 25);
+  messageDesc(file_parley_sfu_v1_signal_service, 26);
 
 /**
  * The connection quality of one participant.
@@ -1938,7 +2012,7 @@ export type ConnectionQualityInfoJson = {
  * Use `create(ConnectionQualityInfoSchema)` to create a new message.
  */
 export const ConnectionQualityInfoSchema: GenMessage<ConnectionQualityInfo, {jsonType: ConnectionQualityInfoJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 26);
+  messageDesc(file_parley_sfu_v1_signal_service, 27);
 
 /**
  * Connection qualities that changed.
@@ -1973,7 +2047,7 @@ export type ConnectionQualityUpdateJson = {
  * Use `create(ConnectionQualityUpdateSchema)` to create a new message.
  */
 export const ConnectionQualityUpdateSchema: GenMessage<ConnectionQualityUpdate, {jsonType: ConnectionQualityUpdateJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 27);
+  messageDesc(file_parley_sfu_v1_signal_service, 28);
 
 /**
  * The SFU ended the session.
@@ -2008,7 +2082,7 @@ export type LeftJson = {
  * Use `create(LeftSchema)` to create a new message.
  */
 export const LeftSchema: GenMessage<Left, {jsonType: LeftJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 28);
+  messageDesc(file_parley_sfu_v1_signal_service, 29);
 
 /**
  * A request that failed without ending the session.
@@ -2057,7 +2131,7 @@ export type SignalErrorJson = {
  * Use `create(SignalErrorSchema)` to create a new message.
  */
 export const SignalErrorSchema: GenMessage<SignalError, {jsonType: SignalErrorJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 29);
+  messageDesc(file_parley_sfu_v1_signal_service, 30);
 
 /**
  * Lists a meeting's participants.
@@ -2092,7 +2166,7 @@ export type ListParticipantsRequestJson = {
  * Use `create(ListParticipantsRequestSchema)` to create a new message.
  */
 export const ListParticipantsRequestSchema: GenMessage<ListParticipantsRequest, {jsonType: ListParticipantsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 30);
+  messageDesc(file_parley_sfu_v1_signal_service, 31);
 
 /**
  * A meeting's participants.
@@ -2127,7 +2201,7 @@ export type ListParticipantsResponseJson = {
  * Use `create(ListParticipantsResponseSchema)` to create a new message.
  */
 export const ListParticipantsResponseSchema: GenMessage<ListParticipantsResponse, {jsonType: ListParticipantsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 31);
+  messageDesc(file_parley_sfu_v1_signal_service, 32);
 
 /**
  * Removes a participant.
@@ -2176,7 +2250,7 @@ export type RemoveParticipantRequestJson = {
  * Use `create(RemoveParticipantRequestSchema)` to create a new message.
  */
 export const RemoveParticipantRequestSchema: GenMessage<RemoveParticipantRequest, {jsonType: RemoveParticipantRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 32);
+  messageDesc(file_parley_sfu_v1_signal_service, 33);
 
 /**
  * The participant was removed.
@@ -2199,7 +2273,7 @@ export type RemoveParticipantResponseJson = {
  * Use `create(RemoveParticipantResponseSchema)` to create a new message.
  */
 export const RemoveParticipantResponseSchema: GenMessage<RemoveParticipantResponse, {jsonType: RemoveParticipantResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 33);
+  messageDesc(file_parley_sfu_v1_signal_service, 34);
 
 /**
  * Mutes or unmutes someone's track.
@@ -2276,7 +2350,7 @@ export type MutePublishedTrackRequestJson = {
  * Use `create(MutePublishedTrackRequestSchema)` to create a new message.
  */
 export const MutePublishedTrackRequestSchema: GenMessage<MutePublishedTrackRequest, {jsonType: MutePublishedTrackRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 34);
+  messageDesc(file_parley_sfu_v1_signal_service, 35);
 
 /**
  * Changes a participant. Only what is set changes.
@@ -2367,7 +2441,7 @@ export type UpdateParticipantRequestJson = {
  * Use `create(UpdateParticipantRequestSchema)` to create a new message.
  */
 export const UpdateParticipantRequestSchema: GenMessage<UpdateParticipantRequest, {jsonType: UpdateParticipantRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 35);
+  messageDesc(file_parley_sfu_v1_signal_service, 36);
 
 /**
  * Sends data to a meeting.
@@ -2416,7 +2490,7 @@ export type SendDataRequestJson = {
  * Use `create(SendDataRequestSchema)` to create a new message.
  */
 export const SendDataRequestSchema: GenMessage<SendDataRequest, {jsonType: SendDataRequestJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 36);
+  messageDesc(file_parley_sfu_v1_signal_service, 37);
 
 /**
  * The data was handed to the participants' sessions.
@@ -2439,7 +2513,7 @@ export type SendDataResponseJson = {
  * Use `create(SendDataResponseSchema)` to create a new message.
  */
 export const SendDataResponseSchema: GenMessage<SendDataResponse, {jsonType: SendDataResponseJson}> = /*@__PURE__*/
-  messageDesc(file_parley_sfu_v1_signal_service, 37);
+  messageDesc(file_parley_sfu_v1_signal_service, 38);
 
 /**
  * Which of the two peer connections a candidate belongs to.
