@@ -65,6 +65,8 @@ _READER_ENV: dict[str, dict[str, str]] = {
         "PARLEY_OIDC_SCOPES": "openid",
     },
     "token_secrets": {"PARLEY_TOKEN_SECRET": "k" * 40, "PARLEY_TOKEN_KEY_ID": "k2"},
+    # Relays need their shared secret.
+    "turn_urls": {"PARLEY_SFU_TURN_URLS": "turn:relay.example:3478", "PARLEY_SFU_TURN_SECRET": "s"},
 }
 
 
