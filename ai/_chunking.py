@@ -43,14 +43,22 @@ def speech_regions(audio: np.ndarray, *, min_silence_ms: int = 700, max_speech_s
     return [Chunk(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
 
 
-def pack(regions: Sequence[Chunk], *, max_chunk_seconds: float = 30.0) -> list[Chunk]:
+def pack(regions: Sequence[Chunk], *, max_chunk_seconds: float = 30.0, breaks: Sequence[float] = ()) -> list[Chunk]:
     """Packs consecutive speech regions into chunks no longer than ``max_chunk_seconds``
-    (a region longer than that on its own stays one chunk: the VAD already caps regions)."""
+    (a region longer than that on its own stays one chunk: the VAD already caps regions).
+
+    ``breaks``: times (seconds) where another person starts speaking (from a speaker
+    timeline): a chunk never runs across one, so that no transcribed segment spans two
+    speakers (Whisper may make one segment of a whole chunk, and a segment is named whole)."""
     limit = int(max_chunk_seconds * SAMPLE_RATE)
+    cuts = sorted(int(b * SAMPLE_RATE) for b in breaks)
     chunks: list[Chunk] = []
     current: Chunk | None = None
     for region in regions:
-        if current is not None and region.end - current.start <= limit:
+        # A break from a second before the chunk's end (timelines and VAD padding differ by
+        # a little) up to the region's end: the region starts another person's turn.
+        crosses = current is not None and any(current.end - SAMPLE_RATE <= cut <= region.end for cut in cuts)
+        if current is not None and region.end - current.start <= limit and not crosses:
             current = Chunk(current.start, region.end)
             continue
         if current is not None:
@@ -61,10 +69,13 @@ def pack(regions: Sequence[Chunk], *, max_chunk_seconds: float = 30.0) -> list[C
     return chunks
 
 
-def plan_chunks(audio: np.ndarray, *, max_chunk_seconds: float = 30.0, min_silence_ms: int = 700) -> list[Chunk]:
-    """The chunks to transcribe: speech only, each at most ``max_chunk_seconds``."""
+def plan_chunks(
+    audio: np.ndarray, *, max_chunk_seconds: float = 30.0, min_silence_ms: int = 700, breaks: Sequence[float] = ()
+) -> list[Chunk]:
+    """The chunks to transcribe: speech only, each at most ``max_chunk_seconds``, none across
+    a speaker change in ``breaks`` (``pack``)."""
     regions = speech_regions(audio, min_silence_ms=min_silence_ms, max_speech_seconds=max_chunk_seconds)
-    return pack(regions, max_chunk_seconds=max_chunk_seconds)
+    return pack(regions, max_chunk_seconds=max_chunk_seconds, breaks=breaks)
 
 
 def merge(results: Iterable[Sequence[Segment]]) -> list[Segment]:

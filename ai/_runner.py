@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import time
@@ -296,7 +297,10 @@ class JobRunner:
                 shrunk, chunks = await asyncio.to_thread(plan_condensed, audio, max_chunk_seconds=limit)
                 condensed[index], audios[index] = shrunk, shrunk.audio
             else:
-                chunks = await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=limit)
+                # Named from a speaker timeline: no chunk across a change of speaker.
+                turns = sorted(row.speaker_timeline or [], key=lambda turn: turn[1])
+                changes = [now[1] for was, now in itertools.pairwise(turns) if now[0] != was[0]]
+                chunks = await asyncio.to_thread(plan_chunks, audio, max_chunk_seconds=limit, breaks=changes)
             plans.append(chunks)
         speech = sum(c.seconds for chunks in plans for c in chunks) or 1.0
         log.info(

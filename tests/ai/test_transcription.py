@@ -11,6 +11,7 @@ import pytest
 import ray
 from google.protobuf import duration_pb2
 
+from ai._chunking import Chunk, pack
 from parley import InvalidArgument
 from parley.ai.v1 import resources_pb2 as ai_res
 
@@ -202,3 +203,18 @@ async def test_cancelling_stops_the_work(ai_stack: AiStack, meeting_wav: Path) -
     # Cancelling again is harmless; an ended job is returned unchanged.
     again = await client.transcriptions.cancel(created.name)
     assert again.state == ai_res.JOB_STATE_CANCELLED
+
+
+def test_chunks_never_run_across_a_change_of_speaker() -> None:
+    """A mixed file named from a speaker timeline: Whisper may make one segment of a whole
+    chunk, and a segment is named whole, so a chunk ends where another person starts."""
+    second = 16000
+    regions = [Chunk(0, 3 * second), Chunk(4 * second, 7 * second), Chunk(8 * second, 11 * second)]
+    assert pack(regions) == [Chunk(0, 11 * second)]
+    assert pack(regions, breaks=[7.9]) == [Chunk(0, 7 * second), Chunk(8 * second, 11 * second)]
+    assert pack(regions, breaks=[3.5, 8.0]) == [
+        Chunk(0, 3 * second),
+        Chunk(4 * second, 7 * second),
+        Chunk(8 * second, 11 * second),
+    ]
+    assert pack(regions, breaks=[20.0]) == [Chunk(0, 11 * second)]
