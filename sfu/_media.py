@@ -173,12 +173,6 @@ def forwardable_preferences(kind: str) -> list[Any]:
     return [c for c in capabilities.codecs if c.mimeType.lower() in FORWARDABLE]
 
 
-def vp8_is_keyframe_start(payload: bytes) -> bool:
-    """Whether an RTP payload starts a VP8 keyframe (RFC 7741 descriptor, RFC 6386 frame tag)."""
-    descriptor = _vp8.parse(payload)
-    return descriptor is not None and descriptor.keyframe_start
-
-
 class IdleTrack(MediaStreamTrack):
     """The track of a forwarding sender: it never yields a frame, so aiortc's own sending loop
     waits forever while the ``DownTrack`` writes packets itself."""

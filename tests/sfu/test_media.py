@@ -24,9 +24,8 @@ from sfu._media import (
     UpTrack,
     _probe_instances,
     check_aiortc,
-    vp8_is_keyframe_start,
 )
-from sfu._vp8 import Descriptor, parse
+from sfu._vp8 import Descriptor, keyframe_size, parse
 
 #: Descriptors of a VP8 keyframe's first packet and of a delta frame's (S bit, then the tag).
 KEY: Descriptor | None = parse(b"\x10\x00")
@@ -72,11 +71,15 @@ def test_vp8_keyframes_are_told_from_delta_frames() -> None:
         frame = VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = index * 3000, fractions.Fraction(1, 90000)
         payloads, _ = encoder.encode(frame, force_keyframe=index == 2)
-        starts.append([vp8_is_keyframe_start(p) for p in payloads])
+        descriptors = [parse(p) for p in payloads]
+        starts.append([d is not None and d.keyframe_start for d in descriptors])
+        if index == 0:
+            first = descriptors[0]
+            assert first is not None and keyframe_size(payloads[0], first) == (160, 120)
     assert starts[0][0] and not any(starts[0][1:])  # first frame: keyframe, only its first packet
     assert not any(starts[1])  # a delta frame
     assert starts[2][0]  # a forced keyframe
-    assert not vp8_is_keyframe_start(b"") and not vp8_is_keyframe_start(b"\x90")
+    assert parse(b"") is None and parse(b"\x90") is None
 
 
 class _Recorder:

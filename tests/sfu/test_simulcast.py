@@ -1,12 +1,12 @@
 """Simulcast: chromium publishes its 1280×720 fake camera in three layers (sendEncodings
 with RIDs q, h, f), and the SFU forwards each subscriber the layer that fits the size it
-shows the video at: a bot asking for 320×180 decodes 320×180 frames, one asking for
-1280×720 decodes 1280×720, and they swap without a gap longer than a keyframe's round trip."""
+shows the video at: a bot asking for 320×180 gets (and decodes) 320×180, one asking for
+1280×720 gets the top layer, they swap within a keyframe's round trip, a browser decodes
+every size it switches to; dynacast turns off the layers no one receives."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
 import time
 import uuid
@@ -74,10 +74,6 @@ class Watcher:
             await asyncio.sleep(0.1)
         sizes = sorted({(w, h) for _, w, h in self.frames[-30:]})
         raise AssertionError(f"no {width}x{height} frames within {within:g} s; last sizes: {sizes}")
-
-    def longest_gap(self, since: float) -> float:
-        times = [t for t, _, _ in self.frames if t >= since]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 async def _top_layer(sfu: SfuServer, room_id: str, sid: str, within: float = 60) -> tuple[int, int]:
