@@ -126,14 +126,17 @@ class _Clients:
 
 
 class _ParleyClients(_Clients):
-    def __init__(self, port: int) -> None:
-        self.url = f"grpc://127.0.0.1:{port}"
+    """Parley's clients, in ``room`` on the SFU at ``url`` (``grpc://host:port``)."""
+
+    def __init__(self, url: str, room: str = "bench") -> None:
+        self.url = url
+        self.room = room
         self.rooms: list[Room] = []
         self.counters, self.video = [], []
 
     def _token(self, identity: str) -> str:
         return create_join_token(
-            key_id="bench", secret=BENCH_SECRET, identity=identity, grants=VideoGrants(room="bench")
+            key_id="bench", secret=BENCH_SECRET, identity=identity, grants=VideoGrants(room=self.room)
         )[0]
 
     async def start(self, subscribers: int) -> None:
@@ -216,7 +219,7 @@ async def measure(
     )
     assert server.stdout is not None
     assert server.stdout.readline().strip() == "ready"
-    clients: _Clients = _ParleyClients(port) if mode == "parley" else _RelayClients(port)
+    clients: _Clients = _ParleyClients(f"grpc://127.0.0.1:{port}") if mode == "parley" else _RelayClients(port)
     try:
         await clients.start(subscribers)
         await asyncio.sleep(3)  # connect, first keyframes, encoders warm up
@@ -310,7 +313,7 @@ async def measure_flood(
         [sys.executable, "-m", "bench._sfu_servers", "parley", str(port)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert await _readline(server) == "ready"
-    clients = _ParleyClients(port)
+    clients = _ParleyClients(f"grpc://127.0.0.1:{port}")
     flood: subprocess.Popen[str] | None = None
     flood_counts: dict[str, Any] = {}
 

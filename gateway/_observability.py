@@ -11,6 +11,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -87,8 +88,9 @@ class HttpObservability:
 
 
 async def metrics(_request: Request) -> Response:
-    """``GET /metrics``: this process's metrics in the Prometheus text format."""
-    return Response(metrics_text(), media_type=METRICS_CONTENT_TYPE)
+    """``GET /metrics``: this process's metrics in the Prometheus text format (and those of the
+    SFU workers ``parley up`` supervises, which are read over HTTP: off the event loop)."""
+    return Response(await run_in_threadpool(metrics_text), media_type=METRICS_CONTENT_TYPE)
 
 
 def grpc_metadata(authorization: str) -> tuple[tuple[str, str], ...]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from control import ControlServer
     from egress import EgressServer
     from gateway import GatewayServer
-    from sfu import Coturn, SfuServer
+    from sfu import Coturn
 
 log = logging.getLogger("parley.up")
 
@@ -164,6 +164,21 @@ async def _start(stack: contextlib.AsyncExitStack, server: Any, option: str, por
         raise _PortTaken(option, port) from exc
 
 
+async def _shared_redis(stack: contextlib.AsyncExitStack, workers: int) -> str:
+    """The Redis SFU workers share rooms through: ``PARLEY_REDIS_URL``, else a private one."""
+    from parley.server import ConfigurationError
+
+    from ._redis import PrivateRedis, RedisMissing
+
+    if os.environ.get("PARLEY_REDIS_URL"):
+        return os.environ["PARLEY_REDIS_URL"]
+    try:
+        redis = await stack.enter_async_context(PrivateRedis())
+    except (RedisMissing, RuntimeError) as exc:
+        raise ConfigurationError(f"--sfu-workers {workers} needs Redis: {exc}; or set PARLEY_REDIS_URL") from exc
+    return redis.url
+
+
 async def _start_turn(
     stack: contextlib.AsyncExitStack, data_dir: Path, host: str, port: int, tls: tuple[Path, Path] | None
 ) -> Coturn | str:
@@ -214,6 +229,7 @@ async def _serve(
     http_port: int,
     ai_port: int,
     sfu_port: int,
+    sfu_workers: int,
     egress_port: int,
     turn_port: int,
     turn_tls: tuple[Path, Path] | None,
@@ -225,8 +241,9 @@ async def _serve(
     from control import ControlServer, ControlSettings
     from gateway import GatewayServer, GatewaySettings
     from parley.server import stop_signals
-    from sfu import SfuServer, SfuSettings
+    from sfu import SfuServer, SfuSettings, SfuWorkers, worker_count
 
+    workers = worker_count(sfu_workers)
     if with_ai:
         from ai import AiServer
     if with_recording:
@@ -264,16 +281,29 @@ async def _serve(
         )
         if not isinstance(turn, str):
             sfu_settings = dataclasses.replace(sfu_settings, turn_urls=turn.urls, turn_secret=turn.secret)
-        sfu = SfuServer(sfu_settings)
-        await _start(stack, sfu, "--sfu-port", sfu_port)
-        settings = dataclasses.replace(settings, sfu_url=f"grpc://{sfu.target}")
+        node: SfuServer | None = None
+        if workers > 1:  # nodes in worker processes, sharing rooms through the registry in Redis
+            redis_url = await _shared_redis(stack, workers)
+            settings = dataclasses.replace(settings, redis_url=redis_url)
+            sfu_settings = dataclasses.replace(sfu_settings, workers=workers, redis_url=redis_url)
+        else:  # one node in this process; control needs its URL, so it starts first
+            redis_url = ""
+            node = SfuServer(sfu_settings)
+            await _start(stack, node, "--sfu-port", sfu_port)
+            settings = dataclasses.replace(settings, sfu_url=f"grpc://{node.target}")
         server = ControlServer(settings, address=f"{host}:{grpc_port}")
         await _start(stack, server, "--grpc-port", grpc_port)
-        # Control needs the SFU's URL, so the SFU started first; it reports meetings once control
-        # is up, and stops before control does (the stack unwinds in reverse), so that the end
-        # of the meetings open at Ctrl-C is recorded.
-        sfu.report_to(server.target, await _service_key(server, data_dir, *_SFU_KEY))
-        stack.push_async_callback(sfu.stop)
+        # The SFU reports meetings once control is up, and stops before control does (the stack
+        # unwinds in reverse), so that the end of the meetings open at Ctrl-C is recorded.
+        report_key = await _service_key(server, data_dir, *_SFU_KEY)
+        if node is not None:
+            node.report_to(server.target, report_key)
+            stack.push_async_callback(node.stop)
+            sfu_targets = [node.target]
+        else:
+            sfu = SfuWorkers(dataclasses.replace(sfu_settings, control_target=server.target, report_api_key=report_key))
+            await _start(stack, sfu, "--sfu-port", sfu_port)
+            sfu_targets = sfu.targets
         ai: AiServer | None = None
         if with_ai:
             ai = AiServer(_ai_settings(data_dir, server.target), address=f"{host}:{ai_port}")
@@ -292,7 +322,8 @@ async def _serve(
             control_target=server.target,
             ai_target=ai.target if ai else "",
             egress_target=egress.target if egress else "",
-            sfu_target=sfu.target,
+            sfu_target=node.target if node is not None else "",
+            redis_url=redis_url,
             session_secret=_secret(data_dir, "session_secret"),
             files_secret=files_secret,
             recordings_dir=recordings_dir,
@@ -307,14 +338,14 @@ async def _serve(
         credentials, created = await _ensure_dev_key(
             server, data_dir, ai.target if ai else "", gateway.url, egress.target if egress else ""
         )
-        _print_addresses(server, sfu, turn, ai, egress, gateway, data_dir, credentials, created)
+        _print_addresses(server, sfu_targets, turn, ai, egress, gateway, data_dir, credentials, created)
         await stop
         typer.echo("stopping")
 
 
 def _print_addresses(
     server: ControlServer,
-    sfu: SfuServer,
+    sfu_targets: list[str],
     turn: Coturn | str,
     ai: AiServer | None,
     egress: EgressServer | None,
@@ -324,7 +355,13 @@ def _print_addresses(
     created: bool,
 ) -> None:
     typer.echo(f"Parley control (gRPC) listening on {server.target}")
-    typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu.target}")
+    if len(sfu_targets) == 1:
+        typer.echo(f"Parley SFU (gRPC signaling; WebRTC media) listening on {sfu_targets[0]}")
+    else:
+        typer.echo(
+            f"Parley SFU: {len(sfu_targets)} workers (gRPC signaling; WebRTC media) listening on "
+            f"{', '.join(sfu_targets)}; rooms spread over them"
+        )
     if isinstance(turn, str):
         typer.echo(f"TURN relay {turn}; browsers behind firewalls that block UDP cannot join")
     else:
@@ -383,6 +420,14 @@ def up(
     http_port: Annotated[int, typer.Option(help="Port of the REST API and web app (0: any free port).")] = 8080,
     ai_port: Annotated[int, typer.Option(help="gRPC port of the AI service (0: any free port).")] = 50053,
     sfu_port: Annotated[int, typer.Option(help="gRPC signaling port of the SFU (0: any free port).")] = 7880,
+    sfu_workers: Annotated[
+        int,
+        typer.Option(
+            help="SFU worker processes, each forwarding on one core (0: one per core); over 1 they "
+            "share rooms through a private Redis (redis-server), or PARLEY_REDIS_URL's, and worker i "
+            "listens on --sfu-port + i."
+        ),
+    ] = 1,
     egress_port: Annotated[int, typer.Option(help="gRPC port of the egress service (0: any free port).")] = 50054,
     turn_port: Annotated[int, typer.Option(help="UDP and TCP port of the TURN relay (0: any free port).")] = 3478,
     ai: Annotated[bool, typer.Option(help="Run the AI service (transcription, summaries).")] = True,
@@ -427,6 +472,7 @@ def up(
                 http_port,
                 ai_port,
                 sfu_port,
+                sfu_workers,
                 egress_port,
                 turn_port,
                 (turn_certificate, turn_private_key) if turn_certificate and turn_private_key else None,

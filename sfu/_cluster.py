@@ -9,7 +9,7 @@ import logging
 import secrets
 
 from parley.sfu.v1 import resources_pb2 as res
-from parley.sfu_registry import SfuNode, SfuRegistry
+from parley.sfu_registry import NoSfuNode, SfuNode, SfuRegistry
 
 from ._room import Rooms
 from ._settings import SfuSettings
@@ -49,11 +49,19 @@ class Cluster:
             await self.registry.aclose()
 
     async def owner_elsewhere(self, room: str) -> str | None:
-        """None when ``room`` is (now) this node's to host, else the URL of its node."""
+        """None when ``room`` is (now) this node's to host, else the URL of its node. A room
+        whose node died is taken here: its participants come back to this node (a restarted
+        worker on the dead one's port) or were sent here by control or the gateway."""
         if self.registry is None:
             return None
-        node = await self.registry.assign(room)
-        return None if node.id == self.node_id else node.url
+        for _ in range(3):  # the owner may expire between the claim and the read
+            owner = await self.registry.claim(room, self.node_id)
+            if owner == self.node_id:
+                return None
+            node = await self.registry.node(owner)
+            if node is not None:
+                return node.url
+        raise NoSfuNode(f"the node of room {room} keeps dying")
 
     async def _beat(self) -> None:
         assert self.registry is not None

@@ -47,6 +47,11 @@ class SfuSettings:
     registry_prefix: str = "parley:sfu"
     #: How this node is reached by clients (``grpc://host:port``); default: its gRPC address.
     public_url: str = ""
+    #: Worker processes (``python -m sfu``): Python forwards packets on one core, so a machine
+    #: with C cores runs C workers, each a node on the same Redis (over 1 needs ``redis_url``);
+    #: 0: one per core. Worker i listens on the gRPC port + i (port 0: any free one each), and a
+    #: ``public_url`` names it with ``{port}``.
+    workers: int = 1
     #: Seconds between heartbeats; a node silent for three is dead and its rooms move.
     heartbeat_interval: float = 2.0
     #: Control's gRPC address (``host:port``), where the node reports what happens in meetings
@@ -66,6 +71,8 @@ class SfuSettings:
                 raise ConfigurationError(f"turn_urls: {url!r} is not a turn: or turns: URL")
         if self.turn_credential_ttl <= 0:
             raise ConfigurationError("turn_credential_ttl must be positive")
+        if self.workers < 0:
+            raise ConfigurationError("workers must be 0 (one per core) or more")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> SfuSettings:

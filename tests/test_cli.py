@@ -31,8 +31,9 @@ PARLEY = [sys.executable, "-c", "import launcher; launcher.main()"]
 
 
 @contextlib.contextmanager
-def parley_up(data_dir: Path) -> Iterator[tuple[str, int]]:
-    """Runs `parley up` until the block ends; yields what it printed at start, and its pid."""
+def parley_up(data_dir: Path, *options: str) -> Iterator[tuple[str, int]]:
+    """Runs `parley up` (with ``options``) until the block ends; yields what it printed at
+    start, and its pid."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         [
@@ -52,6 +53,7 @@ def parley_up(data_dir: Path) -> Iterator[tuple[str, int]]:
             "0",
             "--turn-port",
             "0",
+            *options,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -217,6 +219,60 @@ async def test_parley_up_runs_a_turn_relay(running: Running) -> None:
         )
         assert relay.get_extra_info("sockname")[0] == found.group(1)  # the relayed address
         relay.close()
+
+
+async def test_parley_up_runs_sfu_workers(tmp_path: Path) -> None:
+    """`--sfu-workers 2`: two SFU processes sharing rooms through a private Redis. Rooms spread
+    over them, a bot meets on its room's worker, its meeting reaches control's history, the
+    gateway's /metrics answers for each worker, and stopping leaves no process behind."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server missing (Debian: redis-server)")
+    from parley import Client
+    from parley.room import Room
+
+    options = ("--sfu-workers", "2", "--no-ai", "--no-recording", "--no-turn")
+    with parley_up(tmp_path, *options) as (printed, pid):
+        found = re.search(r"Parley SFU: 2 workers .* listening on (\S+), (\S+); rooms spread", printed)
+        rest = re.search(r"REST API and web app on (http://\S+)", printed)
+        assert found and rest, printed
+        credentials = load_credentials(data_dir=tmp_path, env={})
+        client = Client(credentials.url, bearer=credentials.bearer)
+        try:
+            rooms = [await client.rooms.create(display_name=f"Worker room {i}") for i in range(4)]
+            grants = [await client.rooms.create_join_token(room.slug, identity="bot") for room in rooms]
+            assert {grant.sfu_url for grant in grants} == {f"grpc://{found.group(1)}", f"grpc://{found.group(2)}"}
+            bot = await Room.connect(grants[0].sfu_url, grants[0].token)
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"{rest.group(1)}/metrics")).text
+            await bot.close()
+            assert re.search(r'parley_sfu_participants\{node="\w+",worker="[01]"\} 1\.0', metrics), metrics
+            assert 'process_cpu_seconds_total{worker="0"}' in metrics
+            assert 'process_cpu_seconds_total{worker="1"}' in metrics
+            for _ in range(100):  # the worker reports the meeting to control in the background
+                meetings = [m async for m in client.meetings.list(rooms[0].slug)]
+                if meetings:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(meetings) == 1
+        finally:
+            await client.aclose()
+        children = _children(pid)
+        assert len(children) >= 3  # two workers and redis-server
+    for _ in range(50):  # multiprocessing's resource tracker ends on its own once its parent has
+        left = [child for child in children if os.path.exists(f"/proc/{child}")]  # noqa: ASYNC240
+        if not left:
+            break
+        await asyncio.sleep(0.1)
+    assert not left
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:

@@ -115,6 +115,7 @@ def test_sfu_public_names() -> None:
         [
             *("SERVICE_NAMES", "SfuServer", "SfuSettings", "record_forwarding_delays"),
             *("Coturn", "CoturnMissing", "turn_credentials"),
+            *("SfuWorkers", "worker_count"),
         ]
     )
     for name in sfu.__all__:

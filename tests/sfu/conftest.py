@@ -7,12 +7,14 @@ import asyncio
 import fractions
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
+import redis.asyncio as redis
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
@@ -22,6 +24,8 @@ from sfu import SfuServer, SfuSettings
 from ..conftest import TOKEN_SECRET
 
 KEY_ID = "parley"
+#: The machine's Redis; each test keeps its node registry under a fresh prefix (``prefix``).
+REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Colours the test video cycles through, one per `COLOUR_SECONDS`.
 COLOURS = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 230, 40)]
 COLOUR_SECONDS = 0.5
@@ -38,6 +42,18 @@ async def sfu() -> AsyncIterator[SfuServer]:
 
 
 Mint = Callable[..., str]
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A fresh key prefix for a node registry in ``REDIS_URL``, deleted afterwards."""
+    value = f"parley-test:{uuid.uuid4().hex[:10]}"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(f"{value}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 import websockets
 
 from control import ALL_SCOPES, ControlServer, ControlSettings
@@ -24,20 +21,7 @@ from parley.sfu_registry import SfuRegistry
 from sfu import SfuServer, SfuSettings
 
 from ..conftest import TOKEN_SECRET
-from .conftest import KEY_ID, Mint
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    value = f"parley-test:{uuid.uuid4().hex[:10]}"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = [k async for k in client.scan_iter(f"{value}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+from .conftest import KEY_ID, REDIS_URL, Mint
 
 
 def _node(prefix: str) -> SfuServer:

@@ -6,7 +6,8 @@ none of them copies it:
 * one interceptor chain (``standard_interceptors``): tracing, metrics, a log line per call,
   errors, protovalidate validation, authentication; public and chainable (``ServerInterceptor``);
 * one server base (``GrpcServer``): health, reflection, bind in ``start()``, ``async with``,
-  ``/metrics``, and ``serve()`` draining on SIGTERM / SIGINT; ``run_service`` for ``__main__``;
+  ``/metrics`` (with other processes' metrics through ``add_metrics_source``), and ``serve()``
+  draining on SIGTERM / SIGINT; ``run_service`` for ``__main__`` (of a ``Service``);
 * ``ControlAuthenticator``: services other than control learn who calls them by asking
   control;
 * one settings loader (``EnvSpec``, ``ConfigurationError``);
@@ -25,6 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 from parley._enums import EnumNames
 
@@ -61,7 +63,14 @@ from ._interceptors import (
     standard_interceptors,
 )
 from ._logging import JsonFormatter, bind_log_context, configure_logging, log_context
-from ._metrics import METRICS_CONTENT_TYPE, MetricsEndpoint, metrics_text
+from ._metrics import (
+    METRICS_CONTENT_TYPE,
+    MetricsEndpoint,
+    MetricsSource,
+    add_metrics_source,
+    metrics_text,
+    remove_metrics_source,
+)
 from ._pagination import DEFAULT_PAGE_SIZE, decode_page_token, encode_page_token, page_size
 from ._settings import ConfigurationError, EnvSpec, parse_value
 from ._tracing import configure_tracing, inject_trace_context
@@ -86,16 +95,19 @@ __all__ = [
     "LoggingInterceptor",
     "MetricsEndpoint",
     "MetricsInterceptor",
+    "MetricsSource",
     "NotFound",
     "PermissionDenied",
     "RemoteCaller",
     "ResourceExhausted",
     "ServerInterceptor",
+    "Service",
     "ServiceError",
     "TracingInterceptor",
     "Unauthenticated",
     "Unavailable",
     "ValidationInterceptor",
+    "add_metrics_source",
     "bind_log_context",
     "configure_logging",
     "configure_tracing",
@@ -108,6 +120,7 @@ __all__ = [
     "metrics_text",
     "page_size",
     "parse_value",
+    "remove_metrics_source",
     "run_service",
     "standard_interceptors",
     "status_message",
@@ -118,7 +131,16 @@ __all__ = [
 ]
 
 
-def run_service(name: str, make_server: Callable[[], GrpcServer]) -> None:
+class Service(Protocol):
+    """What ``run_service`` serves: a ``GrpcServer``, or a supervisor of several (the SFU's
+    workers)."""
+
+    grace: float
+
+    async def serve(self) -> None: ...
+
+
+def run_service(name: str, make_server: Callable[[], Service]) -> None:
     """The body of a service's ``python -m``: logging and tracing from the environment, the
     server made (settings read) and served until SIGTERM / SIGINT, then given
     ``PARLEY_SHUTDOWN_GRACE`` seconds (default 5) to drain. A configuration error is one clear

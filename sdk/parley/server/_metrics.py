@@ -3,21 +3,34 @@
 Every metric lives in prometheus-client's process-wide registry: a process that runs several
 services (``parley up``) answers for all of them on one endpoint. The RPC metrics are defined
 here; each service defines its own beside its code (``parley_sfu_*``, ``parley_ai_*``,
-``parley_http_*``).
+``parley_http_*``). A process that supervises others (the SFU's workers) adds their metrics
+with ``add_metrics_source``: the endpoint answers for them too, families of one name merged
+(the text format allows each name once).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from prometheus_client import REGISTRY, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client.core import Metric
 
 log = logging.getLogger("parley.server")
 
-__all__ = ["METRICS_CONTENT_TYPE", "RPC_DURATION", "RPC_TOTAL", "MetricsEndpoint", "metrics_text"]
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "RPC_DURATION",
+    "RPC_TOTAL",
+    "MetricsEndpoint",
+    "MetricsSource",
+    "add_metrics_source",
+    "metrics_text",
+    "remove_metrics_source",
+]
 
 RPC_TOTAL = Counter(
     "parley_rpc_requests", "gRPC calls served, by service, method and status code.", ("service", "method", "code")
@@ -30,9 +43,52 @@ RPC_DURATION = Histogram(
 )
 
 
+#: Metric families of other processes this one answers for, read when scraped.
+MetricsSource = Callable[[], Iterable[Metric]]
+_SOURCES: list[MetricsSource] = []
+
+
+def add_metrics_source(source: MetricsSource) -> None:
+    """Answers for ``source``'s families too (called on every scrape, from any thread)."""
+    _SOURCES.append(source)
+
+
+def remove_metrics_source(source: MetricsSource) -> None:
+    if source in _SOURCES:
+        _SOURCES.remove(source)
+
+
+class _Exposition:
+    """The process's registry and the added sources, as one collector."""
+
+    def collect(self) -> Iterator[Metric]:
+        families = {family.name: family for family in REGISTRY.collect()}
+        for source in list(_SOURCES):
+            try:
+                added = list(source())
+            except Exception:  # one source failing must not take the endpoint down
+                log.warning("a metrics source failed", exc_info=True)
+                continue
+            for family in added:
+                mine = families.get(family.name)
+                if mine is None:
+                    families[family.name] = family
+                elif mine.type == family.type:
+                    merged = Metric(mine.name, mine.documentation, mine.type, mine.unit)
+                    merged.samples = [*mine.samples, *family.samples]
+                    families[family.name] = merged
+                else:
+                    log.debug("metric %s is a %s here and a %s in a source", family.name, mine.type, family.type)
+        return iter(families.values())
+
+
+_EXPOSITION = _Exposition()
+
+
 def metrics_text() -> bytes:
-    """The process's metrics in the Prometheus text format (for an HTTP route of one's own)."""
-    return generate_latest(REGISTRY)
+    """The process's metrics (and its sources') in the Prometheus text format (for an HTTP
+    route of one's own; a source may read other processes: call it off the event loop)."""
+    return generate_latest(_EXPOSITION)
 
 
 class MetricsEndpoint:
@@ -47,7 +103,11 @@ class MetricsEndpoint:
 
     def start(self) -> None:
         host, _, port = self.address.rpartition(":")
-        self._server, self._thread = start_http_server(int(port), addr=host or "0.0.0.0")
+        self._server, self._thread = start_http_server(
+            int(port),
+            addr=host or "0.0.0.0",
+            registry=_EXPOSITION,
+        )
         self.port = self._server.server_port
         log.info("metrics on http://%s:%d/metrics", host or "0.0.0.0", self.port)
 
