@@ -4,11 +4,17 @@ subscribers, through (a) Parley's SFU, which forwards RTP packets, and (b) aiort
 in one run. Each SFU runs in its own process, whose CPU is read from /proc; publisher and
 subscribers run here and count packets without decoding.
 
-    python -m bench.sfu_bench [--subscribers 1,4,16] [--seconds 10] [--relay-max 8] [--report fake]
+    python -m bench.sfu_bench [--subscribers 1,4,16] [--seconds 10] [--relay-max 8] [--report fake] [--janus]
 
 Prints per N: SFU CPU (% of one core) and per forwarded stream, forwarded RTP packets per
 second and per core, video fps per subscriber, forwarding delay p50 / p99 (packet in ->
 packet out, inside Parley's SFU), and Parley's ratio to the baseline.
+
+``--janus`` adds a third SFU, Janus 1.1.2's VideoRoom (Debian ``janus``, C: an independent
+production SFU; ``bench._janus``), with the same publisher and subscribers, and prints
+Parley / Janus packets per core. Janus gathers no ICE candidates on loopback, so the whole run
+(all three SFUs) re-executes itself inside a private network namespace with a veth pair
+(``bench._netns``; needs root).
 
 ``--report fake`` has Parley's SFU report meeting events to a stand-in for control started
 here (``down``: to an address nothing listens on, so events wait and are retried, and the
@@ -56,6 +62,8 @@ import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench._janus import JanusClients, JanusServer, publishing_connection
+from bench._netns import run_inside
 from bench._sfu_servers import BENCH_SECRET
 from parley import VideoGrants, create_join_token
 from parley._loadmedia import FrameCounter, audio_track, stop_decoding, video_track
@@ -173,13 +181,8 @@ class _RelayClients(_Clients):
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
     async def start(self, subscribers: int) -> None:
-        publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        publisher = publishing_connection()
         self.pcs.append(publisher)
-        for track in (video_track(), audio_track()):
-            transceiver = publisher.addTransceiver(track, direction="sendonly")
-            if track.kind == "video":
-                codecs = transceiver.sender.getCapabilities("video").codecs
-                transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/VP8", "video/rtx")])
         await self._negotiate(publisher, "/publish")
         await asyncio.sleep(2)  # the relay learns the tracks once media flows
         self.subscriber_pcs = []
@@ -204,9 +207,44 @@ async def _inbound_packets(pcs: list[RTCPeerConnection]) -> int:
     return sum(packets for kinds in counts for packets, _ in kinds.values())
 
 
+async def _window(clients: _Clients | JanusClients, pid: int, seconds: float) -> tuple[float, float, float]:
+    """After the clients settle, the server's CPU (fraction of a core), the packets the
+    subscribers received per second and their video fps, over ``seconds``."""
+    await asyncio.sleep(3)  # connect, first keyframes, encoders warm up
+    packets0, video0, cpu0, t0 = (
+        await _inbound_packets(clients.subscriber_pcs),
+        sum(c.frames for c in clients.video),
+        process_cpu_seconds(pid),
+        time.monotonic(),
+    )
+    await asyncio.sleep(seconds)
+    packets1, video1, cpu1, t1 = (
+        await _inbound_packets(clients.subscriber_pcs),
+        sum(c.frames for c in clients.video),
+        process_cpu_seconds(pid),
+        time.monotonic(),
+    )
+    elapsed = t1 - t0
+    return (cpu1 - cpu0) / elapsed, (packets1 - packets0) / elapsed, (video1 - video0) / elapsed
+
+
+async def measure_janus(subscribers: int, seconds: float) -> Result:
+    async with JanusServer(_free_port()) as janus:
+        clients = JanusClients(janus.url)
+        try:
+            await clients.start(subscribers)
+            cpu, packets, fps = await _window(clients, janus.pid, seconds)
+        finally:
+            await clients.close()
+    nan = float("nan")
+    return Result("janus", subscribers, cpu, packets, fps / subscribers, nan, nan)
+
+
 async def measure(
     mode: str, subscribers: int, seconds: float, control_target: str = "", report_buffer: int = 0
 ) -> Result:
+    if mode == "janus":
+        return await measure_janus(subscribers, seconds)
     port = _free_port()
     env = {
         **os.environ,
@@ -222,33 +260,19 @@ async def measure(
     clients: _Clients = _ParleyClients(f"grpc://127.0.0.1:{port}") if mode == "parley" else _RelayClients(port)
     try:
         await clients.start(subscribers)
-        await asyncio.sleep(3)  # connect, first keyframes, encoders warm up
-        packets0, video0, cpu0, t0 = (
-            await _inbound_packets(clients.subscriber_pcs),
-            sum(c.frames for c in clients.video),
-            process_cpu_seconds(server.pid),
-            time.monotonic(),
-        )
-        await asyncio.sleep(seconds)
-        packets1, video1, cpu1, t1 = (
-            await _inbound_packets(clients.subscriber_pcs),
-            sum(c.frames for c in clients.video),
-            process_cpu_seconds(server.pid),
-            time.monotonic(),
-        )
+        cpu, packets, fps = await _window(clients, server.pid, seconds)
     finally:
         await clients.close()
         server.terminate()
         # In a thread: the fake control runs in this loop and takes the SFU's last events.
         out, _ = await asyncio.to_thread(server.communicate, timeout=60)
     stats: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    elapsed = t1 - t0
     return Result(
         mode=mode,
         subscribers=subscribers,
-        cpu=(cpu1 - cpu0) / elapsed,
-        packets_per_second=(packets1 - packets0) / elapsed,
-        fps=(video1 - video0) / elapsed / subscribers,
+        cpu=cpu,
+        packets_per_second=packets,
+        fps=fps / subscribers,
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
     )
@@ -445,11 +469,16 @@ def _print(results: list[Result]) -> None:
     print()
     by_key = {(r.mode, r.subscribers): r for r in results}
     for (mode, n), parley in sorted(by_key.items()):
-        relay = by_key.get(("relay", n))
+        relay, janus = by_key.get(("relay", n)), by_key.get(("janus", n))
         if mode == "parley" and relay is not None and parley.cpu:
             print(
                 f"N={n}: Parley uses {relay.cpu / parley.cpu:.1f}x less CPU than MediaRelay and forwards "
                 f"{parley.per_core / relay.per_core:.1f}x more packets per core"
+            )
+        if mode == "parley" and janus is not None and janus.cpu:
+            print(
+                f"N={n}: Parley / Janus: packets per core {parley.per_core / janus.per_core:.2f}, "
+                f"CPU {parley.cpu / janus.cpu:.2f}"
             )
 
 
@@ -477,7 +506,15 @@ async def main() -> None:
     parser.add_argument(
         "--report-buffer", type=int, default=0, help="events the SFU keeps for control (default: the SFU's, 10000)"
     )
+    parser.add_argument(
+        "--janus",
+        action="store_true",
+        help="Janus 1.1.2's VideoRoom as a third peer (Debian janus); the run moves into a private network "
+        "namespace (root)",
+    )
     args = parser.parse_args()
+    if args.janus:
+        run_inside("bench.sfu_bench")
     sizes = [int(x) for x in (args.subscribers or ("4" if args.join_flood > 0 else "1,4,16")).split(",")]
     stop_decoding()
     control_target, control, fake = "", None, None
@@ -507,7 +544,7 @@ async def main() -> None:
         return
     results = []
     for n in sizes:
-        for mode in ("parley", "relay"):
+        for mode in ("parley", "relay", "janus") if args.janus else ("parley", "relay"):
             if mode == "relay" and n > args.relay_max:
                 continue
             result = await measure(mode, n, args.seconds, control_target, args.report_buffer)

@@ -112,7 +112,11 @@ class SignalServicer(sig_grpc.SignalServiceServicer):
         except NoSfuNode as error:
             raise Unavailable(str(error)) from error
         if elsewhere is not None:
-            raise FailedPrecondition(f"room {claims.grants.room} meets on another node: {elsewhere}")
+            raise FailedPrecondition(
+                f"room {claims.grants.room} meets on another node: {elsewhere}",
+                reason="ROOM_ON_ANOTHER_NODE",
+                metadata={"node_url": elsewhere},
+            )
         room = self.rooms.get_or_create(claims.grants.room)
         limit = self.rooms.settings.max_participants
         if limit and claims.identity not in room.sessions and len(room.sessions) >= limit:

@@ -1,6 +1,6 @@
 """Errors the SDK raises: one class per gRPC status code, under one root.
 
-ParleyError                  root: .code, .message, parsed .details, .reason, .field_violations
+ParleyError                  root: .code, .message, parsed .details, .reason, .metadata, .field_violations
 ├── Cancelled                CANCELLED: the call was cancelled (usually by the caller)
 ├── InvalidArgument          INVALID_ARGUMENT: bad request; .field_violations names the fields
 ├── DeadlineExceeded         DEADLINE_EXCEEDED: no answer in time
@@ -158,6 +158,11 @@ class ParleyError(Exception):
     def reason(self) -> str:
         """The machine-readable reason of an ``ErrorInfo`` detail, or ``""``."""
         return next((d.reason for d in self.details if isinstance(d, error_details_pb2.ErrorInfo)), "")
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The ``ErrorInfo`` detail's metadata (what a client may act on), or ``{}``."""
+        return next((dict(d.metadata) for d in self.details if isinstance(d, error_details_pb2.ErrorInfo)), {})
 
     @property
     def grpc_status(self) -> status_pb2.Status:

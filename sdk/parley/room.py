@@ -18,7 +18,9 @@ again on a new publisher connection and receives its subscriptions on a new subs
 connection (``track_subscribed`` again, with new aiortc tracks for the same sids). When the
 SFU no longer has the session (the grace period passed), it joins anew (new sids; the others
 see it leave and join), and when it cannot reach the SFU within ``reconnect_within`` seconds
-the room ends (``left``).
+the room ends (``left``). With several SFU nodes (or workers), a node that answers that the
+room meets on another (``ROOM_ON_ANOTHER_NODE``, the node's URL in the error's metadata: the
+room moved after its node died) sends the room on there, on joining and on reconnecting.
 
 Needs the ``bot`` extra (``pip install 'parley[bot]'``: aiortc, PyAV, numpy).
 """
@@ -52,7 +54,7 @@ except ModuleNotFoundError as missing:  # `pip install parley` alone
     ) from missing
 
 from ._enums import EnumNames
-from ._errors import NotFound, ParleyError, PermissionDenied, Unavailable
+from ._errors import FailedPrecondition, NotFound, ParleyError, PermissionDenied, Unavailable
 from ._tokens import TRACK_SOURCE_VALUES, TrackSourceName
 from .sfu.v1 import resources_pb2 as sfu_res
 from .sfu.v1 import signal_service_pb2 as sig
@@ -149,6 +151,23 @@ async def _open(channel: grpc.aio.Channel, join: sig.JoinRequest, within: float)
         call.cancel()
         raise ParleyError("the SFU did not answer join")
     return call, first.joined
+
+
+def _channel(url: str) -> grpc.aio.Channel:
+    target, secure = _target(url)
+    if secure:
+        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
+    return grpc.aio.insecure_channel(target)
+
+
+#: Moves from node to node a join follows before giving up.
+_MAX_HOPS = 3
+
+
+def _node_elsewhere(error: FailedPrecondition) -> str:
+    """The URL of the node the room meets on, when the SFU node asked says it is another
+    (several nodes or workers; the room moved after its node died)."""
+    return error.metadata.get("node_url", "") if error.reason == "ROOM_ON_ANOTHER_NODE" else ""
 
 
 def _target(url: str) -> tuple[str, bool]:
@@ -266,18 +285,20 @@ class Room:
         """Joins the meeting ``token`` grants, on the SFU at ``url`` (``grpc://host:port``).
         After a drop, the room tries to resume (or join anew) for ``reconnect_within`` seconds
         (0: a drop ends it)."""
-        target, secure = _target(url)
-        channel = (
-            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
-            if secure
-            else grpc.aio.insecure_channel(target)
-        )
+        channel = _channel(url)
         join = sig.JoinRequest(token=token, manual_subscribe=not auto_subscribe)
-        try:
-            call, joined = await _open(channel, join, join_timeout)
-        except BaseException:
-            await channel.close()
-            raise
+        for hop in range(_MAX_HOPS + 1):
+            try:
+                call, joined = await _open(channel, join, join_timeout)
+                break
+            except FailedPrecondition as error:
+                await channel.close()
+                if hop == _MAX_HOPS or not _node_elsewhere(error):
+                    raise
+                channel = _channel(_node_elsewhere(error))
+            except BaseException:
+                await channel.close()
+                raise
         return cls(
             channel,
             call,
@@ -621,6 +642,16 @@ class Room:
                     return False
                 log.info("the SFU could not resume the session (%s); joining anew", refused)
                 resume = None
+                continue
+            except FailedPrecondition as moved:
+                node_url = _node_elsewhere(moved)
+                if not node_url or loop.time() > deadline:
+                    log.warning("reconnecting was refused: %s", moved)
+                    return False
+                log.info("the room meets on another node now (%s); joining there", node_url)
+                await self._channel.close()
+                self._channel = _channel(node_url)
+                resume = None  # a session lives on one node
                 continue
             except (ParleyError, TimeoutError) as error:
                 if isinstance(error, ParleyError) and not isinstance(error, Unavailable):

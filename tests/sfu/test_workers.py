@@ -78,6 +78,39 @@ async def test_rooms_spread_over_workers_and_a_killed_workers_meeting_goes_on(pr
     await registry.aclose()
 
 
+async def test_participants_of_a_killed_worker_follow_their_room_to_another(prefix: str, token: Mint) -> None:
+    """While the worker restarts, the room is taken by the other (as a browser's rejoin through
+    the gateway would): the bots, back at the restarted worker, are sent on to it."""
+    registry = SfuRegistry(REDIS_URL, prefix=prefix)
+    async with SfuWorkers(_settings(prefix)) as workers:
+        room_id = f"follow-{uuid.uuid4().hex[:8]}"
+        home = await registry.assign(room_id)
+        index = workers.node_ids.index(home.id)
+        other = workers.node_ids[1 - index]
+        watcher = await Room.connect(home.url, token("watcher", room_id), reconnect_within=60)
+        bot = await Room.connect(home.url, token("bot", room_id), reconnect_within=60)
+        try:
+            await bot.publish(ColourTrack(), source="camera")
+            await watcher.wait_for("track_subscribed", lambda e: e.track is not None, within=30)
+            os.kill(workers.pids[index], signal.SIGKILL)
+            for _ in range(100):  # once the supervisor has taken the dead node out
+                if await registry.claim(room_id, other) == other:
+                    break
+                await asyncio.sleep(0.05)
+            assert await registry.owner(room_id) == other
+            for room in (watcher, bot):
+                await room.wait_for("reconnected", within=60)
+            assert workers.node_ids[index] != home.id
+            assert await registry.owner(room_id) == other  # they followed the room; it did not move back
+            again = await watcher.wait_for("track_subscribed", lambda e: e.track is not None, within=60)
+            assert again.track is not None and again.track.track is not None
+            assert isinstance(await asyncio.wait_for(again.track.track.recv(), 20), VideoFrame)
+        finally:
+            await bot.close()
+            await watcher.close()
+    await registry.aclose()
+
+
 async def test_metrics_answer_for_every_worker(prefix: str, token: Mint) -> None:
     async with SfuWorkers(_settings(prefix), metrics_address="127.0.0.1:0") as workers:
         assert workers.metrics is not None
@@ -94,9 +127,10 @@ async def test_metrics_answer_for_every_worker(prefix: str, token: Mint) -> None
     families = {f.name: f for f in text_string_to_metric_families(text)}
     cpu = families["process_cpu_seconds"].samples
     assert {s.labels.get("worker") for s in cpu} >= {"0", "1"}
-    rooms = {s.labels["worker"]: s.value for s in families["parley_sfu_rooms"].samples}
+    # (Nodes of this process, other tests', answer without a worker label.)
+    rooms = {s.labels["worker"]: s.value for s in families["parley_sfu_rooms"].samples if "worker" in s.labels}
     assert sorted(rooms.values()) == [0.0, 1.0]
-    participants = [s for s in families["parley_sfu_participants"].samples if s.value]
+    participants = [s for s in families["parley_sfu_participants"].samples if s.value and "worker" in s.labels]
     assert [s.labels["node"] for s in participants] == [workers.node_ids[int(participants[0].labels["worker"])]]
 
 

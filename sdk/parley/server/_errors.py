@@ -15,7 +15,7 @@ reason in the ``parley.dev`` domain on every error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 import protovalidate
@@ -70,20 +70,33 @@ def validate(request: Message) -> None:
 
 
 def error_status(
-    code: grpc.StatusCode, message: str, *, reason: str, violations: Sequence[tuple[str, str]] = ()
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: str,
+    violations: Sequence[tuple[str, str]] = (),
+    metadata: Mapping[str, str] | None = None,
 ) -> grpc.Status:
     """A ``grpc.Status`` carrying ``google.rpc.Status`` with an ErrorInfo (and a BadRequest
     when there are field violations), ready for ``context.abort``."""
-    converted: grpc.Status = rpc_status.to_status(status_message(code, message, reason=reason, violations=violations))
+    converted: grpc.Status = rpc_status.to_status(
+        status_message(code, message, reason=reason, violations=violations, metadata=metadata)
+    )
     return converted
 
 
 def status_message(
-    code: grpc.StatusCode, message: str, *, reason: str, violations: Sequence[tuple[str, str]] = ()
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: str,
+    violations: Sequence[tuple[str, str]] = (),
+    metadata: Mapping[str, str] | None = None,
 ) -> status_pb2.Status:
-    """The ``google.rpc.Status`` of an error: an ErrorInfo, and a BadRequest when there are
-    field violations (for errors sent inside a stream rather than ending it)."""
-    details: list[Message] = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
+    """The ``google.rpc.Status`` of an error: an ErrorInfo (its reason, and ``metadata`` a
+    client acts on), and a BadRequest when there are field violations (for errors sent inside
+    a stream rather than ending it)."""
+    details: list[Message] = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)]
     if violations:
         details.append(
             error_details_pb2.BadRequest(
@@ -108,11 +121,13 @@ class ServiceError(Exception):
     #: Machine-readable reason sent in a google.rpc.ErrorInfo detail.
     reason = "INTERNAL"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if reason:
             self.reason = reason
+        #: Sent in the ErrorInfo for clients to act on (the URL of the node a room meets on).
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(ServiceError):
@@ -166,10 +181,12 @@ class Unavailable(ServiceError):
 def to_status(error: ServiceError) -> grpc.Status:
     """The ``grpc.Status`` (google.rpc.Status with details) a service error answers with."""
     violations = error.violations if isinstance(error, InvalidArgument) else ()
-    return error_status(error.code, error.message, reason=error.reason, violations=violations)
+    return error_status(error.code, error.message, reason=error.reason, violations=violations, metadata=error.metadata)
 
 
 def to_status_message(error: ServiceError) -> status_pb2.Status:
     """The ``google.rpc.Status`` of a service error, for errors sent inside a stream."""
     violations = error.violations if isinstance(error, InvalidArgument) else ()
-    return status_message(error.code, error.message, reason=error.reason, violations=violations)
+    return status_message(
+        error.code, error.message, reason=error.reason, violations=violations, metadata=error.metadata
+    )
