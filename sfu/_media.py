@@ -9,8 +9,12 @@ rewritten packets by a ``DownTrack`` instead of an encoder. What this borrows fr
 * ``RTCRtpReceiver._handle_rtp_packet``: replaced per receiver (an instance attribute);
 * the receiver's codec and RTX maps, remote bitrate estimator, RTCP SSRC and per-SSRC stream
   statistics (which its own RTCP task turns into receiver reports);
-* ``RTCRtpSender._ssrc``, its retransmission history and sender-report counters, and
-  ``_send_keyframe`` (called on PLI / FIR), and the DTLS transport's ``_send_rtp``;
+* ``RTCRtpSender._ssrc``, its retransmission history, sender-report counters and header
+  extension ids, and ``_send_keyframe`` (called on PLI / FIR);
+* the DTLS transport's state, SRTP session and counters, and its ICE connection's nominated
+  pair: ``SrtpSender`` does what ``RTCDtlsTransport._send_rtp`` does without its three coroutine
+  layers, and ``RtpHeader`` writes what ``RtpPacket.serialize`` writes, both once per
+  subscriber per packet;
 * ``RTCRtpTransceiver._codecs`` (the negotiated codecs, restricted to what can be forwarded);
 * ``aiortc.codecs.HEADER_EXTENSIONS``, to which the RID header extensions are added (aiortc
   parses them but does not negotiate them: simulcast layers are told apart by them), and the
@@ -23,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiortc
+from aioice.ice import StunProtocol
 from aiortc import (
     RTCPeerConnection,
     RTCRtpHeaderExtensionParameters,
@@ -39,8 +45,19 @@ from aiortc import (
 )
 from aiortc.codecs import HEADER_EXTENSIONS, is_rtx
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
 from aiortc.utils import uint16_add, uint16_gt, uint32_add
 
 from . import _vp8
@@ -64,6 +81,10 @@ _NTP_TIMESTAMP = _SENDER + "ntp_timestamp"
 _RTP_TIMESTAMP = _SENDER + "rtp_timestamp"
 _OCTET_COUNT = _SENDER + "octet_count"
 _PACKET_COUNT = _SENDER + "packet_count"
+_DTLS = "_RTCDtlsTransport__"
+_TX_BYTES = _DTLS + "tx_bytes"
+_TX_PACKETS = _DTLS + "tx_packets"
+_EXTENSION_IDS = "_HeaderExtensionsMap__ids"
 _RECEIVER_FIELDS = ("codecs", "rtx_ssrc", "remote_bitrate_estimator", "rtcp_ssrc", "remote_streams")
 _SENDER_FIELDS = (
     "rtp_history",
@@ -144,6 +165,116 @@ def _probe_instances(receiver: RTCRtpReceiver | None, sender: RTCRtpSender | Non
         missing.append("_ssrc")
     if missing:
         raise AiortcChanged(f"aiortc internals are gone: {', '.join(missing)}")
+
+
+def _probe_transport(dtls: RTCDtlsTransport) -> None:
+    fields = (_TX_BYTES, _TX_PACKETS, "_state", "_tx_srtp")
+    missing = [f for f in fields if not hasattr(dtls, f)]
+    if not hasattr(getattr(dtls.transport, "_connection", None), "_nominated"):
+        missing.append("RTCIceTransport._connection._nominated")
+    if missing:
+        raise AiortcChanged(f"aiortc internals are gone: {', '.join(missing)}")
+
+
+class SrtpSender:
+    """Sends RTP on a DTLS transport as its ``_send_rtp`` does (SRTP-protect, hand to the ICE
+    connection's nominated pair, count), as one plain call: the stock path is three coroutines
+    deep, and it runs once per subscriber per packet. A pair through a TURN relay (whose
+    sending is a coroutine) sends in a task."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        _probe_transport(dtls)
+        self.dtls = dtls
+        self._vars = vars(dtls)
+
+    def __call__(self, data: bytes) -> bool:
+        """False when it cannot send yet (DTLS not connected, no nominated pair)."""
+        state = self._vars
+        if state["_state"] is not DtlsState.CONNECTED:
+            return False
+        pair = self.dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        data = state["_tx_srtp"].protect(data)
+        protocol = pair.protocol
+        if type(protocol) is StunProtocol:
+            if protocol.transport is None:
+                return False
+            protocol.transport.sendto(data, pair.remote_addr)
+        else:
+            _send_later(protocol.send_data(data, pair.remote_addr))
+        state[_TX_BYTES] += len(data)
+        state[_TX_PACKETS] += 1
+        return True
+
+
+def _send_later(sending: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(sending)
+    _SENDING.add(task)
+    task.add_done_callback(_SENDING.discard)
+
+
+_SENDING: set[asyncio.Future[None]] = set()
+
+
+class RtpHeader:
+    """Writes a subscriber's RTP packets byte for byte as ``RtpPacket.serialize`` does with the
+    sender's header extensions map (MID, abs-send-time, and audio level when the packet has
+    one, in RFC 8285's one-byte form), in one ``struct`` call: only the fields that change
+    are packed per packet."""
+
+    def __init__(self, extensions: HeaderExtensionsMap, mid: str | None) -> None:
+        ids: HeaderExtensions = getattr(extensions, _EXTENSION_IDS)
+        self._mid = mid.encode() if mid is not None and ids.mid else b""
+        self._ids = ids
+        self.one_byte = all(0 < i <= 14 for i in (ids.mid, ids.abs_send_time, ids.audio_level) if i) and (
+            len(self._mid) <= 16
+        )
+        self._layouts = {level: self._layout(level) for level in (False, True)}
+
+    def _layout(self, with_level: bool) -> tuple[struct.Struct, tuple[int, ...]] | None:
+        """The packing of a header (and the constant bytes after its variable fields)."""
+        elements = 0
+        fmt = ""
+        constants: list[int] = []
+        if self._mid:
+            fmt += f"B{len(self._mid)}s"
+            elements += 1 + len(self._mid)
+        if self._ids.abs_send_time:
+            fmt += "BHB"
+            elements += 4
+        if with_level and self._ids.audio_level:
+            fmt += "BB"
+            elements += 2
+        if not elements:
+            return None
+        padding = -elements % 4
+        constants += [0xBEDE, (elements + padding) >> 2]
+        return struct.Struct(f"!BBHLLHH{fmt}{padding}x"), tuple(constants)
+
+    def write(
+        self,
+        marker: int,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        abs_send_time: int,
+        audio_level: tuple[bool, int] | None,
+    ) -> bytes:
+        ids = self._ids
+        layout = self._layouts[audio_level is not None]
+        if layout is None:
+            return struct.pack("!BBHLL", 0x80, (marker << 7) | payload_type, sequence, timestamp, ssrc)
+        packing, (profile, words) = layout
+        values: list[Any] = [0x90, (marker << 7) | payload_type, sequence, timestamp, ssrc, profile, words]
+        if self._mid:
+            values += [(ids.mid << 4) | (len(self._mid) - 1), self._mid]
+        if ids.abs_send_time:
+            values += [(ids.abs_send_time << 4) | 2, abs_send_time >> 8, abs_send_time & 0xFF]
+        if audio_level is not None and ids.audio_level:
+            values += [ids.audio_level << 4, (0x80 if audio_level[0] else 0) | audio_level[1]]
+        return packing.pack(*values)
 
 
 def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
@@ -310,7 +441,7 @@ class UpTrack:
         ntp_time = clock.current_ntp_time()
         for down in list(self.down):
             try:
-                await down.forward(packet, ntp_time, descriptor)
+                down.forward(packet, ntp_time, descriptor)
             except Exception:  # one subscriber's failure must not cost the others this packet
                 down.stats.dropped += 1
                 if down.stats.dropped == 1 or down.stats.dropped % 1000 == 0:
@@ -457,7 +588,9 @@ class DownTrack:
         self._sender_state: dict[str, Any] = vars(sender)
         self._ssrc = sender._ssrc
         self._transport = sender.transport
+        self._send: Callable[[bytes], bool] = SrtpSender(sender.transport)
         self._extensions = getattr(sender, _SENDER + "rtp_header_extensions_map")
+        self._header: RtpHeader | None = None  # once the transceiver has its MID
         self._need_keyframe = up.kind == "video"
         self._in_ssrc: int | None = None
         self._anchor_seq = 0
@@ -540,7 +673,7 @@ class DownTrack:
         target = self._target_ssrc()
         self.up.request_keyframe(target if target is not None else self._in_ssrc)
 
-    async def forward(self, packet: RtpPacket, ntp_time: int, descriptor: _vp8.Descriptor | None = None) -> None:
+    def forward(self, packet: RtpPacket, ntp_time: int, descriptor: _vp8.Descriptor | None = None) -> None:
         """Sends one packet of the up track (``ntp_time``: now, read once per packet;
         ``descriptor``: a video packet's VP8 descriptor)."""
         codecs = self.transceiver._codecs
@@ -589,9 +722,9 @@ class DownTrack:
             payload=payload,
         )
         extensions = out.extensions
-        extensions.mid = self.transceiver.mid
-        extensions.abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
-        extensions.audio_level = packet.extensions.audio_level
+        extensions.mid = mid = self.transceiver.mid
+        extensions.abs_send_time = abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
+        extensions.audio_level = audio_level = packet.extensions.audio_level
         if uint16_gt(sequence, self._last_seq):
             self._last_seq = sequence
             self._last_ts = timestamp
@@ -603,9 +736,17 @@ class DownTrack:
         state[_RTP_TIMESTAMP] = timestamp
         state[_OCTET_COUNT] += len(packet.payload)
         state[_PACKET_COUNT] += 1
-        try:  # raises ConnectionError unless DTLS is connected
-            await self._transport._send_rtp(out.serialize(self._extensions))
-        except ConnectionError:
+        header = self._header
+        if header is None:
+            header = self._header = RtpHeader(self._extensions, mid)
+        if header.one_byte:
+            data = header.write(
+                packet.marker, payload_type, sequence, timestamp, self._ssrc, abs_send_time, audio_level
+            )
+            data += payload
+        else:  # ids or a MID beyond the one-byte form: aiortc's own (slower) serializer
+            data = out.serialize(self._extensions)
+        if not self._send(data):  # DTLS not connected (yet, or any more)
             self.stats.dropped += 1
             return
         self.stats.packets += 1
