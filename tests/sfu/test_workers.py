@@ -15,6 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 from av import VideoFrame
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from parley.room import Room
@@ -55,6 +56,7 @@ async def test_rooms_spread_over_workers_and_a_killed_workers_meeting_goes_on(pr
             published = await bot.publish(ColourTrack(), source="camera")
             await watcher.wait_for("track_subscribed", lambda e: e.track is not None, within=30)
 
+            restarts = REGISTRY.get_sample_value("parley_sfu_worker_restarts_total", {"worker": str(index)}) or 0
             os.kill(workers.pids[index], signal.SIGKILL)
             # Both come back to the restarted worker (a new node) and join anew; the meeting
             # lives there now, and the bot's camera reaches the watcher again.
@@ -63,6 +65,7 @@ async def test_rooms_spread_over_workers_and_a_killed_workers_meeting_goes_on(pr
                 assert not reconnected.resumed
             assert workers.node_ids[index] not in ("", home.id)
             assert await registry.owner(room_id) == workers.node_ids[index]
+            assert REGISTRY.get_sample_value("parley_sfu_worker_restarts_total", {"worker": str(index)}) == restarts + 1
             again = await watcher.wait_for(
                 "track_subscribed", lambda e: e.track is not None and e.track.sid != published.sid, within=60
             )
