@@ -48,6 +48,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -514,6 +515,8 @@ async def main() -> None:
     )
     args = parser.parse_args()
     if args.janus:
+        if shutil.which("janus") is None:
+            raise SystemExit("--janus needs Janus 1.1.2 (Debian: apt-get install janus)")
         run_inside("bench.sfu_bench")
     sizes = [int(x) for x in (args.subscribers or ("4" if args.join_flood > 0 else "1,4,16")).split(",")]
     stop_decoding()
