@@ -28,13 +28,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as redis
 
 from bench._sfu_servers import BENCH_SECRET
 from bench.sfu_bench import _inbound_packets, _ParleyClients
-from parley._loadtest import process_cpu_seconds
+from parley._loadtest import child_pids, process_cpu_seconds
 from parley.sfu_registry import SfuRegistry
 
 
@@ -50,17 +49,6 @@ class Result:
     @property
     def per_core(self) -> float:
         return self.packets_per_second / self.cpu if self.cpu else float("nan")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 def _cpu(pids: list[int]) -> list[float]:
@@ -101,7 +89,7 @@ async def measure(workers: int, rooms: int, subscribers: int, seconds: float, re
             meeting = _ParleyClients(node.url, room)
             clients.append(meeting)
             await meeting.start(subscribers)
-        pids = [server.pid, *_children(server.pid)]
+        pids = [server.pid, *child_pids(server.pid)]
         pcs = [pc for meeting in clients for pc in meeting.subscriber_pcs]
         await asyncio.sleep(3)  # connect, first keyframes
         packets0, video0, cpu0, t0 = (

@@ -56,6 +56,11 @@ START_TIMEOUT = 60.0
 _CRASH_LOOP = 10.0
 
 
+def _longer(delay: float) -> float:
+    """The next delay before restarting a worker that keeps dying: 0.5 s, doubling, at most 30 s."""
+    return min(max(delay * 2, 0.5), 30.0)
+
+
 def worker_count(requested: int) -> int:
     """``requested`` workers, 0 meaning one per core this process may run on."""
     return requested or len(os.sched_getaffinity(0))
@@ -234,7 +239,7 @@ class SfuWorkers:
         await asyncio.to_thread(process.join, 5)  # its exit status
         dead = worker.ready
         lived = time.monotonic() - worker.started_at
-        worker.restart_delay = 0.0 if lived > _CRASH_LOOP else min(max(worker.restart_delay * 2, 0.5), 30.0)
+        worker.restart_delay = 0.0 if lived > _CRASH_LOOP else _longer(worker.restart_delay)
         log.warning(
             "sfu worker %d (node %s) exited with %s after %.0f s; restarting it%s",
             worker.index,
@@ -256,7 +261,7 @@ class SfuWorkers:
                 await self._spawn(worker)
                 return
             except RuntimeError as error:
-                worker.restart_delay = min(max(worker.restart_delay * 2, 0.5), 30.0)
+                worker.restart_delay = _longer(worker.restart_delay)
                 log.warning("%s; trying again in %.1f s", error, worker.restart_delay)
 
     # Metrics -----------------------------------------------------------------------------

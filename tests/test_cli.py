@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from parley import load_credentials, verify_join_token
+from parley._loadtest import child_pids
 from parley.control.v1 import sfu_report_service_pb2 as report_pb
 from parley.control.v1 import sfu_report_service_pb2_grpc as report_grpc
 from parley.testing import WebhookReceiver
@@ -256,7 +257,7 @@ async def test_parley_up_runs_sfu_workers(tmp_path: Path) -> None:
             assert len(meetings) == 1
         finally:
             await client.aclose()
-        children = _children(pid)
+        children = child_pids(pid)
         assert len(children) >= 3  # two workers and redis-server
     for _ in range(50):  # multiprocessing's resource tracker ends on its own once its parent has
         left = [child for child in children if os.path.exists(f"/proc/{child}")]  # noqa: ASYNC240
@@ -264,15 +265,6 @@ async def test_parley_up_runs_sfu_workers(tmp_path: Path) -> None:
             break
         await asyncio.sleep(0.1)
     assert not left
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
 
 
 def test_without_a_server_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
