@@ -29,6 +29,10 @@ class Layer:
     last_seen: float = 0.0
     #: Payload bytes received.
     bytes: int = 0
+    #: Bits per second of payload, smoothed (kept while the layer is paused: what resuming it costs).
+    bitrate: float = 0.0
+    #: ``bytes`` when ``bitrate`` was last measured.
+    measured_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ rewritten packets by a ``DownTrack`` instead of an encoder. What this borrows fr
 * the receiver's codec and RTX maps, remote bitrate estimator, RTCP SSRC and per-SSRC stream
   statistics (which its own RTCP task turns into receiver reports);
 * ``RTCRtpSender._ssrc``, its retransmission history, sender-report counters and header
-  extension ids, and ``_send_keyframe`` (called on PLI / FIR);
+  extension ids, its RTX SSRC, payload type and sequence number (for padding probes),
+  ``_send_keyframe`` (called on PLI / FIR) and ``_handle_rtcp_packet`` (wrapped per sender:
+  the subscriber's REMB and receiver reports feed congestion control);
 * the DTLS transport's state, SRTP session and counters, and its ICE connection's nominated
   pair: ``SrtpSender`` does what ``RTCDtlsTransport._send_rtp`` does without its three coroutine
   layers, and ``RtpHeader`` writes what ``RtpPacket.serialize`` writes, both once per
@@ -50,17 +52,24 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
+    AnyRtcpPacket,
     HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_add
 
 from . import _vp8
+from ._congestion import PRIORITY_CAMERA, Bandwidth, Demand
 from ._dynacast import Dynacast
 from ._layers import ACTIVE_WITHIN, Layer, Preference, choose
 from ._metrics import MEDIA
@@ -74,6 +83,8 @@ FORWARDABLE = {"audio/opus", "video/vp8", "video/rtx"}
 LATE_WINDOW = 1000
 #: At most one keyframe request upstream per this many seconds per published track.
 KEYFRAME_REQUEST_INTERVAL = 0.5
+#: Bytes of padding per probe packet (the most RTP's one-byte padding count allows).
+PADDING_SIZE = 255
 
 _RECEIVER = "_RTCRtpReceiver__"
 _SENDER = "_RTCRtpSender__"
@@ -84,10 +95,14 @@ _PACKET_COUNT = _SENDER + "packet_count"
 _DTLS = "_RTCDtlsTransport__"
 _TX_BYTES = _DTLS + "tx_bytes"
 _TX_PACKETS = _DTLS + "tx_packets"
+_RTX_PAYLOAD_TYPE = _SENDER + "rtx_payload_type"
+_RTX_SEQUENCE = _SENDER + "rtx_sequence_number"
 _EXTENSION_IDS = "_HeaderExtensionsMap__ids"
 _RECEIVER_FIELDS = ("codecs", "rtx_ssrc", "remote_bitrate_estimator", "rtcp_ssrc", "remote_streams")
 _SENDER_FIELDS = (
     "rtp_history",
+    "rtx_payload_type",
+    "rtx_sequence_number",
     "ntp_timestamp",
     "rtp_timestamp",
     "octet_count",
@@ -111,6 +126,7 @@ def check_aiortc() -> None:
         (RTCRtpReceiver, "_send_rtcp"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_retransmit"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
     ):
         if not callable(getattr(owner, name, None)):
             raise AiortcChanged(f"aiortc {owner.__name__}.{name} is gone")
@@ -161,8 +177,7 @@ def route_by_mid(pc: RTCPeerConnection) -> None:
 def _probe_instances(receiver: RTCRtpReceiver | None, sender: RTCRtpSender | None) -> None:
     missing = [f for f in _RECEIVER_FIELDS if receiver is not None and not hasattr(receiver, _RECEIVER + f)]
     missing += [f for f in _SENDER_FIELDS if sender is not None and not hasattr(sender, _SENDER + f)]
-    if sender is not None and not hasattr(sender, "_ssrc"):
-        missing.append("_ssrc")
+    missing += [f for f in ("_ssrc", "_rtx_ssrc") if sender is not None and not hasattr(sender, f)]
     if missing:
         raise AiortcChanged(f"aiortc internals are gone: {', '.join(missing)}")
 
@@ -344,6 +359,10 @@ class UpTrack:
         self.forwarding = True
         self.arrival = 0.0
         self.on_first_packet: Callable[[UpTrack], None] | None = None
+        #: Bits per second of payload, smoothed, as of the last ``measure``.
+        self.bitrate = 0.0
+        self._measured_at = 0.0
+        self._measured_bytes = 0
         #: Simulcast layers by media SSRC (empty: one stream, without RIDs).
         self.layers: dict[int, Layer] = {}
         #: Changes whenever a layer appears, stops, comes back or gets its size: down tracks
@@ -477,6 +496,20 @@ class UpTrack:
                 self._active = active
                 self.layers_version += 1
 
+    def measure(self, now: float) -> None:
+        """Updates the bitrate of the track and of each active layer (``now``: from
+        ``time.perf_counter``; called every half second or so)."""
+        elapsed = now - self._measured_at
+        if self._measured_at and elapsed > 0:
+            self.bitrate = _smoothed(self.bitrate, (self.stats.bytes - self._measured_bytes) * 8 / elapsed)
+            for layer in self.layers.values():
+                if now - layer.last_seen <= ACTIVE_WITHIN:
+                    layer.bitrate = _smoothed(layer.bitrate, (layer.bytes - layer.measured_bytes) * 8 / elapsed)
+        for layer in self.layers.values():
+            layer.measured_bytes = layer.bytes
+        self._measured_at = now
+        self._measured_bytes = self.stats.bytes
+
     def wanted_changed(self) -> None:
         """The layers or what the subscribers want of them changed: dynacast takes note."""
         if self.dynacast is not None:
@@ -540,6 +573,11 @@ class UpTrack:
             self.dynacast.close()
 
 
+def _smoothed(average: float, sample: float) -> float:
+    """A moving average of bitrates that smooths keyframes' bursts (the first sample as is)."""
+    return sample if not average else 0.7 * average + 0.3 * sample
+
+
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.debug("keyframe request failed: %s", task.exception())
@@ -562,6 +600,8 @@ def record_forwarding_delays() -> list[float]:
 @dataclass
 class DownStats:
     packets: int = 0
+    #: Bytes sent (payload and RTP header).
+    bytes: int = 0
     dropped: int = 0
     #: When a list: seconds from each packet's arrival in its ``UpTrack`` to its sending here.
     delays: list[float] | None = None
@@ -606,8 +646,14 @@ class DownTrack:
         self.preference = Preference()
         self._target: int | None = None
         self._target_version = -1
+        #: The layers (from the bottom) the subscriber's bandwidth allows (None: no cap; 0:
+        #: paused for bandwidth), set by its congestion control.
+        self.allowed: int | None = None
+        #: Where the subscriber's feedback on this track (REMB, receiver reports) goes.
+        self.bandwidth: Bandwidth | None = None
         # PLI / FIR from the subscriber become (throttled) keyframe requests upstream.
         sender._send_keyframe = self.request_keyframe  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
         up.down.add(self)
         up.wanted_changed()
         # A keyframe asked for now, while the subscriber's DTLS is still connecting, would be
@@ -619,6 +665,91 @@ class DownTrack:
     def detach(self) -> None:
         self.up.down.discard(self)
         self.up.wanted_changed()
+        if self.bandwidth is not None:
+            self.bandwidth.forget(self._ssrc)
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        """The subscriber's RTCP for this track: its loss and bandwidth estimate go to its
+        congestion control, then aiortc handles it (NACKs, PLIs, round-trip time)."""
+        bandwidth = self.bandwidth
+        if bandwidth is not None:
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                if not bandwidth.retransmits():
+                    MEDIA.nacks_ignored += 1
+                    return
+            elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == self._ssrc:
+                        bandwidth.loss(report.fraction_lost / 256)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass
+                else:
+                    bandwidth.remb(bitrate, ssrcs)
+        await RTCRtpSender._handle_rtcp_packet(self.sender, packet)
+
+    def pad(self, size: int) -> int:
+        """Sends about ``size`` bytes of RTP padding on the track's RTX stream (a bandwidth
+        probe: the subscriber's estimator counts it, its decoder never sees it); returns the
+        bytes sent (0: no RTX negotiated, or not connected)."""
+        state = self._sender_state
+        payload_type = state.get(_RTX_PAYLOAD_TYPE)
+        if payload_type is None or self._transport.state != "connected":
+            return 0
+        mid = self.transceiver.mid
+        ntp_time = clock.current_ntp_time()
+        sent = 0
+        while sent < size:
+            sequence = state[_RTX_SEQUENCE]
+            state[_RTX_SEQUENCE] = uint16_add(sequence, 1)
+            packet = RtpPacket(
+                payload_type=payload_type, sequence_number=sequence, timestamp=self._last_ts, ssrc=self.sender._rtx_ssrc
+            )
+            packet.padding_size = PADDING_SIZE
+            packet.extensions.mid = mid
+            packet.extensions.abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
+            data = packet.serialize(self._extensions)
+            if not self._send(data):
+                break
+            sent += len(data)
+        return sent
+
+    def demand(self, priority: int = PRIORITY_CAMERA) -> Demand:
+        """What this track could use of the subscriber's bandwidth: the rate of each layer up
+        to the one the subscriber wants (as ``choose`` picks from the active layers)."""
+        up = self.up
+        if not up.layers:
+            return Demand(self, [up.bitrate], audio=up.kind == "audio", priority=priority)
+        now = time.perf_counter()
+        sized = sorted(
+            (x for x in up.layers.values() if x.height and now - x.last_seen <= ACTIVE_WITHIN),
+            key=lambda x: (x.height, x.width),
+        )
+        wanted = choose(sized, self.preference, now)
+        costs = [x.bitrate for x in sized[: sized.index(wanted) + 1]] if wanted in sized else [up.bitrate]
+        return Demand(self, costs, priority=priority)
+
+    def limit_layers(self, allowed: int | None) -> None:
+        """Caps the layers this subscriber gets at ``allowed`` from the bottom (0: none, the
+        track pauses; None: no cap). Up, the switch happens on the new layer's next keyframe;
+        down, the layer above the cap stops at once (a short freeze until the lower layer's
+        keyframe: the link it overflows would lose more)."""
+        if allowed == self.allowed:
+            return
+        resumed = self.allowed == 0
+        self.allowed = allowed
+        self._target_version = -1
+        if resumed:
+            self.restart()
+        elif allowed != 0:
+            current, target = self.layer, self._target_ssrc()
+            lower = self.up.layers.get(target) if target is not None else None
+            if current is not None and lower is not None and lower.height < current.height:
+                self._in_ssrc = None
+                self._need_keyframe = True
+            self.request_keyframe()
 
     def set_paused(self, paused: bool) -> None:
         if paused == self.paused:
@@ -660,7 +791,11 @@ class DownTrack:
             return None
         if self._target_version != up.layers_version:
             self._target_version = up.layers_version
-            chosen = choose(up.layers.values(), self.preference, time.perf_counter())
+            preference = self.preference
+            if self.allowed:
+                cap = min(preference.max_layers or self.allowed, self.allowed)
+                preference = Preference(preference.width, preference.height, cap)
+            chosen = choose(up.layers.values(), preference, time.perf_counter())
             target = chosen.ssrc if chosen is not None else None
             if target != self._target and target != self._in_ssrc and target is not None:
                 up.request_keyframe(target)
@@ -677,7 +812,7 @@ class DownTrack:
         """Sends one packet of the up track (``ntp_time``: now, read once per packet;
         ``descriptor``: a video packet's VP8 descriptor)."""
         codecs = self.transceiver._codecs
-        if self.paused or not codecs:
+        if self.paused or self.allowed == 0 or not codecs:
             self.stats.dropped += 1
             return
         if packet.ssrc != self._in_ssrc:
@@ -750,6 +885,7 @@ class DownTrack:
             self.stats.dropped += 1
             return
         self.stats.packets += 1
+        self.stats.bytes += len(data)
         MEDIA.forwarded_packets += 1
         MEDIA.forwarded_bytes += len(packet.payload)
         if self.stats.delays is not None:

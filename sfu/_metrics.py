@@ -33,6 +33,12 @@ class MediaTotals:
     #: every connection-quality update; their difference is the inbound loss.
     inbound_expected: int = 0
     inbound_received: int = 0
+    #: Congestion control: congestion signals from subscribers (a falling estimate, heavy loss),
+    #: probes upward that held and that failed, NACKs left unanswered just after congestion.
+    congestions: int = 0
+    probes_held: int = 0
+    probes_failed: int = 0
+    nacks_ignored: int = 0
 
 
 @dataclass
@@ -75,6 +81,11 @@ class _SfuCollector(Collector):
             "Participants whose signal stream dropped, waiting for a resume.",
             labels=["node"],
         )
+        congested = GaugeMetricFamily(
+            "parley_sfu_congested_subscribers",
+            "Subscribers whose bandwidth holds some video below the layer they want, or pauses it.",
+            labels=["node", "state"],
+        )
         pending = GaugeMetricFamily(
             "parley_sfu_report_pending", "Events waiting for control to acknowledge them.", labels=["node"]
         )
@@ -87,7 +98,10 @@ class _SfuCollector(Collector):
             subscribed.add_metric(label, sum(len(s.subscriber.subscriptions) for s in sessions))
             disconnected.add_metric(label, sum(s.disconnected for s in sessions))
             pending.add_metric(label, node.reporter.pending)
-        yield from (rooms, participants, published, subscribed, disconnected, pending)
+            states = [s.subscriber.congested for s in sessions]
+            congested.add_metric([*label, "lower_layer"], states.count(1))
+            congested.add_metric([*label, "video_paused"], states.count(2))
+        yield from (rooms, participants, published, subscribed, disconnected, congested, pending)
         resumes = CounterMetricFamily(
             "parley_sfu_resumes", "Resumes of dropped signal sessions, by outcome.", labels=["outcome"]
         )
@@ -114,6 +128,24 @@ class _SfuCollector(Collector):
         )
         yield CounterMetricFamily(
             "parley_sfu_inbound_packets_received", "Packets that arrived from publishers.", value=MEDIA.inbound_received
+        )
+        yield CounterMetricFamily(
+            "parley_sfu_congestions",
+            "Congestion signals from subscribers (a falling bandwidth estimate, or 10 % loss and more).",
+            value=MEDIA.congestions,
+        )
+        probes = CounterMetricFamily(
+            "parley_sfu_bandwidth_probes",
+            "Ended probes for more of a subscriber's bandwidth, by outcome.",
+            labels=["outcome"],
+        )
+        probes.add_metric(["held"], MEDIA.probes_held)
+        probes.add_metric(["failed"], MEDIA.probes_failed)
+        yield probes
+        yield CounterMetricFamily(
+            "parley_sfu_nacks_ignored",
+            "Subscribers' NACKs left unanswered just after congestion (retransmissions would add to it).",
+            value=MEDIA.nacks_ignored,
         )
 
 

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 
+from parley.control.v1 import resources_pb2 as control_res
 from parley.control.v1 import sfu_report_service_pb2 as report
 from parley.server import NotFound
 from parley.sfu.v1 import resources_pb2 as res
 from parley.sfu.v1 import signal_service_pb2 as sig
 
+from ._congestion import PRIORITY_CAMERA, PRIORITY_SCREEN, PRIORITY_SPEAKER
 from ._reporter import Reporter
 from ._settings import SfuSettings
 
@@ -191,9 +193,31 @@ class Room:
         infos = [res_speaker(identity, level) for level, identity in levels]
         self.broadcast(sig.ConnectResponse(speakers_changed=sig.SpeakersChanged(speakers=infos)))
 
+    def share_bandwidth(self) -> None:
+        """Measures every published track's rate, then shares each subscriber's downlink among
+        what it receives: screen shares first, then the speakers' cameras, then the others."""
+        now = time.perf_counter()
+        priorities: dict[str, int] = {}
+        for session in self.sessions.values():
+            speaking = session.identity in self._speakers
+            for track in session.published.values():
+                if track.up is not None:
+                    track.up.measure(now)
+                priorities[track.sid] = (
+                    PRIORITY_SCREEN
+                    if track.source == control_res.TRACK_SOURCE_SCREEN_SHARE
+                    else PRIORITY_SPEAKER
+                    if speaking
+                    else PRIORITY_CAMERA
+                )
+        for session in self.sessions.values():
+            session.subscriber.allocate(now, lambda track: priorities.get(track.sid, PRIORITY_CAMERA))
+
     def update_qualities(self) -> None:
-        """Sends ``connection_quality`` for participants whose quality changed: from the share
-        of their published packets lost on the way in (under 2 %: excellent, under 10 %: good)."""
+        """Sends ``connection_quality`` for participants whose quality changed: the worse of
+        their uplink's (the share of their published packets lost on the way in: under 2 %,
+        excellent; under 10 %, good) and their downlink's (video paused for bandwidth: poor; a
+        lower layer than wanted: good)."""
         changed = []
         for session in self.sessions.values():
             losses = [
@@ -202,16 +226,21 @@ class Room:
                 if t.up is not None
                 if (loss := t.up.loss_since_last_call()) is not None
             ]
-            if not losses:
-                continue
-            loss = max(losses)
-            quality = (
+            congested = session.subscriber.congested
+            if not losses and not congested and session.identity not in self._qualities:
+                continue  # nothing measured yet
+            loss = max(losses, default=0.0)
+            uplink = (
                 sig.CONNECTION_QUALITY_EXCELLENT
                 if loss < 0.02
                 else sig.CONNECTION_QUALITY_GOOD
                 if loss < 0.10
                 else sig.CONNECTION_QUALITY_POOR
             )
+            downlink = (sig.CONNECTION_QUALITY_EXCELLENT, sig.CONNECTION_QUALITY_GOOD, sig.CONNECTION_QUALITY_POOR)[
+                congested
+            ]
+            quality = min(uplink, downlink)
             if self._qualities.get(session.identity) != quality and not session.permission.hidden:
                 self._qualities[session.identity] = quality
                 changed.append(sig.ConnectionQualityInfo(identity=session.identity, quality=quality))
@@ -273,6 +302,7 @@ class Rooms:
                     continue
                 try:
                     room.update_speakers()
+                    room.share_bandwidth()
                     if ticks % QUALITY_TICKS == 0:
                         room.update_qualities()
                 except Exception:  # one room's bug must not stop the others'

@@ -118,6 +118,7 @@ class Session:
             on_answer_overdue=self._answer_overdue,
             on_connected=self._media_connected,
             label=self.identity,
+            congestion_control=self.room.settings.congestion_control,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

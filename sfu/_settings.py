@@ -52,6 +52,10 @@ class SfuSettings:
     #: 0: one per core. Worker i listens on the gRPC port + i (port 0: any free one each), and a
     #: ``public_url`` names it with ``{port}``.
     workers: int = 1
+    #: Shares each subscriber's downlink by its bandwidth estimate: a subscriber on a slow link
+    #: gets lower simulcast layers, or video paused, rather than losses. Off: every subscriber
+    #: gets the layer it asks for, whatever its link.
+    congestion_control: bool = True
     #: Seconds between heartbeats; a node silent for three is dead and its rooms move.
     heartbeat_interval: float = 2.0
     #: Control's gRPC address (``host:port``), where the node reports what happens in meetings

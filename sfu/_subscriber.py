@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,12 +30,16 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSe
 from parley.server import FailedPrecondition, InvalidArgument
 from parley.sfu.v1 import signal_service_pb2 as sig
 
+from ._congestion import Bandwidth, Demand, allocate, next_step, used
 from ._layers import Preference
 from ._media import DownTrack, IdleTrack, forwardable_preferences
 from ._publisher import PublishedTrack, on_connected
 from ._sdp import check_sdp
 
 log = logging.getLogger(__name__)
+
+#: Seconds between bursts of probe padding.
+PAD_INTERVAL = 0.02
 
 
 class Negotiation(enum.Enum):
@@ -73,6 +78,7 @@ class Subscriber:
         on_answer_overdue: Callable[[], None],
         on_connected: Callable[[], None] = lambda: None,
         label: str = "",
+        congestion_control: bool = True,
     ) -> None:
         self._on_connected = on_connected
         self._configuration = configuration
@@ -97,6 +103,14 @@ class Subscriber:
         self._answer_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = False
+        #: The downlink's congestion control, fed by the subscriber's feedback on every track.
+        self.congestion_control = congestion_control
+        self.bandwidth = Bandwidth()
+        self.bandwidth.on_probe_failed = self._probe_failed
+        self._sent_bytes = 0
+        self._sent_at: float | None = None
+        self._priority: Callable[[PublishedTrack], int] | None = None
+        self._padding: asyncio.Future[None] | None = None
 
     @property
     def awaiting_answer(self) -> bool:
@@ -153,6 +167,62 @@ class Subscriber:
         sub.preference = preference
         if sub.down is not None:
             sub.down.prefer(preference)
+
+    # --- congestion control ----------------------------------------------------------------
+
+    def allocate(self, now: float, priority: Callable[[PublishedTrack], int]) -> None:
+        """Shares the downlink among the subscribed tracks (every tick: the bandwidth estimate
+        and the layers' rates move)."""
+        if not self.congestion_control:
+            return
+        self._priority = priority
+        downs = [sub.down for sub in self.subscriptions.values() if sub.down is not None]
+        total = sum(down.stats.bytes for down in downs)
+        sent = 0.0
+        if self._sent_at is not None and now > self._sent_at:
+            sent = max(0, total - self._sent_bytes) * 8 / (now - self._sent_at)
+        self._sent_bytes, self._sent_at = total, now
+        demands: list[Demand] = [
+            sub.down.demand(priority(sub.track))
+            for sub in self.subscriptions.values()
+            if sub.down is not None and not sub.paused
+        ]
+        current = allocate(self.bandwidth.limit, demands)
+        limit = self.bandwidth.update(now, sent, next_step(current, demands), used(current, demands))
+        for demand, allowed in allocate(limit, demands).items():
+            assert isinstance(demand, DownTrack)
+            demand.limit_layers(None if limit is None else allowed)
+        if self.bandwidth.padding and (self._padding is None or self._padding.done()):
+            self._padding = asyncio.ensure_future(self._pad())
+
+    async def _pad(self) -> None:
+        """Pads the downlink while a probe wants it, on a video track's RTX stream, in
+        ``PAD_INTERVAL`` bursts."""
+        while self.bandwidth.padding and not self._ended:
+            size = int(self.bandwidth.padding * PAD_INTERVAL / 8)
+            for sub in self.subscriptions.values():
+                if sub.down is not None and sub.down.up.kind == "video" and sub.down.pad(size):
+                    break
+            await asyncio.sleep(PAD_INTERVAL)
+
+    def _probe_failed(self) -> None:
+        if self._priority is not None and not self._ended:
+            self.allocate(time.perf_counter(), self._priority)
+
+    @property
+    def congested(self) -> int:
+        """0: every track gets what the subscriber wants; 1: some get a lower layer than it
+        wants; 2: some video is paused for bandwidth."""
+        worst = 0
+        for sub in self.subscriptions.values():
+            down = sub.down
+            if down is None or sub.paused or down.allowed is None:
+                continue
+            if down.allowed == 0:
+                return 2
+            if down.allowed < len(down.demand().costs):
+                worst = 1
+        return worst
 
     # --- negotiation -------------------------------------------------------------------------
 
@@ -227,6 +297,8 @@ class Subscriber:
                 continue
             if sub.down is None and up is not None and not sub.track.unpublished:
                 sub.down = DownTrack(up, sub.transceiver, self._numbering.get(sub.transceiver))
+                if self.congestion_control:
+                    sub.down.bandwidth = self.bandwidth
                 sub.down.set_paused(sub.paused)
                 if sub.preference != sub.down.preference:
                     sub.down.prefer(sub.preference)
@@ -246,6 +318,8 @@ class Subscriber:
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
+        if self._padding is not None:
+            self._padding.cancel()
 
     async def close(self) -> None:
         if self.pc is not None:

@@ -111,8 +111,14 @@ def _describe(sfu: SfuServer, room_id: str, sid: str) -> str:
     """What the SFU knows of the track's layers and its subscribers, for failure messages."""
     up = _up(sfu, room_id, sid)
     now = time.perf_counter()
-    layers = {layer.rid: (layer.width, layer.height, round(now - layer.last_seen, 2)) for layer in up.layers.values()}
-    downs = [(d.preference, d.layer.rid if d.layer else None, d.stats) for d in up.down]
+    layers = {
+        layer.rid: (layer.width, layer.height, round(now - layer.last_seen, 2), f"{layer.bitrate / 1000:.0f} kb/s")
+        for layer in up.layers.values()
+    }
+    downs = [
+        (d.preference, d.layer.rid if d.layer else None, d.stats.packets, d.stats.dropped, d.allowed, d.bandwidth)
+        for d in up.down
+    ]
     return f"layers {layers}; dynacast sent {up.dynacast.sent if up.dynacast else None}; downs {downs}"
 
 
