@@ -10,10 +10,12 @@ measured; then the limit is lifted.
 
     sudo python -m bench.throttle_bench [--seconds 15] [--settle 20] [--repeat 1]
 
-Prints per mode: seconds from the limit to the throttled bot's first frame of a lower layer,
+Prints per mode: seconds from the limit until the SFU forwards the throttled bot a lower layer,
 what it received against the limit (kb/s through the limit), the packets the limit dropped,
 the seconds without a drop, whether the loopback bot kept the
-top layer, and seconds from lifting the limit to the first top-layer frame; and the on / off
+top layer, and seconds from lifting the limit until the throttled bot gets the top layer again
+(the layers the SFU forwards: a bot decoding 1280×720 on a busy machine falls seconds behind
+what it receives); and the on / off
 ratios. Needs root (a network namespace) and chromium (./scripts/setup --test).
 """
 
@@ -24,6 +26,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from parley import VideoGrants, create_join_token
@@ -55,29 +58,13 @@ class Result:
     layers: dict[str, int] = field(default_factory=dict)
 
 
-class BotSizes:
-    """The throttled bot's ``size W H T`` lines, as they come."""
-
-    def __init__(self, bot: asyncio.subprocess.Process) -> None:
-        self.sizes: list[tuple[float, int]] = []  # (monotonic time, height)
-        self.task = asyncio.create_task(self._read(bot))
-
-    async def _read(self, bot: asyncio.subprocess.Process) -> None:
-        assert bot.stdout is not None
-        while line := (await bot.stdout.readline()).decode():
-            words = line.split()
-            if words[0] == "size":
-                self.sizes.append((float(words[3]), int(words[2])))
-
-    async def first(self, wanted: object, after: float, within: float) -> float | None:
-        """Seconds from ``after`` to the first size change meeting ``wanted(height)``."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for when, height in self.sizes:
-                if when >= after and wanted(height):  # type: ignore[operator]
-                    return when - after
-            await asyncio.sleep(0.1)
-        return None
+async def _seconds_until(condition: Callable[[], bool], within: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() < started + within:
+        if condition():
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    return None
 
 
 async def run(congestion_control: bool, device: str, netns: str, settle: float, seconds: int) -> Result:
@@ -98,7 +85,6 @@ async def run(congestion_control: bool, device: str, netns: str, settle: float, 
                 assert line.startswith("subscribed"), line
                 sid = line.split()[1]
                 await free.set_track_settings([sid], width=1280, height=720)
-                bot_sizes = BotSizes(bot)
                 session = sfu.rooms.rooms[room_id].sessions
                 up = session["browser"].publisher.published[sid].up
                 assert up is not None
@@ -120,7 +106,7 @@ async def run(congestion_control: bool, device: str, netns: str, settle: float, 
                 result.limit = (layers[0].bitrate * layers[-1].bitrate) ** 0.5
                 limited_at = time.monotonic()
                 link.limit(int(result.limit))
-                result.dropped_layer_in = await bot_sizes.first(lambda h: h < 720, limited_at, settle)
+                result.dropped_layer_in = await _seconds_until(lambda: height("throttled") < 720, settle)
                 await asyncio.sleep(max(0.0, settle - (time.monotonic() - limited_at)))
                 samples = []
                 for _ in range(seconds):
@@ -134,10 +120,8 @@ async def run(congestion_control: bool, device: str, netns: str, settle: float, 
                 dropped = sum(s[2] for s in samples)
                 result.loss = dropped / max(1, dropped + sum(s[1] for s in samples))
                 result.lossless = sum(1 for s in samples if s[2] == 0)
-                lifted_at = time.monotonic()
                 link.lift()
-                result.climbed_in = await bot_sizes.first(lambda h: h == 720, lifted_at, 45)
-                bot_sizes.task.cancel()
+                result.climbed_in = await _seconds_until(lambda: height("throttled") == 720, 45)
         finally:
             link.lift()
             await free.close()

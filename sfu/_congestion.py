@@ -14,12 +14,13 @@ then upgrades one layer at a time in the same order; a video track whose lowest 
 fit is paused, not left to lose packets.
 
 **Probing.** While a track gets less than it wants, every ``PROBE_BACKOFF`` seconds (doubling
-after each failure, up to ``PROBE_BACKOFF_MAX``) the SFU pads the subscriber's downlink up to
-what the next upgrade needs (RTP padding on a video track's RTX stream, which the receiver's
-estimator counts and its decoder never sees), for ``PROBE_TIME`` seconds: congestion meanwhile
-stops the padding at once and keeps the limit; none, and the limit rises to what was padded
-to, the upgrade with it. Padding probes the link without a layer switch's keyframe, and ends
-the moment the link says no::
+after each failure, up to ``PROBE_BACKOFF_MAX``) the SFU pads the subscriber's downlink toward
+what the next upgrade needs, at most ``PROBE_GROWTH`` times the limit (RTP padding on a video
+track's RTX stream, which the receiver's estimator counts and its decoder never sees), for
+``PROBE_TIME`` seconds. Congestion meanwhile stops the padding at once and keeps the limit; a
+probe without loss whose estimate rose with the padding holds: the limit rises to what was
+padded to, and the upgrade comes once the limit covers it. Padding probes the link without a
+layer switch's keyframe, and ends the moment the link says no::
 
     unlimited ──congestion──► limited ──deficit, backoff passed──► probing (padding) ──no congestion──► limited (higher)
                                  ▲                                         │
@@ -38,6 +39,17 @@ from ._metrics import MEDIA
 REMB_DROP = 0.1
 #: This share of packets lost (in a receiver report): congestion.
 LOSS_CONGESTED = 0.1
+#: A probe pads up to at most this many times the limit: an upgrade that needs more waits for
+#: several probes to hold (a probe far past what the link carries overflows it before the
+#: subscriber's feedback can stop it).
+PROBE_GROWTH = 3.0
+#: A probe holds only if the subscriber's estimate rose this much meanwhile (it grows about
+#: 8 % a second while it sees no overuse, up to 1.5× what arrives) and it lost under
+#: ``LOSS_NONE`` of the packets.
+PROBE_RISE = 0.05
+LOSS_NONE = 0.02
+#: Receiver reports a probe waits for before it may hold (their loss covers its padding).
+PROBE_REPORTS = 2
 #: Seconds a probe lasts: long enough for two receiver reports.
 PROBE_TIME = 2.0
 #: Seconds between a congestion or a failed probe and the next probe, doubling per failure: a
@@ -124,6 +136,15 @@ class Bandwidth:
         #: second, 0 when not probing).
         self._probe_goal = 0.0
         self.padding = 0.0
+        self._estimate_at_probe: float | None = None
+        self._probe_loss = 0.0
+        #: Receiver reports so far, and when the probe began.
+        self._reports = 0
+        self._reports_at_probe = 0
+        #: A probe that held is on probation for a while: congestion then (its losses reported
+        #: late) takes the limit back to where the probe started.
+        self._limit_before_probe: float | None = None
+        self._on_probation_until = 0.0
         self._backoff = PROBE_BACKOFF
         self._next_probe = 0.0
         #: Counted for metrics: congestion events, probes, probes that held.
@@ -150,9 +171,11 @@ class Bandwidth:
 
     def remb(self, bitrate: float, ssrcs: Sequence[int]) -> None:
         key = frozenset(ssrcs)
-        for other in [k for k in self._rembs if k != key and k & key]:
-            del self._rembs[other]  # streams now reported together
         last = self._rembs.get(key)
+        overlapping = [k for k in self._rembs if k != key and k & key]
+        if overlapping:  # streams now reported together (a track's padding on its RTX stream
+            # joins its estimate): the last estimate of their sum is what this one follows
+            last = sum(self._rembs.pop(k) for k in overlapping) + (last or 0.0)
         self._rembs[key] = float(bitrate)
         if last is not None and bitrate < (1 - REMB_DROP) * last:
             self._remb_fell = True
@@ -161,6 +184,7 @@ class Bandwidth:
     def loss(self, fraction: float) -> None:
         """A receiver report's share of packets lost since the last one."""
         self._worst_loss = max(self._worst_loss, fraction)
+        self._reports += 1
         if fraction >= LOSS_CONGESTED:
             self._congested()
 
@@ -194,9 +218,14 @@ class Bandwidth:
             self.congestions += 1
             MEDIA.congestions += 1
             ceiling = min(signals)
-            if self.probing_until is not None:  # the probe failed: its padding was the excess
+            if self.probing_until is not None:
+                # The probe failed: its padding was the excess, not the media.
                 MEDIA.probes_failed += 1
                 ceiling = self.limit if self.limit is not None else ceiling
+                self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
+            elif now < self._on_probation_until and self._limit_before_probe is not None:
+                MEDIA.probes_failed += 1  # it held too soon: its losses came late
+                ceiling = min(ceiling, self._limit_before_probe)
                 self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
             self.probing_until = None
             self.padding = 0.0
@@ -206,20 +235,37 @@ class Bandwidth:
         if self.limit is None:
             return None
         if self.probing_until is not None:
-            if now < self.probing_until:
-                return self.limit
-            self.probing_until = None  # it held: the link takes what was padded to
+            self._probe_loss = max(self._probe_loss, loss)
+            reported = self._reports - self._reports_at_probe
+            if now < self.probing_until or (reported < PROBE_REPORTS and now < self.probing_until + PROBE_TIME):
+                return self.limit  # (a probe waits for its reports, up to twice its time)
+            self.probing_until = None
             self.padding = 0.0
-            self.limit = max(self.limit, self._probe_goal)
-            self.probes_held += 1
-            MEDIA.probes_held += 1
-            self._backoff = PROBE_BACKOFF
-            self._next_probe = now + PROBE_AGAIN
+            # It held if nothing was lost and the subscriber's estimate rose with the padding
+            # (no overuse seen): a link that only just overflows shows no congestion in a
+            # probe's time, but its estimate stalls.
+            start = self._estimate_at_probe
+            rose = estimate is None or start is None or estimate >= start * (1 + PROBE_RISE)
+            if rose and self._probe_loss < LOSS_NONE and reported >= PROBE_REPORTS:
+                self._limit_before_probe = self.limit
+                self._on_probation_until = now + PROBE_TIME
+                self.limit = max(self.limit, self._probe_goal)
+                self.probes_held += 1
+                MEDIA.probes_held += 1
+                self._backoff = PROBE_BACKOFF
+                self._next_probe = now + PROBE_AGAIN
+            else:
+                MEDIA.probes_failed += 1
+                self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
+                self._next_probe = now + self._backoff
         if estimate is not None and estimate > self.limit:
             self.limit = estimate  # the subscriber says it takes more
         if step is not None and now >= self._next_probe:
             self.probes += 1
-            self._probe_goal = (in_use + step) * PROBE_MARGIN
+            self._probe_goal = min((in_use + step) * PROBE_MARGIN, self.limit * PROBE_GROWTH)
             self.padding = max(0.0, self._probe_goal - sent)
             self.probing_until = now + PROBE_TIME
+            self._estimate_at_probe = estimate
+            self._probe_loss = 0.0
+            self._reports_at_probe = self._reports
         return self.limit

@@ -11,8 +11,8 @@ from sfu._congestion import (
     PRIORITY_CAMERA,
     PRIORITY_SCREEN,
     PRIORITY_SPEAKER,
-    PROBE_AGAIN,
     PROBE_BACKOFF,
+    PROBE_GROWTH,
     PROBE_MARGIN,
     PROBE_TIME,
     Bandwidth,
@@ -82,10 +82,14 @@ def test_estimates_of_each_track_add_up_and_one_for_all_replaces_them() -> None:
     bandwidth.remb(200_000, [1])  # aiortc: one estimate per track
     bandwidth.remb(300_000, [2])
     assert bandwidth.estimate == 500_000
-    bandwidth.remb(450_000, [1, 2])  # Chrome: one for the whole connection
-    assert bandwidth.estimate == 450_000
+    bandwidth.remb(440_000, [1, 2])  # Chrome: one for the whole connection (a fall, from 500k)
+    assert bandwidth.estimate == 440_000
+    assert bandwidth.update(1.0, sent=500_000, step=None, in_use=500_000) == 440_000
     bandwidth.forget(2)
     assert bandwidth.estimate is None
+    bandwidth.remb(300_000, [1])
+    bandwidth.remb(200_000, [1, 3])  # padding on RTX stream 3 joins track 1's estimate
+    assert bandwidth.update(2.0, sent=500_000, step=None, in_use=500_000) == 200_000
 
 
 def _congested(bandwidth: Bandwidth, now: float, limit: float) -> None:
@@ -94,24 +98,50 @@ def _congested(bandwidth: Bandwidth, now: float, limit: float) -> None:
     assert bandwidth.update(now, sent=limit, step=None, in_use=limit) == limit
 
 
-def test_a_probe_pads_up_to_the_next_upgrade_and_if_it_holds_the_limit_follows() -> None:
+def _reports(bandwidth: Bandwidth, count: int = 2) -> None:
+    for _ in range(count):
+        bandwidth.loss(0.0)
+
+
+def test_a_probe_pads_toward_the_next_upgrade_and_the_limit_follows_if_it_holds() -> None:
     bandwidth = Bandwidth()
     _congested(bandwidth, 0.0, 200_000)
     # Before the backoff passes: no probe.
     assert bandwidth.update(PROBE_BACKOFF / 2, sent=190_000, step=350_000, in_use=190_000) == 200_000
     assert bandwidth.padding == 0
-    # The probe pads what the upgrade needs beyond what is sent; the limit waits for the outcome.
+    # The probe pads what the upgrade needs beyond what is sent; the limit waits for its outcome.
     goal = (190_000 + 350_000) * PROBE_MARGIN
     assert bandwidth.update(PROBE_BACKOFF, sent=190_000, step=350_000, in_use=190_000) == 200_000
     assert bandwidth.padding == pytest.approx(goal - 190_000)
-    assert bandwidth.probing_until == PROBE_BACKOFF + PROBE_TIME
-    # No congestion through the probe: the link takes the goal, and the upgrade follows.
+    # Its time passed, but without two receiver reports it waits (up to twice its time).
     end = PROBE_BACKOFF + PROBE_TIME
-    assert bandwidth.update(end, sent=190_000, step=350_000, in_use=190_000) == pytest.approx(goal)
+    bandwidth.remb(230_000, [7])  # the estimate rose with the padding
+    _reports(bandwidth, 1)
+    assert bandwidth.update(end, sent=190_000, step=350_000, in_use=190_000) == 200_000
+    assert bandwidth.padding > 0
+    _reports(bandwidth, 1)
+    assert bandwidth.update(end + 0.5, sent=190_000, step=350_000, in_use=190_000) == pytest.approx(goal)
     assert bandwidth.padding == 0 and bandwidth.probes_held == 1
-    # The next probe comes soon.
-    bandwidth.update(end + PROBE_AGAIN, sent=540_000, step=1_000_000, in_use=540_000)
-    assert bandwidth.padding == pytest.approx((540_000 + 1_000_000) * PROBE_MARGIN - 540_000)
+    assert allocate(goal, [Demand("camera", [190_000, 540_000])]) == {"camera": 2}
+
+
+def test_a_probe_that_held_falls_back_when_its_losses_come_late() -> None:
+    bandwidth = Bandwidth()
+    _congested(bandwidth, 0.0, 200_000)
+    bandwidth.update(PROBE_BACKOFF, sent=190_000, step=350_000, in_use=190_000)
+    bandwidth.remb(230_000, [7])
+    _reports(bandwidth)
+    end = PROBE_BACKOFF + PROBE_TIME
+    assert bandwidth.update(end, sent=190_000, step=350_000, in_use=190_000) == pytest.approx(594_000)
+    bandwidth.loss(0.3)
+    assert bandwidth.update(end + 1, sent=540_000, step=None, in_use=540_000) == 200_000
+
+
+def test_a_probe_pads_at_most_growth_times_the_limit() -> None:
+    bandwidth = Bandwidth()
+    _congested(bandwidth, 0.0, 200_000)
+    bandwidth.update(PROBE_BACKOFF, sent=190_000, step=5_000_000, in_use=190_000)
+    assert bandwidth.padding == pytest.approx(200_000 * PROBE_GROWTH - 190_000)
 
 
 def test_a_probe_that_meets_congestion_stops_at_once_and_the_next_waits_longer() -> None:
