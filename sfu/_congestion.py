@@ -202,6 +202,10 @@ class Bandwidth:
         for key in [k for k in self._rembs if ssrc in k]:
             del self._rembs[key]
 
+    def _probe_failed(self) -> None:
+        MEDIA.probes_failed += 1
+        self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
+
     def update(self, now: float, sent: float, step: float | None, in_use: float) -> float | None:
         """The limit for this tick. ``sent``: bits per second sent to the subscriber since the
         last tick; ``step``: what the next upgrade it lacks costs (None: it lacks none);
@@ -220,13 +224,11 @@ class Bandwidth:
             ceiling = min(signals)
             if self.probing_until is not None:
                 # The probe failed: its padding was the excess, not the media.
-                MEDIA.probes_failed += 1
+                self._probe_failed()
                 ceiling = self.limit if self.limit is not None else ceiling
-                self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
             elif now < self._on_probation_until and self._limit_before_probe is not None:
-                MEDIA.probes_failed += 1  # it held too soon: its losses came late
+                self._probe_failed()  # it held too soon: its losses came late
                 ceiling = min(ceiling, self._limit_before_probe)
-                self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
             self.probing_until = None
             self.padding = 0.0
             self.limit = ceiling if self.limit is None else min(self.limit, ceiling)
@@ -255,8 +257,7 @@ class Bandwidth:
                 self._backoff = PROBE_BACKOFF
                 self._next_probe = now + PROBE_AGAIN
             else:
-                MEDIA.probes_failed += 1
-                self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
+                self._probe_failed()
                 self._next_probe = now + self._backoff
         if estimate is not None and estimate > self.limit:
             self.limit = estimate  # the subscriber says it takes more

@@ -27,6 +27,7 @@ rewritten packets by a ``DownTrack`` instead of an encoder. What this borrows fr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import struct
@@ -792,9 +793,9 @@ class DownTrack:
         if self._target_version != up.layers_version:
             self._target_version = up.layers_version
             preference = self.preference
-            if self.allowed:
+            if self.allowed:  # the bandwidth's cap, within the subscriber's own
                 cap = min(preference.max_layers or self.allowed, self.allowed)
-                preference = Preference(preference.width, preference.height, cap)
+                preference = dataclasses.replace(preference, max_layers=cap)
             chosen = choose(up.layers.values(), preference, time.perf_counter())
             target = chosen.ssrc if chosen is not None else None
             if target != self._target and target != self._in_ssrc and target is not None:
